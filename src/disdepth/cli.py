@@ -1,0 +1,75 @@
+"""The ``disdepth`` command line: one console script, one sub-command per stage.
+
+Each sub-command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
+Modules are imported only when their command runs, so ``disdepth --help`` stays fast and a missing
+optional extra (onnx, transformers) only affects the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from disdepth.config import ConfigError
+
+# command path -> (module, one-line help). Nested groups use a space: "data check".
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("disdepth.deploy.bench", "parameters, GFLOPs and CPU latency of a model"),
+    "eval": ("disdepth.eval.evaluate", "score predictions (a folder of PNGs) under a named protocol"),
+    "data check": ("disdepth.data.check", "validate a dataset config: counts, bad files, depth statistics"),
+    "data synth": ("disdepth.data.synth_cli", "render the synthetic world to disk (BTS layout + CSV)"),
+    "data bench": ("disdepth.data.bench", "data-loading throughput with augmentation"),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The config flags every config-driven command shares."""
+    parser.add_argument("--config", "-c", action="append", default=[], help="YAML config (repeatable; later wins)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.head=bins"
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="disdepth", description="Distil transformer depth models into fast CNNs.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path, (module, help_text) in COMMANDS.items():
+        *group, name = path.split()
+        target = subparsers
+        if group:
+            if group[0] not in groups:
+                group_parser = subparsers.add_parser(group[0], help=f"{group[0]} tools")
+                groups[group[0]] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+            target = groups[group[0]]
+        sub = target.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module, _sub=sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Two passes: find the command first, then let its module add its own arguments.
+    known, _ = parser.parse_known_args(argv)
+    if not getattr(known, "_module", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    module = importlib.import_module(known._module)
+    module.add_arguments(known._sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except ConfigError as exc:
+        print(f"disdepth: config error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        # Our own checks raise these with a message that names the file or key; no deep traceback.
+        print(f"disdepth: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Typed configuration: dataclass defaults, YAML files holding only the changes, ``--set a.b=v`` last.
+
+Resolution order (later wins): dataclass defaults -> each YAML file in order -> ``--set`` overrides.
+A YAML file may name a ``base:`` file (relative to itself) that it changes. Every key is checked
+against the dataclass field it targets: an unknown key or a value of the wrong type raises
+:class:`ConfigError` naming the full dotted key and what is allowed.
+
+Models never see these objects; builders (``disdepth.models.student.build_student`` …) turn a
+section into explicit constructor arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the dotted key."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Each owner edits only its own dataclass.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LGConvConfig:
+    """Where LG-Conv global branches are added to the encoder (DESIGN.md §1.2)."""
+
+    enabled: bool = False
+    # Output strides of the 3x3 convs that get a branch (4 = stage 2 ... 32 = stage 5).
+    strides: list[int] = field(default_factory=lambda: [16, 32])
+    min_channels: int = 64  # only convs with at least this many input channels
+    include_depthwise: bool = True  # MobileNet/EfficientNet 3x3 convs are depthwise
+    heads: int = 4  # global tokens per branch
+    reduction: int = 8  # branch width = max(in_channels // reduction, min_width)
+    min_width: int = 16
+
+
+@dataclass
+class ModelConfig:
+    """Student (or baseline) CNN depth model: timm encoder -> U-Net decoder -> head."""
+
+    encoder: str = "mobilenetv2_100"
+    # "none": random init; "timm": timm's hub weights (needs network); "file": ``weights`` path.
+    pretrained: Literal["none", "timm", "file"] = "none"
+    weights: str = ""  # local weights file (timm state dict, or an efficientnet_pytorch lite0 file)
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    head: Literal["sigmoid", "bins"] = "sigmoid"
+    n_bins: int = 64  # bins head only
+    min_depth: float = 1e-3  # metres
+    max_depth: float = 10.0  # metres
+    lgconv: LGConvConfig = field(default_factory=LGConvConfig)
+
+
+@dataclass
+class AugmentConfig:
+    """Joint image/depth augmentation (owned by the data issue)."""
+
+    enabled: bool = True
+    crop_height: int = 416
+    crop_width: int = 544
+    rotate_degrees: float = 2.5
+    hflip: bool = True
+    gamma: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    brightness: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    color: list[float] = field(default_factory=lambda: [0.9, 1.1])
+
+
+@dataclass
+class SyntheticConfig:
+    """Procedural synthetic world (owned by the synthetic-data issue)."""
+
+    preset: Literal["indoor", "outdoor"] = "indoor"
+    n_train: int = 2000
+    n_val: int = 200
+    height: int = 240
+    width: int = 320
+    seed: int = 0
+    sparse: bool = False  # outdoor: LiDAR-like scan-line ground truth
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and where (owned by the data issue)."""
+
+    dataset: Literal["synthetic", "kitti", "nyu", "csv"] = "synthetic"
+    root: str = ""  # image root (KITTI raw / NYU sync / CSV base folder)
+    gt_root: str = ""  # depth root where it differs from ``root`` (KITTI)
+    train_list: str = ""  # BTS list file or CSV
+    val_list: str = ""
+    test_list: str = ""
+    depth_scale: float = 0.0  # CSV without a depth_scale column: PNG value / depth_scale = metres
+    batch_size: int = 8
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (DESIGN.md §2)."""
+
+    protocol: Literal["none", "nyu_eigen", "kitti_eigen_garg", "kitti_garg_full", "kitti_eigen"] = "none"
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    flip_tta: bool = False
+
+
+@dataclass
+class BenchConfig:
+    """``disdepth bench``: resolutions are (height, width) pairs."""
+
+    resolutions: list[list[int]] = field(default_factory=lambda: [[480, 640], [352, 1216]])
+    warmup: int = 3
+    runs: int = 10
+    threads: int = 0  # 0 = torch's default
+
+
+@dataclass
+class Config:
+    """Root config; one section per concern."""
+
+    name: str = "disdepth"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, merging, checking.
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` checked (and minimally converted) against type ``tp``, or raise ConfigError."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list ({_type_name(tp)}), got {value!r}")
+        (item_tp, *_) = get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected bool (true/false), got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected float, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected str, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")
+
+
+def _merge(obj: Any, delta: dict[str, Any], prefix: str = "") -> None:
+    """Apply a nested dict of changes to dataclass ``obj`` in place, checking every key and type."""
+    if not isinstance(delta, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {delta!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in delta.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{full}: unknown key; allowed keys here: {', '.join(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """Read a YAML delta and its ``base:`` chain; returns deltas in application order."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to this file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of config keys")
+    base = data.pop("base", None)
+    chain = _read_yaml((path.parent / base), (*seen, path)) if base else []
+    return [*chain, data]
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``a.b.c=value`` into ``{"a": {"b": {"c": value}}}``; value is parsed as YAML (1, 1e-3, [1,2], true)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. model.encoder=resnet18")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    paths: str | Path | list[str | Path] | None = None,
+    overrides: list[str] | None = None,
+    base: Config | None = None,
+) -> Config:
+    """Resolve a config: defaults (or ``base``) -> YAML files in order -> ``--set`` overrides.
+
+    Raises:
+        ConfigError: naming the dotted key (and the file) for unknown keys or wrong types.
+    """
+    cfg = base if base is not None else Config()
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+    for path in paths:
+        for delta in _read_yaml(Path(path)):
+            try:
+                _merge(cfg, delta)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides or []:
+        _merge(cfg, parse_override(text))
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``to_dict`` output (e.g. the copy stored in a checkpoint)."""
+    cfg = Config()
+    _merge(cfg, data)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (YAML/JSON serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Any) -> str:
+    """The fully resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically: temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(dump_yaml(cfg))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,1 @@
+"""disdepth.models"""

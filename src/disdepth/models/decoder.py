@@ -1,0 +1,79 @@
+"""Top-down U-Net / FPN depth decoder (DESIGN.md §1.1).
+
+At each level, from the deepest up: upsample x2 to the skip's size, concatenate the encoder skip,
+then two 3x3 conv-BN-ReLU. Channels follow ``channels`` (halving by default). The decoder returns
+every level's output so that distillation can read them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from disdepth.models.encoder import FeatureInfo
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv (no bias: BN follows) -> BN -> ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DecoderBlock(nn.Module):
+    """Upsample ``x`` to the skip's size, concat the skip, two conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(conv_bn_relu(in_channels + skip_channels, out_channels), conv_bn_relu(out_channels, out_channels))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.convs(torch.cat([x, skip], dim=1))
+
+
+class UNetDecoder(nn.Module):
+    """Decoder over an encoder pyramid.
+
+    Args:
+        encoder_info: the encoder's levels, shallow to deep (e.g. strides 2, 4, 8, 16, 32).
+        channels: output channels per decoder level, deep to shallow; one entry per skip level
+            (``len(encoder_info) - 1``) — extra entries are ignored, missing ones are halved from the last.
+
+    ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
+    shallow; the last one (finest, at the shallowest encoder stride) feeds the head.
+    """
+
+    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int]) -> None:
+        super().__init__()
+        if len(encoder_info) < 2:
+            raise ValueError("decoder needs at least two encoder levels")
+        n_blocks = len(encoder_info) - 1
+        channels = list(channels[:n_blocks])
+        while len(channels) < n_blocks:
+            channels.append(max(channels[-1] // 2, 8) if channels else 64)
+        skips = [info.channels for info in reversed(encoder_info[:-1])]  # deep to shallow
+        in_ch = encoder_info[-1].channels
+        blocks = []
+        for skip_ch, out_ch in zip(skips, channels, strict=True):
+            blocks.append(DecoderBlock(in_ch, skip_ch, out_ch))
+            in_ch = out_ch
+        self.blocks = nn.ModuleList(blocks)
+        strides = [info.stride for info in reversed(encoder_info[:-1])]
+        self.feature_info = [FeatureInfo(c, s) for c, s in zip(channels, strides, strict=True)]
+
+    @property
+    def out_channels(self) -> int:
+        return self.feature_info[-1].channels
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """features: encoder maps shallow to deep -> decoder maps deep to shallow."""
+        x = features[-1]
+        outputs = []
+        for block, skip in zip(self.blocks, reversed(features[:-1]), strict=True):
+            x = block(x, skip)
+            outputs.append(x)
+        return outputs

@@ -1,0 +1,79 @@
+"""CNN encoders: timm ImageNet backbones with ``features_only=True``.
+
+The encoder returns a feature pyramid (one map per level, shallow to deep) and states each level's
+channels and stride in ``feature_info``, so decoders, LG-Conv placement and distillation never
+guess shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+# Encoders we test and document. Any timm CNN with ``features_only`` support also works.
+SUPPORTED_ENCODERS: dict[str, str] = {
+    "mobilenetv2_100": "MobileNetV2 1.0 (inverted residuals, depthwise 3x3)",
+    "mobilenetv3_large_100": "MobileNetV3-Large 1.0 (SE, hard-swish)",
+    "resnet18": "ResNet-18 (basic blocks)",
+    "resnet34": "ResNet-34 (basic blocks)",
+    "efficientnet_b0": "EfficientNet-B0 (MBConv + SE)",
+    "tf_efficientnet_lite0": "EfficientNet-Lite0 (no SE, ReLU6; offline weights available)",
+    "ghostnet_100": "GhostNet 1.0 (ghost modules)",
+    "regnetx_004": "RegNetX-400MF (grouped convs)",
+}
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One pyramid level: ``channels`` of the map and its ``stride`` w.r.t. the input (pixels)."""
+
+    channels: int
+    stride: int
+
+
+class TimmEncoder(nn.Module):
+    """A timm backbone returning its feature pyramid.
+
+    Args:
+        name: timm model name (e.g. ``mobilenetv2_100``).
+        pretrained: load timm's ImageNet weights from the hub (needs network access).
+        weights: optional local weights file loaded after construction (see ``models.pretrained``).
+        out_indices: which timm feature levels to return; default all (strides 2..32 for most CNNs).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool = False,
+        weights: str | Path | None = None,
+        out_indices: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        kwargs = {"out_indices": out_indices} if out_indices is not None else {}
+        try:
+            self.body = timm.create_model(name, pretrained=pretrained, features_only=True, **kwargs)
+        except RuntimeError as exc:
+            if "Unknown model" in str(exc):
+                raise ValueError(f"model.encoder={name!r}: not a timm model; try one of {list(SUPPORTED_ENCODERS)}") from exc
+            raise
+        if weights:
+            from disdepth.models.pretrained import load_encoder_weights
+
+            load_encoder_weights(self.body, name, weights)
+        self.name = name
+        self.feature_info = [
+            FeatureInfo(int(c), int(s))
+            for c, s in zip(self.body.feature_info.channels(), self.body.feature_info.reduction(), strict=True)
+        ]
+        cfg = self.body.pretrained_cfg or {}
+        # Input normalisation of the pretrained weights (ImageNet mean/std unless timm says otherwise).
+        self.mean: tuple[float, float, float] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+        self.std: tuple[float, float, float] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """image: (B, 3, H, W) normalised -> list of (B, C_i, H/s_i, W/s_i), shallow to deep."""
+        return list(self.body(image))

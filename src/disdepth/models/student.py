@@ -1,0 +1,82 @@
+"""The DisDepth student: timm CNN encoder (optionally with LG-Conv) -> U-Net decoder -> depth head."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from disdepth.config import ModelConfig
+from disdepth.models.decoder import UNetDecoder
+from disdepth.models.encoder import FeatureInfo, TimmEncoder
+from disdepth.models.heads import HEADS, BinsHead, SigmoidHead
+from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
+
+log = logging.getLogger(__name__)
+
+
+class DepthStudent(nn.Module):
+    """Monocular metric depth CNN.
+
+    ``forward(image)`` with image (B, 3, H, W), normalised with ``encoder.mean/std``, returns a dict:
+        depth: (B, 1, H, W) metres, at input resolution;
+        encoder_features: list of (B, C_i, H/s_i, W/s_i), shallow to deep (``encoder.feature_info``);
+        decoder_features: list, deep to shallow (``decoder.feature_info``);
+        bin_centers: (B, n_bins) metres — bins head only.
+    """
+
+    def __init__(self, encoder: TimmEncoder, decoder: UNetDecoder, head: SigmoidHead | BinsHead) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.head = encoder, decoder, head
+        self.lgconv_names: list[str] = []
+
+    @property
+    def feature_info(self) -> list[FeatureInfo]:
+        """Encoder pyramid levels (what distillation matches against the teacher)."""
+        return self.encoder.feature_info
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        enc = self.encoder(image)
+        dec = self.decoder(enc)
+        out: dict = dict(self.head(dec[-1]))
+        out["depth"] = F.interpolate(out["depth"], size=image.shape[-2:], mode="bilinear", align_corners=False)
+        out["encoder_features"] = enc
+        out["decoder_features"] = dec
+        return out
+
+
+def build_student(cfg: ModelConfig) -> DepthStudent:
+    """Build a student from its config section (the only place a ModelConfig is read)."""
+    if cfg.pretrained == "file" and not cfg.weights:
+        raise ValueError("model.pretrained='file' needs model.weights=<path to a weights file>")
+    if cfg.weights and cfg.pretrained != "file":
+        raise ValueError(f"model.weights={cfg.weights!r} is set but model.pretrained={cfg.pretrained!r}; use 'file'")
+    if cfg.weights and not Path(cfg.weights).is_file():
+        raise FileNotFoundError(f"model.weights: file not found: {cfg.weights}")
+    if not 0 < cfg.min_depth < cfg.max_depth:
+        raise ValueError(f"model.min_depth/max_depth: need 0 < min < max, got {cfg.min_depth}, {cfg.max_depth}")
+    encoder = TimmEncoder(cfg.encoder, pretrained=cfg.pretrained == "timm", weights=cfg.weights or None)
+    names: list[str] = []
+    if cfg.lgconv.enabled:
+        lg = cfg.lgconv
+        policy = LGConvPolicy(tuple(lg.strides), lg.min_channels, lg.include_depthwise, lg.heads, lg.reduction, lg.min_width)
+        names = convert_to_lgconv(encoder.body, policy)
+        log.info(
+            "LG-Conv: converted %d convs of %s (+%d params): %s",
+            len(names), cfg.encoder, lgconv_parameters(encoder), ", ".join(names),
+        )
+    decoder = UNetDecoder(encoder.feature_info, cfg.decoder_channels)
+    if cfg.head == "bins":
+        head: nn.Module = BinsHead(decoder.out_channels, cfg.n_bins, cfg.min_depth, cfg.max_depth)
+    else:
+        head = HEADS[cfg.head](decoder.out_channels, cfg.min_depth, cfg.max_depth)
+    model = DepthStudent(encoder, decoder, head)
+    model.lgconv_names = names
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
