@@ -125,12 +125,34 @@ class BenchConfig:
 
 
 @dataclass
+class TeacherConfig:
+    """Transformer teacher (owned by the teachers issue)."""
+
+    kind: Literal["timm", "hf"] = "timm"
+    name: str = "swin_tiny_patch4_window7_224"  # timm model name, or HF hub id / local folder for kind=hf
+    pretrained: Literal["none", "timm", "file"] = "none"
+    weights: str = ""
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run control (owned by the engine issue)."""
+
+    steps: int = 1000
+    lr: float = 2e-4
+
+
+@dataclass
 class Config:
     """Root config; one section per concern."""
 
     name: str = "disdepth"
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
