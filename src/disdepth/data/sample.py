@@ -27,3 +27,31 @@ class DepthSample(TypedDict):
     focal: torch.Tensor
     intrinsics: torch.Tensor
     id: str
+
+
+class RawSample(TypedDict):
+    """What a dataset has *before* normalisation; augmentations map RawSample -> RawSample.
+
+    Same keys as :class:`DepthSample`, except ``image`` is (3, H, W) float32 RGB in [0, 1].
+    """
+
+    image: torch.Tensor
+    depth: torch.Tensor
+    valid: torch.Tensor
+    focal: torch.Tensor
+    intrinsics: torch.Tensor
+    id: str
+
+
+def normalize_sample(
+    raw: RawSample,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> DepthSample:
+    """Normalise the [0, 1] image with the encoder's mean/std; depth/valid/intrinsics pass through."""
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    out = dict(raw)
+    out["image"] = (raw["image"].float() - m) / s
+    out["focal"] = raw["intrinsics"][0].float() if "intrinsics" in raw else raw["focal"]
+    return out  # type: ignore[return-value]
