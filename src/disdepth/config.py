@@ -62,16 +62,22 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
-    """Joint image/depth augmentation (owned by the data issue)."""
+    """Joint image/depth augmentation for the train split (BTS recipe; see docs/data.md).
+
+    Zero / empty values mean "the dataset's default": KITTI crop 352x704, rotation 1 deg, brightness
+    0.9-1.1; NYU crop 416x544, rotation 2.5 deg, brightness 0.75-1.25 (BTS, Lee et al. 2019);
+    CSV and synthetic: no crop, rotation 2.5 deg, brightness 0.9-1.1.
+    """
 
     enabled: bool = True
-    crop_height: int = 416
-    crop_width: int = 544
-    rotate_degrees: float = 2.5
-    hflip: bool = True
-    gamma: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    brightness: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    color: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    crop_height: int = 0  # pixels; 0 = dataset default
+    crop_width: int = 0  # pixels; 0 = dataset default
+    rotate_degrees: float = -1.0  # max |angle| in degrees; negative = dataset default, 0 = off
+    hflip: bool = True  # p = 0.5; cx is mirrored too
+    color_prob: float = 0.5  # probability of the gamma/brightness/colour step (BTS: 0.5)
+    gamma: list[float] = field(default_factory=lambda: [0.9, 1.1])  # image ** U(lo, hi)
+    brightness: list[float] = field(default_factory=list)  # image * U(lo, hi); [] = dataset default
+    color: list[float] = field(default_factory=lambda: [0.9, 1.1])  # per-channel gain U(lo, hi)
 
 
 @dataclass
@@ -89,15 +95,20 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    """Which dataset and where (owned by the data issue)."""
+    """Which dataset and where (owned by the data issue; formats in docs/data.md)."""
 
     dataset: Literal["synthetic", "kitti", "nyu", "csv"] = "synthetic"
-    root: str = ""  # image root (KITTI raw / NYU sync / CSV base folder)
+    root: str = ""  # image root (KITTI raw / NYU sync / CSV base folder; CSV default: the CSV's folder)
     gt_root: str = ""  # depth root where it differs from ``root`` (KITTI)
-    train_list: str = ""  # BTS list file or CSV
-    val_list: str = ""
+    train_list: str = ""  # BTS list file (kitti, nyu) or CSV index (csv)
+    val_list: str = ""  # empty = test_list
     test_list: str = ""
-    depth_scale: float = 0.0  # CSV without a depth_scale column: PNG value / depth_scale = metres
+    depth_scale: float = 0.0  # PNG value / depth_scale = metres; 0 = dataset default (KITTI 256, NYU 1000, CSV column)
+    # KB crop (KITTI benchmark crop: bottom 352 rows, centred 1216 columns) before augmentation.
+    # None = on for kitti, off otherwise.
+    kb_crop: bool | None = None
+    use_right: bool = False  # KITTI train: swap image_02 for image_03 with p = 0.5 (BTS --use_right)
+    nyu_border_crop: bool = True  # NYU train: drop the white border, crop to [45:472, 43:608] (BTS)
     batch_size: int = 8
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -106,12 +117,15 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation protocol (DESIGN.md §2)."""
+    """Evaluation protocol (DESIGN.md §2; table in docs/data.md)."""
 
     protocol: Literal["none", "nyu_eigen", "kitti_eigen_garg", "kitti_garg_full", "kitti_eigen"] = "none"
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
-    flip_tta: bool = False
+    # Depth caps in metres; None = the protocol's (KITTI 1e-3..80, NYU 1e-3..10, none 1e-3..inf).
+    min_depth: float | None = None
+    max_depth: float | None = None
+    flip_tta: bool = False  # average with the flipped image's prediction; always written into results
+    split: Literal["train", "val", "test"] = "test"  # which list the ground truth comes from
+    pred_scale: float = 0.0  # --pred-dir PNGs: value / pred_scale = metres; 0 = the dataset's depth scale
 
 
 @dataclass
