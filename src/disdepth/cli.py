@@ -27,7 +27,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The config flags every config-driven command shares."""
     parser.add_argument("--config", "-c", action="append", default=[], help="YAML config (repeatable; later wins)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.head=bins"
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. model.head=bins",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 

@@ -28,7 +28,9 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.convs = nn.Sequential(conv_bn_relu(in_channels + skip_channels, out_channels), conv_bn_relu(out_channels, out_channels))
+        self.convs = nn.Sequential(
+            conv_bn_relu(in_channels + skip_channels, out_channels), conv_bn_relu(out_channels, out_channels)
+        )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)

@@ -58,7 +58,9 @@ class TimmEncoder(nn.Module):
             self.body = timm.create_model(name, pretrained=pretrained, features_only=True, **kwargs)
         except RuntimeError as exc:
             if "Unknown model" in str(exc):
-                raise ValueError(f"model.encoder={name!r}: not a timm model; try one of {list(SUPPORTED_ENCODERS)}") from exc
+                raise ValueError(
+                    f"model.encoder={name!r}: not a timm model; try one of {list(SUPPORTED_ENCODERS)}"
+                ) from exc
             raise
         if weights:
             from disdepth.models.pretrained import load_encoder_weights

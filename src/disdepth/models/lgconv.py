@@ -75,12 +75,8 @@ class LGConv(nn.Module):
         self.global_branch = GlobalBranch(local.in_channels, local.out_channels, width, heads, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.local(x)
-        g = self.global_branch(x)
-        if g.shape[-2:] != y.shape[-2:]:
-            # Only reachable for unusual padding; resize so the sum is defined (static under tracing).
-            g = nn.functional.interpolate(g, size=y.shape[-2:], mode="nearest")
-        return y + g
+        # The converter only wraps "same"-padded convs, so both grids are ceil(H / stride) x ceil(W / stride).
+        return self.local(x) + self.global_branch(x)
 
 
 @dataclass(frozen=True)
@@ -108,15 +104,21 @@ class LGConvPolicy:
         return -(-width // self.heads) * self.heads
 
 
-def _output_strides(model: nn.Module, sample_size: int = 64) -> dict[str, int]:
-    """Output stride of every Conv2d, found by one forward pass with scoped hooks (removed afterwards)."""
+def _output_strides(model: nn.Module, sample_size: int = 96) -> dict[str, int]:
+    """Output stride of every "same"-padded Conv2d (output grid = ceil(input / stride)).
+
+    Found by one forward pass with scoped hooks (removed afterwards); convs whose
+    padding shrinks the grid are left out, because the global branch (1x1, same stride) would not line up.
+    """
     strides: dict[str, int] = {}
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
 
             def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor, name: str = name) -> None:
-                strides[name] = sample_size // output.shape[-1]
+                step = mod.stride[0]
+                if output.shape[-1] == -(-inputs[0].shape[-1] // step):
+                    strides[name] = round(sample_size / output.shape[-1])
 
             handles.append(module.register_forward_hook(hook))
     was_training = model.training

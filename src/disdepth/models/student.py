@@ -62,11 +62,16 @@ def build_student(cfg: ModelConfig) -> DepthStudent:
     names: list[str] = []
     if cfg.lgconv.enabled:
         lg = cfg.lgconv
-        policy = LGConvPolicy(tuple(lg.strides), lg.min_channels, lg.include_depthwise, lg.heads, lg.reduction, lg.min_width)
+        policy = LGConvPolicy(
+            tuple(lg.strides), lg.min_channels, lg.include_depthwise, lg.heads, lg.reduction, lg.min_width
+        )
         names = convert_to_lgconv(encoder.body, policy)
         log.info(
             "LG-Conv: converted %d convs of %s (+%d params): %s",
-            len(names), cfg.encoder, lgconv_parameters(encoder), ", ".join(names),
+            len(names),
+            cfg.encoder,
+            lgconv_parameters(encoder),
+            ", ".join(names),
         )
     decoder = UNetDecoder(encoder.feature_info, cfg.decoder_channels)
     if cfg.head == "bins":

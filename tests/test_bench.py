@@ -1,0 +1,61 @@
+"""disdepth bench: FLOP counting, table and JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from disdepth.cli import main
+from disdepth.deploy.bench import count_flops, parse_resolutions
+
+
+def test_flops_of_a_single_conv_are_two_per_mac():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    # 8 output channels x 3 input channels x 9 taps x 10 x 12 pixels MACs, 2 FLOPs each.
+    assert count_flops(conv, 10, 12) == 2 * 8 * 3 * 9 * 10 * 12
+
+
+def test_parse_resolutions():
+    assert parse_resolutions("480x640,352X1216") == [(480, 640), (352, 1216)]
+    try:
+        parse_resolutions("480by640")
+    except ValueError as exc:
+        assert "480by640" in str(exc)
+    else:
+        raise AssertionError("bad resolution accepted")
+
+
+def test_bench_cli_writes_table_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench",
+            "--set",
+            "model.encoder=test_resnet",
+            "--set",
+            "model.decoder_channels=[16,16,8,8,8]",
+            "--compare-lgconv",
+            "--set",
+            "model.lgconv.min_channels=8",
+            "--set",
+            "model.lgconv.strides=[16,32]",
+            "--resolutions",
+            "64x96",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| test_resnet+sigmoid | 64x96 |" in text and "+LG-Conv" in text
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2
+    plain, lg = rows
+    assert lg["params_m"] > plain["params_m"] and lg["gflops"] > plain["gflops"]
+    assert all(r["threads"] == torch.get_num_threads() and r["latency_ms_median"] > 0 for r in rows)

@@ -1,0 +1,75 @@
+"""Student model: feature contracts across backbones, heads, gradient flow, build errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from disdepth.config import ModelConfig
+from disdepth.models.heads import BinsHead
+from disdepth.models.student import build_student
+
+# timm's tiny test_* models keep the suite fast; one real small backbone checks a real layout.
+TINY_ENCODERS = ["test_efficientnet", "test_resnet", "test_convnext", "test_byobnet", "resnet18"]
+
+
+def _tiny_cfg(encoder: str, **kw) -> ModelConfig:
+    return ModelConfig(encoder=encoder, decoder_channels=[32, 16, 16, 8, 8], **kw)
+
+
+@pytest.mark.parametrize("encoder", TINY_ENCODERS)
+@pytest.mark.parametrize("head", ["sigmoid", "bins"])
+def test_shapes_and_feature_info(encoder, head):
+    model = build_student(_tiny_cfg(encoder, head=head, n_bins=16, max_depth=10.0)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        out = model(x)
+    assert out["depth"].shape == (2, 1, 64, 96)
+    assert torch.all(out["depth"] > 0) and torch.all(out["depth"] <= 10.0 + 1e-4)
+    for feat, info in zip(out["encoder_features"], model.feature_info, strict=True):
+        assert feat.shape == (2, info.channels, 64 // info.stride, 96 // info.stride)
+    for feat, info in zip(out["decoder_features"], model.decoder.feature_info, strict=True):
+        assert feat.shape == (2, info.channels, 64 // info.stride, 96 // info.stride)
+    strides = [info.stride for info in model.feature_info]
+    assert strides == sorted(strides) and strides[-1] == 32
+
+
+def test_bins_centres_sorted_within_range():
+    head = BinsHead(in_channels=8, n_bins=32, min_depth=0.5, max_depth=10.0)
+    out = head(torch.randn(3, 8, 5, 7))
+    centers = out["bin_centers"]
+    assert centers.shape == (3, 32)
+    assert torch.all(centers[:, 1:] > centers[:, :-1])
+    assert torch.all(centers > 0.5) and torch.all(centers < 10.0)
+    assert torch.all(out["depth"] >= centers[:, :1, None, None].amin()) and torch.all(out["depth"] <= 10.0)
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "bins"])
+@pytest.mark.parametrize("lgconv", [False, True])
+def test_every_trainable_parameter_gets_gradient(head, lgconv):
+    cfg = _tiny_cfg("test_efficientnet", head=head, n_bins=8)
+    cfg.lgconv.enabled = lgconv
+    cfg.lgconv.min_channels = 8
+    cfg.lgconv.strides = [8, 16, 32]
+    model = build_student(cfg).train()
+    if lgconv:
+        assert model.lgconv_names
+        # The branch BN starts at gamma=0 (identity); give it a value so gradients reach the whole branch.
+        for module in model.modules():
+            if module.__class__.__name__ == "GlobalBranch":
+                torch.nn.init.constant_(module.norm.weight, 0.5)
+    out = model(torch.randn(2, 3, 64, 64))
+    (out["depth"].log().mean() + (out["bin_centers"].mean() if head == "bins" else 0)).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not missing, f"no gradient for: {missing}"
+
+
+def test_build_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match="model.pretrained='file' needs model.weights"):
+        build_student(ModelConfig(encoder="test_resnet", pretrained="file"))
+    with pytest.raises(FileNotFoundError, match="model.weights: file not found"):
+        build_student(ModelConfig(encoder="test_resnet", pretrained="file", weights=str(tmp_path / "w.pth")))
+    with pytest.raises(ValueError, match="model.encoder='not_a_net'"):
+        build_student(ModelConfig(encoder="not_a_net"))
+    with pytest.raises(ValueError, match="min_depth/max_depth"):
+        build_student(ModelConfig(encoder="test_resnet", min_depth=5.0, max_depth=1.0))
