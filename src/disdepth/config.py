@@ -152,10 +152,31 @@ class TeacherConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and run control (owned by the engine issue)."""
+    """Optimisation and run control (owned by the engine issue). Steps are optimizer steps."""
 
     steps: int = 1000
-    lr: float = 2e-4
+    lr: float = 2e-4  # AdamW peak learning rate (decoder/head; encoder gets lr * encoder_lr_scale)
+    encoder_lr_scale: float = 0.1  # applied only when the encoder is pretrained (model.pretrained != none)
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: Literal["poly", "onecycle", "constant"] = "poly"
+    poly_power: float = 0.9  # BTS / NeWCRFs poly decay
+    warmup_steps: int = 0  # linear warm-up (poly and constant schedules)
+    end_lr_ratio: float = 0.01  # poly ends at lr * end_lr_ratio
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999 keeps EMA weights, used for evaluation and best checkpoint
+    sync_bn: bool = False  # SyncBatchNorm under DDP (small per-GPU batches)
+    silog_variance_focus: float = 0.85  # SILog lambda (Eigen et al. 2014; BTS uses 0.85)
+    silog_scale: float = 10.0
+    bins_chamfer_weight: float = 0.1  # AdaBins chamfer loss weight (bins head only)
+    log_every: int = 20
+    eval_every: int = 500  # 0 = only at the end
+    checkpoint_every: int = 500
+    best_metric: str = "abs_rel"  # metric deciding best.pt; lower is better except d1/d2/d3
+    max_bad_steps: int = 5  # abort after this many non-finite losses in a row
+    image_panels: int = 4  # images in the TensorBoard panel at each evaluation
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass
