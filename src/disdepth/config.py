@@ -140,14 +140,39 @@ class BenchConfig:
 
 @dataclass
 class TeacherConfig:
-    """Transformer teacher (owned by the teachers issue)."""
+    """Transformer teacher (owned by the teachers issue; see docs/teachers.md).
 
-    kind: Literal["timm", "hf"] = "timm"
-    name: str = "swin_tiny_patch4_window7_224"  # timm model name, or HF hub id / local folder for kind=hf
+    kind=timm: a timm transformer backbone (Swin, ViT, PVTv2) + DPT-style decoder + depth head, trainable.
+    kind=hybrid: a timm CNN stem (``name``, e.g. tf_efficientnet_lite0) under transformer blocks at stride 16.
+    kind=hf: a Hugging Face depth model (Depth Anything V2, DPT, GLPN); ``name`` is a hub id or a local folder.
+    """
+
+    kind: Literal["timm", "hybrid", "hf"] = "timm"
+    name: str = "swin_tiny_patch4_window7_224"  # timm model; hybrid: the CNN stem; hf: hub id / local folder
+    # Backbone (hybrid: stem) ImageNet weights: "timm" = timm hub (network); "file" = ``weights`` path
+    # (timm state dict; for the hybrid stem also "package:efficientnet-lite0").
     pretrained: Literal["none", "timm", "file"] = "none"
     weights: str = ""
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
+    checkpoint: str = ""  # whole-teacher state dict (e.g. a teacher trained by ``disdepth train``), loaded last
+    min_depth: float = 1e-3  # metres
+    max_depth: float = 10.0  # metres
+    freeze: bool = False  # build frozen (eval, no grads); distillation stages freeze it themselves anyway
+    # timm / hybrid teachers: decoder and head.
+    decoder: Literal["dpt"] = "dpt"
+    decoder_channels: int = 256  # DPT fusion width
+    head: Literal["sigmoid", "bins"] = "sigmoid"
+    n_bins: int = 64  # bins head only
+    drop_path: float = 0.1  # stochastic depth of the transformer blocks
+    vit_layers: list[int] = field(default_factory=list)  # ViT blocks feeding the pyramid; [] = 4 evenly spaced
+    vit_channels: list[int] = field(default_factory=list)  # ViT reassemble widths; [] = [d/8, d/4, d/2, d]
+    hybrid_dim: int = 384  # hybrid: transformer width at stride 16
+    hybrid_depth: int = 6  # hybrid: number of transformer blocks
+    hybrid_heads: int = 6  # hybrid: attention heads
+    # hf teachers: output semantics and input size rules ("auto" reads the model's config).
+    metric: Literal["auto", "metric", "relative"] = "auto"
+    relative_space: Literal["auto", "disparity", "depth"] = "auto"  # what a relative model predicts
+    input_size: list[int] = field(default_factory=list)  # [H, W] the model runs at; [] = family rule
+    size_multiple: int = 0  # 0 = family rule (DINOv2/Depth Anything 14, GLPN 32, DPT-ViT square image_size)
 
 
 @dataclass
