@@ -16,6 +16,7 @@ from disdepth.config import ConfigError
 # command path -> (module, one-line help). Nested groups use a space: "data check".
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("disdepth.deploy.bench", "parameters, GFLOPs and CPU latency of a model"),
+    "train": ("disdepth.engine.train_cmd", "train a baseline student or a teacher (supervised)"),
     "eval": ("disdepth.eval.evaluate", "score predictions (a folder of PNGs) under a named protocol"),
     "data check": ("disdepth.data.check", "validate a dataset config: counts, bad files, depth statistics"),
     "data synth": ("disdepth.data.synth_cli", "render the synthetic world to disk (BTS layout + CSV)"),
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"disdepth: config error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
         # Our own checks raise these with a message that names the file or key; no deep traceback.
         print(f"disdepth: error: {exc}", file=sys.stderr)
         return 2

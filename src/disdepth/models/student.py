@@ -54,7 +54,7 @@ def build_student(cfg: ModelConfig) -> DepthStudent:
         raise ValueError("model.pretrained='file' needs model.weights=<path to a weights file>")
     if cfg.weights and cfg.pretrained != "file":
         raise ValueError(f"model.weights={cfg.weights!r} is set but model.pretrained={cfg.pretrained!r}; use 'file'")
-    if cfg.weights and not Path(cfg.weights).is_file():
+    if cfg.weights and not cfg.weights.startswith("package:") and not Path(cfg.weights).is_file():
         raise FileNotFoundError(f"model.weights: file not found: {cfg.weights}")
     if not 0 < cfg.min_depth < cfg.max_depth:
         raise ValueError(f"model.min_depth/max_depth: need 0 < min < max, got {cfg.min_depth}, {cfg.max_depth}")

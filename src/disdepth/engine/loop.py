@@ -1,0 +1,295 @@
+"""The one training loop. It drives a *task* (an ``nn.Module`` mapping a batch to named losses) for a fixed
+number of optimizer steps: supervised training of students and teachers, acclimation and distillation alike.
+
+Read top to bottom: prepare the run directory -> wrap the trainable part in DDP -> optimiser, schedule,
+AMP scaler, EMA -> resume -> for each step: forward, skip non-finite losses, backward, clip, step ->
+log, evaluate, checkpoint -> on SIGINT/SIGTERM write a checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from disdepth.config import Config, save_config, to_dict
+from disdepth.distill.tasks import Task
+from disdepth.engine import dist
+from disdepth.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from disdepth.engine.logging import RunLogger
+from disdepth.engine.optim import build_ema, build_optimizer, build_scheduler
+from disdepth.engine.sampling import ResumableSampler, SeededDataset
+from disdepth.eval.metrics import HIGHER_IS_BETTER
+
+log = logging.getLogger(__name__)
+
+# evaluate(model) -> (metrics, panels): metrics hold the protocol's means and counts; panels are (H, W, 3) uint8.
+EvaluateFn = Callable[[nn.Module], tuple[dict[str, Any], list]]
+
+
+class TrainingAborted(RuntimeError):
+    """Training stopped on purpose (e.g. too many non-finite losses in a row); the last checkpoint is intact."""
+
+
+class RunDirExists(FileExistsError):
+    """The run directory already holds a run and neither --resume nor --overwrite was given."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    interrupted: bool = False
+    best: dict[str, Any] = field(default_factory=dict)
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless asked; ``--resume`` needs a ``last.pt`` to resume from."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        return
+    if (run_dir / "config.yaml").exists() or last.exists():
+        if not overwrite:
+            raise RunDirExists(
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
+            )
+        for name in ("last.pt", "best.pt"):
+            (run_dir / "checkpoints" / name).unlink(missing_ok=True)
+        (run_dir / "log.jsonl").unlink(missing_ok=True)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside some test runners): no handler
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # second Ctrl-C: give up waiting
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("received signal %d: writing a checkpoint at the end of this step, then stopping", signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def train(
+    cfg: Config,
+    run_dir: Path,
+    task: Task,
+    train_set: Dataset,
+    evaluate: EvaluateFn | None = None,
+    *,
+    kind: str = "student",
+    pretrained_encoder: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    info: dist.DistInfo | None = None,
+) -> TrainResult:
+    """Train ``task.model`` for ``cfg.train.steps`` optimizer steps; checkpoints go to ``run_dir/checkpoints``.
+
+    Args:
+        kind: what ``task.model`` is ("student" | "teacher"), stored so ``load_model_from_checkpoint`` can rebuild it.
+        pretrained_encoder: apply ``train.encoder_lr_scale`` to parameters under ``encoder.`` / ``backbone.``.
+    """
+    tc = cfg.train
+    info = info or dist.setup(tc.device)
+    run_dir = Path(run_dir)
+    if info.is_main:
+        prepare_run_dir(run_dir, resume, overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    dist.barrier()
+    logger = RunLogger(run_dir, enabled=info.is_main)
+
+    # Model: only the trainable part is wrapped in DDP; anything frozen on the task (a teacher) is not.
+    task.to(info.device)
+    if info.distributed and tc.sync_bn:
+        task.model = nn.SyncBatchNorm.convert_sync_batchnorm(task.model)
+    raw_model = task.model
+    if info.distributed:
+        task.model = DistributedDataParallel(
+            raw_model, device_ids=[info.local_rank] if info.device.type == "cuda" else None
+        )
+    optimizer = build_optimizer(raw_model, tc, pretrained_encoder)
+    scheduler = build_scheduler(optimizer, tc)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=tc.amp == "fp16")
+    ema = build_ema(raw_model, tc.ema_decay)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
+
+    step, best = 0, {"metric": tc.best_metric, "value": None, "step": None}
+    if resume:
+        state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=info.device)
+        raw_model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema_full") is not None:
+            ema.load_state_dict(state["ema_full"])
+        step, best = state["step"], state["best"]
+        set_rng_state(state["rng"])
+        logger.event(step, "resumed", path=str(run_dir / "checkpoints" / "last.pt"))
+        log.info("resumed from step %d", step)
+
+    def checkpoint(name: str) -> None:
+        if not info.is_main:
+            return
+        state = {
+            "kind": kind,
+            "model": raw_model.state_dict(),
+            "ema": ema.module.state_dict() if ema is not None else None,
+            "ema_full": ema.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "step": step,
+            "best": best,
+            "rng": rng_state(),
+            "config": to_dict(cfg),
+        }
+        save_checkpoint(state, run_dir / "checkpoints" / f"{name}.pt")
+
+    def run_evaluation() -> dict[str, Any]:
+        if evaluate is None:
+            return {}
+        model = ema.module if ema is not None else raw_model
+        metrics, panels = evaluate(model)
+        logger.scalars(step, {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix="val")
+        for i, panel in enumerate(panels):
+            logger.image(step, f"val/panel_{i}", panel)
+        value = metrics.get(tc.best_metric)
+        if value is None:
+            raise ValueError(f"train.best_metric={tc.best_metric!r} is not among the metrics {sorted(metrics)}")
+        better = best["value"] is None or (
+            value > best["value"] if tc.best_metric in HIGHER_IS_BETTER else value < best["value"]
+        )
+        if better and math.isfinite(value):
+            best.update(value=value, step=step)
+            checkpoint("best")
+        if info.is_main:
+            log.info("step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        return metrics
+
+    # Data: per-sample seeds make augmentation independent of workers and of interruptions.
+    sampler = ResumableSampler(len(train_set), cfg.seed, info.rank, info.world_size)
+    batch_size = cfg.data.batch_size
+    batches_per_epoch = (len(train_set) // info.world_size) // batch_size
+    if batches_per_epoch == 0:
+        raise ValueError(
+            f"data.batch_size={batch_size} is larger than this process's share of the training set "
+            f"({len(train_set) // info.world_size} samples)"
+        )
+    loader_kwargs = dict(
+        batch_size=batch_size, num_workers=cfg.data.num_workers, drop_last=True, pin_memory=info.device.type == "cuda"
+    )
+
+    result = TrainResult(step=step, best=best)
+    bad_steps, window_losses, window_steps, window_images, window_start = 0, {}, 0, 0, time.perf_counter()
+    progress = tqdm(total=tc.steps, initial=step, disable=not info.is_main, desc="train", dynamic_ncols=True)
+    task.train()
+    with _StopFlag() as stop:
+        while step < tc.steps:
+            epoch, offset = divmod(step, batches_per_epoch)
+            sampler.set_position(epoch, offset * batch_size)
+            loader = DataLoader(SeededDataset(train_set), sampler=sampler, **loader_kwargs)
+            for batch in loader:
+                batch = _to_device(batch, info.device)
+                autocast = torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+                with autocast:
+                    losses = task(batch)
+                loss = losses["loss"]
+                if dist.any_true(not torch.isfinite(loss.detach()).all().item(), info.device):
+                    bad_steps += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    log.warning("step %d: non-finite loss (%d in a row); step skipped", step, bad_steps)
+                    logger.event(step, "non_finite_loss", in_a_row=bad_steps)
+                    if bad_steps >= tc.max_bad_steps:
+                        progress.close()
+                        logger.close()
+                        raise TrainingAborted(
+                            f"{bad_steps} non-finite losses in a row at step {step}; stopped. The last good "
+                            f"checkpoint is {run_dir / 'checkpoints' / 'last.pt'} (lower train.lr, try "
+                            f"train.grad_clip, or check the data with `disdepth data check`)"
+                        )
+                    continue
+                bad_steps = 0
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if tc.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(raw_model)
+                step += 1
+                progress.update(1)
+
+                for k, v in losses.items():
+                    window_losses[k] = window_losses.get(k, 0.0) + float(v.detach())
+                window_steps += 1
+                window_images += batch_size * info.world_size
+                if step % tc.log_every == 0 or step == tc.steps:
+                    elapsed = time.perf_counter() - window_start
+                    values = {k: v / window_steps for k, v in window_losses.items()}
+                    values.update(lr=scheduler.get_last_lr()[-1], images_per_s=window_images / max(elapsed, 1e-9))
+                    logger.scalars(step, values)
+                    progress.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_s']:.1f}")
+                    window_losses, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+
+                stopping = dist.any_true(stop.signum is not None, info.device)
+                if tc.eval_every and step % tc.eval_every == 0 and step < tc.steps and not stopping:
+                    result.last_metrics = run_evaluation()
+                    task.train()
+                if stopping or step == tc.steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+                    checkpoint("last")
+                if stopping:
+                    progress.close()
+                    logger.event(step, "interrupted", signal=stop.signum)
+                    logger.close()
+                    log.warning("stopped at step %d; resume with --resume", step)
+                    return TrainResult(step=step, interrupted=True, best=best, last_metrics=result.last_metrics)
+                if step >= tc.steps:
+                    break
+    progress.close()
+    result.last_metrics = run_evaluation()
+    if evaluate is not None:
+        checkpoint("last")  # stores the best-so-far record updated by the final evaluation
+    logger.event(step, "finished", best=best)
+    logger.close()
+    result.step, result.best = step, best
+    return result
