@@ -67,6 +67,18 @@ def any_true(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BN running statistics) to every rank.
+
+    DDP broadcasts buffers at the *start* of each forward, so after the last step every rank holds the statistics
+    of its own last batch; evaluation shards and checkpoints must all see rank 0's.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src)
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (pickled), in rank order; ``[obj]`` without a process group."""
     if not (dist.is_available() and dist.is_initialized()):

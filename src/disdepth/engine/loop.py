@@ -186,6 +186,7 @@ def train(
         if evaluate is None:
             return {}
         model = ema.module if ema is not None else raw_model
+        dist.broadcast_buffers(model)  # every evaluation shard sees rank 0's BN statistics
         metrics, panels = evaluate(model)
         logger.scalars(step, {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix="val")
         for i, panel in enumerate(panels):
@@ -286,6 +287,9 @@ def train(
                 if step >= tc.steps:
                     break
     progress.close()
+    for module in (raw_model, ema.module if ema is not None else None):
+        if module is not None:
+            dist.broadcast_buffers(module)  # ranks leave training with identical weights and statistics
     result.last_metrics = run_evaluation()
     if evaluate is not None:
         checkpoint("last")  # stores the best-so-far record updated by the final evaluation
