@@ -91,6 +91,8 @@ def build_dataset(
         from disdepth.data.synthetic import SyntheticDepthDataset  # written by the synthetic-data issue
 
         s = d.synthetic
+        # Optional renderer knobs, forwarded once the synthetic issue adds them to SyntheticConfig.
+        extra = {k: getattr(s, k) for k in ("sparse_density", "depth_noise", "holes") if hasattr(s, k)}
         return SyntheticDepthDataset(
             preset=s.preset,
             length=s.n_train if train else s.n_val,
@@ -102,6 +104,7 @@ def build_dataset(
             mean=mean,
             std=std,
             transform=transform,
+            **extra,
         )
     list_file = list_for_split(cfg, split)
     if d.dataset == "kitti":
