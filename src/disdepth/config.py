@@ -100,6 +100,8 @@ class DataConfig:
     dataset: Literal["synthetic", "kitti", "nyu", "csv"] = "synthetic"
     root: str = ""  # image root (KITTI raw / NYU sync / CSV base folder; CSV default: the CSV's folder)
     gt_root: str = ""  # depth root where it differs from ``root`` (KITTI)
+    eval_root: str = ""  # val/test image root if not ``root`` (BTS data_path_eval; NYU official_splits/test)
+    eval_gt_root: str = ""  # val/test depth root (BTS gt_path_eval); empty = eval_root, else gt_root
     train_list: str = ""  # BTS list file (kitti, nyu) or CSV index (csv)
     val_list: str = ""  # empty = test_list
     test_list: str = ""

@@ -61,6 +61,16 @@ def list_for_split(cfg: Config, split: Split) -> str:
     return path
 
 
+def roots_for_split(cfg: Config, split: Split) -> tuple[str, str]:
+    """(image root, depth root) for a split: val/test use ``eval_root``/``eval_gt_root`` where set (BTS)."""
+    d = cfg.data
+    if split != "train" and d.eval_root:
+        return d.eval_root, d.eval_gt_root or d.eval_root
+    if split != "train" and d.eval_gt_root:
+        return d.root, d.eval_gt_root
+    return d.root, d.gt_root
+
+
 def kb_crop_enabled(cfg: Config) -> bool:
     """``data.kb_crop``, with None meaning on for KITTI and off for everything else."""
     return cfg.data.kb_crop if cfg.data.kb_crop is not None else cfg.data.dataset == "kitti"
@@ -107,11 +117,12 @@ def build_dataset(
             **extra,
         )
     list_file = list_for_split(cfg, split)
+    root, gt_root = roots_for_split(cfg, split)
     if d.dataset == "kitti":
         return kitti.KittiDataset(
             list_file,
-            d.root,
-            d.gt_root,
+            root,
+            gt_root,
             depth_scale=d.depth_scale,
             kb_crop=kb_crop_enabled(cfg),
             transform=transform,
@@ -123,8 +134,8 @@ def build_dataset(
     if d.dataset == "nyu":
         return nyu.NYUDataset(
             list_file,
-            d.root,
-            d.gt_root,
+            root,
+            gt_root,
             depth_scale=d.depth_scale,
             border_crop=d.nyu_border_crop and train,
             transform=transform,
@@ -137,7 +148,7 @@ def build_dataset(
 
         return CSVDataset(
             list_file,
-            d.root,
+            root,
             depth_scale=d.depth_scale,
             kb_crop=kb_crop_enabled(cfg),
             transform=transform,

@@ -61,18 +61,21 @@ class SplitStats:
 
 
 def _records(cfg: Config, split: str, list_file: str) -> list[Record]:
+    from disdepth.data.build import roots_for_split
+
     d = cfg.data
+    root, gt_root = roots_for_split(cfg, split)  # type: ignore[arg-type]
     if d.dataset == "kitti":
         from disdepth.data.kitti import kitti_records
 
-        return kitti_records(list_file, d.root, d.gt_root, d.depth_scale)
+        return kitti_records(list_file, root, gt_root, d.depth_scale)
     if d.dataset == "nyu":
         from disdepth.data.nyu import nyu_records
 
-        return nyu_records(list_file, d.root, d.gt_root, d.depth_scale)
+        return nyu_records(list_file, root, gt_root, d.depth_scale)
     from disdepth.data.csv import csv_records
 
-    return csv_records(list_file, d.root, d.depth_scale)
+    return csv_records(list_file, root, d.depth_scale)
 
 
 def check_records(
