@@ -298,7 +298,10 @@ def load_teacher_checkpoint(teacher: nn.Module, path: str | Path) -> None:
     if not isinstance(state, dict):
         raise ValueError(f"teacher.checkpoint {path}: expected a state dict, got {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    result = teacher.load_state_dict(state, strict=False)
+    try:
+        result = teacher.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even with strict=False
+        raise ValueError(f"teacher.checkpoint {path}: does not match this teacher config: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"teacher.checkpoint {path}: does not match this teacher "

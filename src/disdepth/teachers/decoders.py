@@ -34,16 +34,19 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    """DPT feature fusion: upsample the coarser path to the skip's size, add RCU(skip), RCU, 1x1 projection."""
+    """DPT feature fusion: upsample the coarser path to the skip's size, add RCU(skip), RCU, 1x1 projection.
 
-    def __init__(self, channels: int, bn: bool = True) -> None:
+    The deepest block (``with_skip=False``) only refines its input, so it has no skip unit (no unused weights).
+    """
+
+    def __init__(self, channels: int, bn: bool = True, with_skip: bool = True) -> None:
         super().__init__()
-        self.skip_unit = ResidualConvUnit(channels, bn)
+        self.skip_unit = ResidualConvUnit(channels, bn) if with_skip else None
         self.unit = ResidualConvUnit(channels, bn)
         self.out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        if skip is not None:
+        if skip is not None and self.skip_unit is not None:
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = x + self.skip_unit(skip)
         return self.out(self.unit(x))
@@ -70,7 +73,8 @@ class DPTDecoder(nn.Module):
         self.projections = nn.ModuleList(
             nn.Conv2d(info.channels, channels, 3, padding=1, bias=False) for info in encoder_info
         )
-        self.fusions = nn.ModuleList(FusionBlock(channels, bn) for _ in encoder_info)
+        n = len(encoder_info)
+        self.fusions = nn.ModuleList(FusionBlock(channels, bn, with_skip=i < n - 1) for i in range(n))
         mid = max(channels // 2, head_channels)
         self.reduce = nn.Conv2d(channels, mid, 3, padding=1)
         self.refine = nn.Sequential(nn.Conv2d(mid, head_channels, 3, padding=1), nn.ReLU())

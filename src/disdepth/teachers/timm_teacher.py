@@ -139,11 +139,14 @@ class ViTBackbone(nn.Module):
             **model_kwargs,
         )
         depth = len(self.body.blocks)
-        layers = list(layers) if layers else [round((i + 1) * depth / 4) - 1 for i in range(4)]
+        if not layers:  # evenly spaced, ending at the last block (repeats allowed for very shallow test models)
+            layers = [max(0, round((i + 1) * depth / 4) - 1) for i in range(4)]
+        layers = list(layers)
         if len(layers) != 4 or not all(0 <= i < depth for i in layers):
             raise ValueError(f"teacher.vit_layers={layers}: need 4 block indices in [0, {depth})")
+        self.layers = layers
         # Drop the blocks after the last one read, the final norm and the classifier: no unused parameters.
-        self.layers = self.body.prune_intermediate_layers(layers, prune_norm=True, prune_head=True)
+        self.unique_layers = self.body.prune_intermediate_layers(sorted(set(layers)), prune_norm=True, prune_head=True)
         dim = int(self.body.embed_dim)
         channels = list(channels) if channels else [max(dim // 8, 16), max(dim // 4, 16), max(dim // 2, 16), dim]
         self.reassemble = ViTReassemble(dim, channels)
@@ -152,7 +155,10 @@ class ViTBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, 3, H, W), multiples of 32 -> 4 maps (B, C_i, H/s_i, W/s_i)."""
-        maps = self.body.forward_intermediates(x, indices=self.layers, output_fmt="NCHW", intermediates_only=True)
+        maps = self.body.forward_intermediates(
+            x, indices=self.unique_layers, output_fmt="NCHW", intermediates_only=True
+        )
+        maps = [maps[self.unique_layers.index(i)] for i in self.layers]
         grid = (x.shape[-2] // 16, x.shape[-1] // 16)
         # Patch sizes other than 16 (8, 14) give another token grid; bring it to the stride-16 grid.
         maps = [resample(m, grid) for m in maps]
