@@ -221,6 +221,12 @@ def load_hf_teacher(
         from transformers import AutoModelForDepthEstimation
     except ImportError as exc:
         raise ImportError("teacher.kind=hf needs transformers: pip install 'disdepth[hf]'") from exc
+    local = Path(name_or_path).expanduser()
+    if name_or_path.startswith(("/", ".", "~")) and not local.exists():
+        # Clearly a path, not an "org/name" hub id: don't send it to the hub.
+        raise ValueError(f"teacher.name={name_or_path!r}: local folder not found")
+    if local.exists():
+        name_or_path = str(local)
     try:
         model = AutoModelForDepthEstimation.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
