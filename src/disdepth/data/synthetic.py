@@ -57,7 +57,7 @@ def render_arrays(preset: str, index: int, height: int, width: int, seed: int = 
     scene = PRESETS[preset](rng)
     k = preset_intrinsics(preset, height, width)
     out = render(scene, height, width, k)
-    # Effects use their own stream so switching them on does not change the scene or the image.
+    # Effects use their own streams so switching them on changes neither the scene nor the image.
     fx_rng = np.random.default_rng([int(seed), _PRESET_CODE[preset], int(index), 1])
     if depth_noise > 0 or holes > 0:
         out.depth, out.valid = sensor_effects(out.depth, out.valid, fx_rng, depth_noise, holes)
@@ -65,7 +65,8 @@ def render_arrays(preset: str, index: int, height: int, width: int, seed: int = 
         out.valid = lidar_mask(out.dirs, out.valid, sparse_density, fx_rng)
         out.depth = np.where(out.valid, out.depth, 0.0).astype(np.float32)
     # Mild sensor noise on the image so flat regions are not perfectly clean (fixed level, not a depth cue).
-    out.image = np.clip(out.image + fx_rng.normal(0, 0.008, out.image.shape).astype(np.float32), 0, 1)
+    img_rng = np.random.default_rng([int(seed), _PRESET_CODE[preset], int(index), 2])
+    out.image = np.clip(out.image + img_rng.standard_normal(out.image.shape, np.float32) * 0.008, 0, 1)
     return out, k
 
 
