@@ -32,7 +32,8 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     try:
         task = make_task(cfg)
         train(cfg, os.path.join(out_dir, "run"), task, RampDataset(16), info=info)
-        summary, _ = evaluate_model(task.model.module, RampDataset(7), get_protocol("none"), info=info)
+        result, _ = evaluate_model(task.model.module, RampDataset(7), get_protocol("none"), info=info)
+        summary = {**result.metrics, "images": result.n_evaluated}
         torch.save({"state": task.model.module.state_dict(), "summary": summary}, os.path.join(out_dir, f"{rank}.pt"))
     finally:
         dist.cleanup()
@@ -51,6 +52,6 @@ def test_two_process_gloo_training_and_eval(tmp_path):
     task = make_task(tiny_config())
     task.model.load_state_dict(r0["state"])
     single, _ = evaluate_model(task.model, RampDataset(7), get_protocol("none"))
-    assert single["images"] == 7
+    assert single.n_evaluated == 7
     for key in ("abs_rel", "rmse", "d1"):
-        assert abs(single[key] - r0["summary"][key]) < 1e-6
+        assert abs(single.metrics[key] - r0["summary"][key]) < 1e-6

@@ -17,7 +17,7 @@ from disdepth.engine.checkpoint import load_checkpoint, load_model_from_checkpoi
 from disdepth.engine.loop import RunDirExists, TrainingAborted, train
 from disdepth.engine.optim import build_optimizer, build_scheduler
 from disdepth.engine.sampling import ResumableSampler
-from disdepth.engine.validate import evaluate_model
+from disdepth.engine.validate import evaluate_model, summary_of
 from disdepth.eval.protocols import get_protocol
 from disdepth.models.student import build_student
 
@@ -80,7 +80,12 @@ def make_task(cfg: Config) -> SupervisedTask:
 
 def evaluator(dataset):
     protocol = get_protocol("none")
-    return lambda model: evaluate_model(model, dataset, protocol, n_panels=1)
+
+    def evaluate(model):
+        result, panels = evaluate_model(model, dataset, protocol, n_panels=1)
+        return summary_of(result), panels
+
+    return evaluate
 
 
 def test_silog_golden_values():

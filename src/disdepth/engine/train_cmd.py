@@ -50,7 +50,7 @@ def build_model(cfg: Config, which: str) -> tuple[nn.Module, bool]:
 def make_evaluator(cfg: Config, mean, std, info):
     """evaluate(model) on the val split under ``cfg.eval``, or None when the dataset has no val list."""
     from disdepth.data.build import build_dataset
-    from disdepth.engine.validate import evaluate_model
+    from disdepth.engine.validate import evaluate_model, summary_of
     from disdepth.eval.protocols import get_protocol
 
     try:
@@ -63,7 +63,10 @@ def make_evaluator(cfg: Config, mean, std, info):
     protocol = get_protocol(cfg.eval.protocol, cfg.eval.min_depth, cfg.eval.max_depth)
 
     def evaluate(model: nn.Module):
-        return evaluate_model(model, val_set, protocol, cfg.eval.flip_tta, info, n_panels=cfg.train.image_panels)
+        result, panels = evaluate_model(
+            model, val_set, protocol, cfg.eval.flip_tta, info, n_panels=cfg.train.image_panels
+        )
+        return summary_of(result), panels
 
     return evaluate
 
