@@ -161,7 +161,7 @@ class TeacherConfig:
     freeze: bool = False  # build frozen (eval, no grads); distillation stages freeze it themselves anyway
     # timm / hybrid teachers: decoder and head.
     decoder: Literal["dpt"] = "dpt"
-    decoder_channels: int = 256  # DPT fusion width
+    decoder_channels: int = 128  # DPT fusion width (DPT itself uses 256: ~4x the decoder FLOPs)
     head: Literal["sigmoid", "bins"] = "sigmoid"
     n_bins: int = 64  # bins head only
     drop_path: float = 0.1  # stochastic depth of the transformer blocks
