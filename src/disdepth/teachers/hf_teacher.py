@@ -151,7 +151,7 @@ class HFTeacher(Teacher):
         self.size_multiple = size_multiple or multiple
         self.input_size = tuple(input_size) if input_size else ((square, square) if square else None)
         self.normalize_tokens = normalize_tokens
-        self.model.eval()
+        self.eval()  # as from_pretrained leaves it; an outer .train() still reaches it unless frozen
 
     def model_input_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) the wrapped model runs at for an H x W input."""
