@@ -52,6 +52,21 @@ def _dpt() -> nn.Module:
     return transformers.DPTForDepthEstimation(cfg)
 
 
+def _dpt_hybrid() -> nn.Module:
+    # DPT-Hybrid has a (BiT) backbone_config *and* is_hybrid: its features must still come from the ViT layers.
+    bit = transformers.BitConfig(
+        global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], out_features=["stage1", "stage2", "stage3"],
+        embedding_dynamic_padding=True, hidden_sizes=[32, 64, 128], embedding_size=32, num_groups=8,
+    )  # fmt: skip
+    cfg = transformers.DPTConfig(
+        is_hybrid=True, backbone_config=bit, backbone_featmap_shape=[1, 128, 4, 4], hidden_size=32,
+        num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=64, patch_size=16,
+        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[32, 64, 32, 32], fusion_hidden_size=16,
+        head_in_index=-1, readout_type="project",
+    )  # fmt: skip
+    return transformers.DPTForDepthEstimation(cfg)
+
+
 def _glpn() -> nn.Module:
     cfg = transformers.GLPNConfig(
         num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 16, 32, 64],
@@ -69,6 +84,7 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
         "da_relative": lambda: _depth_anything(False),
         "da_metric": lambda: _depth_anything(True),
         "dpt": _dpt,
+        "dpt_hybrid": _dpt_hybrid,
         "glpn": _glpn,
     }
     paths = {}
@@ -89,7 +105,7 @@ def _teacher(path: Path, **kw):
 @pytest.mark.parametrize(
     ("name", "metric", "channels"),
     [("da_relative", False, [32] * 4), ("da_metric", True, [32] * 4), ("dpt", False, [32] * 4),
-     ("glpn", True, [8, 16, 32, 64])],
+     ("dpt_hybrid", False, [32] * 4), ("glpn", True, [8, 16, 32, 64])],
 )  # fmt: skip
 @pytest.mark.parametrize("size", [(64, 96), (70, 100)])
 def test_pyramid_depth_and_metric_flags(hf_models, name, metric, channels, size) -> None:

@@ -115,15 +115,16 @@ class HFTeacher(Teacher):
         normalize_tokens: bool = True,
     ) -> None:
         config = model.config
-        self_family = config.model_type
-        if self_family not in FAMILY_NORM:
-            raise ValueError(f"HF model type {self_family!r} is not supported; supported: {sorted(FAMILY_NORM)}")
+        family = config.model_type
+        if family not in FAMILY_NORM:
+            raise ValueError(f"HF model type {family!r} is not supported; supported: {sorted(FAMILY_NORM)}")
         backbone_cfg = getattr(config, "backbone_config", None)
-        if self_family == "glpn":
+        if family == "glpn":
             channels = list(config.hidden_sizes)
             layers: list[int] = []
             patch, multiple, square = 0, 32, None
-        elif backbone_cfg is not None:  # Depth Anything, DPT-DINOv2: hidden_states[i] for the backbone stages
+        elif backbone_cfg is not None and not getattr(config, "is_hybrid", False):
+            # Depth Anything, DPT-DINOv2: hidden_states[i] of the backbone stages (0 = embeddings)
             layers = list(backbone_cfg.out_indices)
             channels = [backbone_cfg.hidden_size] * 4
             patch = backbone_cfg.patch_size
@@ -135,7 +136,7 @@ class HFTeacher(Teacher):
             size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
             multiple, square = patch, int(size)
         if len(channels) != 4 or (layers and len(layers) != 4):
-            raise ValueError(f"HF {self_family} model: need 4 feature levels, config gives {channels} / {layers}")
+            raise ValueError(f"HF {family} model: need 4 feature levels, config gives {channels} / {layers}")
         super().__init__(
             [FeatureInfo(int(c), s) for c, s in zip(channels, PYRAMID_STRIDES, strict=True)],
             mean,
@@ -146,7 +147,7 @@ class HFTeacher(Teacher):
             relative_space,
         )
         self.model = model
-        self.family = self_family
+        self.family = family
         self.layers, self.patch = layers, patch
         self.size_multiple = size_multiple or multiple
         self.input_size = tuple(input_size) if input_size else ((square, square) if square else None)
