@@ -105,11 +105,13 @@ def main() -> None:
     with torch.no_grad():
         pred = torch.cat([model(val["image"][i:i + 32])["depth"] for i in range(0, args.n_val, 32)])
     gvals = train["depth"][train["valid"]]
+    def score(p: torch.Tensor) -> dict[str, float]:
+        return metrics(p, val["depth"], val["valid"], max_depth)
+
     results = {
-        "student": metrics(pred, val["depth"], val["valid"], max_depth),
-        "mean_depth_baseline": metrics(torch.full_like(pred, gvals.mean().item()), val["depth"], val["valid"], max_depth),
-        "median_depth_baseline": metrics(torch.full_like(pred, gvals.median().item()), val["depth"], val["valid"],
-                                         max_depth),
+        "student": score(pred),
+        "mean_depth_baseline": score(torch.full_like(pred, gvals.mean().item())),
+        "median_depth_baseline": score(torch.full_like(pred, gvals.median().item())),
         "budget": {"preset": args.preset, "size": f"{h}x{w}", "n_train": args.n_train, "n_val": args.n_val,
                    "steps": step, "batch": args.batch, "train_minutes": round(train_min, 2),
                    "render_seconds": round(render_s, 1), "threads": args.threads},

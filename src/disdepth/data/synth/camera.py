@@ -109,15 +109,16 @@ class View:
         base = self.origin if self.kind == "pinhole" else self.origin[:, 0, 0]
         return (points - base) @ self.rot
 
-    def rects(self, corners: np.ndarray) -> np.ndarray:
+    def rects(self, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel rectangles that hold every ray able to hit each of P convex hulls, vectorised over P.
 
         Args:
             corners: (P, 8, 3) world bounding-box corners (bit i of the corner index = + side of axis i);
                 NaN rows mean unbounded (planes, rooms): the full image.
         Returns:
-            (P, 4) int array (v0, v1, u0, u1); an empty rectangle (v0 >= v1 or u0 >= u1) when nothing
-            can be hit, e.g. a box entirely behind a pinhole camera (a hit needs t = z-depth > 0).
+            rects: (P, 4) int array (v0, v1, u0, u1); an empty rectangle (v0 >= v1 or u0 >= u1) when
+                nothing can be hit, e.g. a box entirely behind a pinhole camera (a hit needs t = z > 0).
+            near: (P,) lower bound of the ray parameter t of any hit (0 for unbounded primitives).
         """
         h, w = self.shape
         unbounded = np.isnan(corners[:, 0, 0])
@@ -125,6 +126,7 @@ class View:
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.kind == "ortho":
                 u, v = pts[..., 0] / self.res, pts[..., 1] / self.res
+                t_near = pts[..., 2].min(1)
             else:
                 near = 1e-3
                 front = pts[..., 2] > near
@@ -137,6 +139,7 @@ class View:
                                       np.where(cross[..., None], clipped, np.nan)], axis=1)
                 fx, fy, cx, cy = self.k
                 u, v = fx * pts[..., 0] / pts[..., 2] + cx, fy * pts[..., 1] / pts[..., 2] + cy
+                t_near = np.nanmin(np.where(np.isnan(pts[..., 2]), np.inf, pts[..., 2]), 1)  # z = t for pinhole
             empty = np.all(np.isnan(u), axis=1) & ~unbounded
             u = np.where(np.isnan(u), np.inf, u)
             v = np.where(np.isnan(v), np.inf, v)
@@ -149,7 +152,8 @@ class View:
         out = np.clip(out, 0, [h, h, w, w]).astype(np.int64)
         out[unbounded] = (0, h, 0, w)
         out[empty] = 0
-        return out
+        t_near = np.where(unbounded | ~np.isfinite(t_near), 0.0, t_near)
+        return out, t_near
 
 
 # Box corner index pairs along the 12 edges (corner bit i = sign on axis i).

@@ -3,8 +3,11 @@
 Every ``hit(o, d, inv)`` takes ray origins ``o`` and directions ``d`` as (3, ...) arrays or (3,)
 constants that broadcast against each other, and returns the ray parameter ``t`` (inf on a miss,
 only ``t > EPS`` counts). With the pinhole convention of :mod:`.camera`, ``t`` is z-depth in metres.
-Every ``surface(p)`` takes hit points (3, n) and returns outward normals (3, n) and texture
-coordinates ``u, v`` (n,) in metres, plus a face index used by decals.
+Floating-point warnings (0 * inf, sqrt of a negative discriminant on a miss) are expected; they are
+silenced once per :func:`trace` call rather than per primitive.
+
+Every ``surface(p)`` takes hit points (3, n) and returns outward normals (3, n), texture coordinates
+``u, v`` (n,) in metres, and a face index (n,) int8 used by per-face materials and decals.
 """
 
 from __future__ import annotations
@@ -44,8 +47,7 @@ class Plane(Primitive):
     up: bool = True  # normal direction: +y for a floor seen from above, -y for a ceiling
 
     def hit(self, o, d, inv):
-        with np.errstate(invalid="ignore"):
-            t = (self.height - o[1]) * inv[1]
+        t = (self.height - o[1]) * inv[1]
         return np.where(t > EPS, t, INF)
 
     def surface(self, p):
@@ -80,22 +82,20 @@ class Box(Primitive):
             return (px, py, pz), inv
         c, s = _yaw_axes(self.yaw)
         lo = (px * c - pz * s, py, px * s + pz * c)
-        with np.errstate(divide="ignore"):
-            li = (1.0 / (d[0] * c - d[2] * s), inv[1], 1.0 / (d[0] * s + d[2] * c))
+        li = (1.0 / (d[0] * c - d[2] * s), inv[1], 1.0 / (d[0] * s + d[2] * c))
         return lo, li
 
     def hit(self, o, d, inv):
         lo, li = self._local(o, d, inv)
         h = self.half
-        with np.errstate(invalid="ignore"):
-            ta = [(-h[i] - lo[i]) * li[i] for i in range(3)]
-            tb = [(h[i] - lo[i]) * li[i] for i in range(3)]
-            if self.inside:
-                t = np.minimum(np.minimum(np.maximum(ta[0], tb[0]), np.maximum(ta[1], tb[1])), np.maximum(ta[2], tb[2]))
-                return np.where(t > EPS, t, INF)
-            tn = np.maximum(np.maximum(np.minimum(ta[0], tb[0]), np.minimum(ta[1], tb[1])), np.minimum(ta[2], tb[2]))
-            tf = np.minimum(np.minimum(np.maximum(ta[0], tb[0]), np.maximum(ta[1], tb[1])), np.maximum(ta[2], tb[2]))
-            return np.where((tn <= tf) & (tn > EPS), tn, INF)
+        ta = [(-h[i] - lo[i]) * li[i] for i in range(3)]
+        tb = [(h[i] - lo[i]) * li[i] for i in range(3)]
+        if self.inside:
+            t = np.minimum(np.minimum(np.maximum(ta[0], tb[0]), np.maximum(ta[1], tb[1])), np.maximum(ta[2], tb[2]))
+            return np.where(t > EPS, t, INF)
+        tn = np.maximum(np.maximum(np.minimum(ta[0], tb[0]), np.minimum(ta[1], tb[1])), np.minimum(ta[2], tb[2]))
+        tf = np.minimum(np.minimum(np.maximum(ta[0], tb[0]), np.maximum(ta[1], tb[1])), np.maximum(ta[2], tb[2]))
+        return np.where((tn <= tf) & (tn > EPS), tn, INF)
 
     def surface(self, p):
         c, s = _yaw_axes(self.yaw)
@@ -137,9 +137,8 @@ class Sphere(Primitive):
         b = d[0] * ox + d[1] * oy + d[2] * oz
         cc = ox * ox + oy * oy + oz * oz - self.radius**2
         disc = b * b - a * cc
-        with np.errstate(invalid="ignore"):
-            sq = np.sqrt(disc)
-            t0, t1 = (-b - sq) / a, (-b + sq) / a
+        sq = np.sqrt(disc)
+        t0, t1 = (-b - sq) / a, (-b + sq) / a
         t = np.where(t0 > EPS, t0, t1)
         return np.where((disc >= 0) & (t > EPS), t, INF)
 
@@ -171,14 +170,13 @@ class Cylinder(Primitive):
         b = d[0] * ox + d[2] * oz
         cc = ox * ox + oz * oz - self.radius**2
         disc = b * b - a * cc
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = (-b - np.sqrt(disc)) / a
-            y = o[1] + t * d[1]
-            side = np.where((disc >= 0) & (t > EPS) & (y >= self.y0) & (y <= self.y1), t, INF)
-            # Caps: whichever end plane faces the ray origin.
-            ty = np.where(o[1] > self.y1, (self.y1 - o[1]) * inv[1], (self.y0 - o[1]) * inv[1])
-            cx, cz = ox + ty * d[0], oz + ty * d[2]
-            cap = np.where((ty > EPS) & (cx * cx + cz * cz <= self.radius**2), ty, INF)
+        t = (-b - np.sqrt(disc)) / a
+        y = o[1] + t * d[1]
+        side = np.where((disc >= 0) & (t > EPS) & (y >= self.y0) & (y <= self.y1), t, INF)
+        # Caps: whichever end plane faces the ray origin.
+        ty = np.where(o[1] > self.y1, (self.y1 - o[1]) * inv[1], (self.y0 - o[1]) * inv[1])
+        cx, cz = ox + ty * d[0], oz + ty * d[2]
+        cap = np.where((ty > EPS) & (cx * cx + cz * cz <= self.radius**2), ty, INF)
         return np.minimum(side, cap)
 
     def surface(self, p):
@@ -207,7 +205,9 @@ def trace(prims: list[Primitive], view: View, ids: list[int] | None = None,
     """Nearest hit of every ray of ``view`` among ``prims`` (only the indices ``ids`` if given).
 
     Each primitive is only tested on the rays in its screen rectangle (:meth:`View.rects`), so small
-    or distant objects cost little; ``corners`` (from :func:`stack_corners`) may be passed to reuse them.
+    or distant objects cost little; primitives go near to far, and one is skipped when every ray in its
+    rectangle already hit something nearer than its nearest corner (occlusion culling).
+    ``corners`` (from :func:`stack_corners`) may be passed to reuse them.
 
     Returns:
         t: (H, W) float32 ray parameter of the nearest hit (z-depth for pinhole views), inf on a miss.
@@ -220,16 +220,25 @@ def trace(prims: list[Primitive], view: View, ids: list[int] | None = None,
     if not ids:
         return t, pid
     corners = stack_corners(prims) if corners is None else corners
-    rects = view.rects(corners[ids])
-    for i, (v0, v1, u0, u1) in zip(ids, rects.tolist(), strict=True):
+    with np.errstate(all="ignore"):
+        _trace_into(prims, view, ids, corners, t, pid)
+    return t, pid
+
+
+def _trace_into(prims, view, ids, corners, t, pid) -> None:
+    rects, t_near = view.rects(corners[ids])
+    for k in np.argsort(t_near, kind="stable").tolist():
+        i, (v0, v1, u0, u1) = ids[k], rects[k].tolist()
         if v0 >= v1 or u0 >= u1:
+            continue
+        tv = t[v0:v1, u0:u1]
+        if t_near[k] > 0 and tv.max() < t_near[k]:
             continue
         o = view.origin if view.origin.ndim == 1 else view.origin[:, v0:v1, u0:u1]
         d = view.dirs if view.dirs.ndim == 1 else view.dirs[:, v0:v1, u0:u1]
         inv = view.inv if view.inv.ndim == 1 else view.inv[:, v0:v1, u0:u1]
         ti = prims[i].hit(o, d, inv)
-        tv, pv = t[v0:v1, u0:u1], pid[v0:v1, u0:u1]  # views: updated in place
+        pv = pid[v0:v1, u0:u1]  # tv and pv are views: updated in place
         better = ti < tv
         np.copyto(tv, ti, where=better)
         np.copyto(pv, i, where=better)
-    return t, pid

@@ -135,11 +135,11 @@ def random_color(rng: np.random.Generator, lo: float = 0.15, hi: float = 0.9, sa
     """A random linear-light RGB (3,): display brightness in [lo, hi], saturation up to ``sat``.
 
     Chosen in display (gamma) space, where "brightness" and "saturation" mean what a person sees, then
-    linearised (^2.2) because shading and the renderer's tone curve work in linear light.
+    linearised (squared: the renderer's display gamma is 2) because shading works in linear light.
     """
     grey = rng.uniform(lo, hi)
     tint = rng.uniform(-1, 1, 3) * sat * rng.uniform(0.3, 1.0) * 2 * min(grey, 1 - grey)
-    return (np.clip(grey + tint, 0.02, 1.0) ** 2.2).astype(np.float32)
+    return (np.clip(grey + tint, 0.02, 1.0) ** 2).astype(np.float32)
 
 
 def random_material(rng: np.random.Generator, kinds: tuple[str, ...],
