@@ -91,6 +91,9 @@ class SyntheticConfig:
     width: int = 320
     seed: int = 0
     sparse: bool = False  # outdoor: LiDAR-like scan-line ground truth
+    sparse_density: float = 0.05  # kept fraction of image pixels with sparse=True (KITTI raw: ~4-5%)
+    depth_noise: float = 0.0  # sensor noise: depth std = depth_noise * depth^2 (metres; Kinect v1 ~0.002)
+    holes: float = 0.0  # sensor dropout: fraction of pixels removed in blobs
 
 
 @dataclass
