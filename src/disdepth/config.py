@@ -210,6 +210,55 @@ class TrainConfig:
 
 
 @dataclass
+class AcclimateConfig:
+    """Teacher acclimation with a ghost decoder (DESIGN.md §1.4; docs/distillation.md)."""
+
+    # Ghost decoder = copy of the student's decoder + head: "baseline" = weights of ``baseline_checkpoint``
+    # (a trained baseline student), "fresh" = the student's initialisation (then set train_ghost: true).
+    ghost_init: Literal["baseline", "fresh"] = "baseline"
+    baseline_checkpoint: str = ""
+    train_ghost: bool = False  # default frozen: the FAMs must learn to speak the student decoder's language
+    fam: Literal["conv", "linear"] = "conv"  # conv: 1x1 -> BN -> ReLU -> 3x3 (linear out); linear: one 1x1 conv
+    fam_hidden: int = 0  # hidden width of a conv FAM; 0 = max(student channels, 32)
+    train_teacher: bool = False  # fine-tune the teacher too (its own depth loss is kept)
+    teacher_lr_scale: float = 0.1  # teacher lr = train.lr * teacher_lr_scale
+    teacher_loss_weight: float = 1.0  # weight of the teacher's own SILog while it is fine-tuned
+
+
+@dataclass
+class DistillConfig:
+    """Student distillation (DESIGN.md §1.5; docs/distillation.md)."""
+
+    acclimated_checkpoint: str = ""  # output of ``disdepth acclimate`` (teacher + FAMs + ghost decoder)
+    # Feature KD target: "acclimated" = FAM outputs (DisDepth); "raw" = raw teacher features through a
+    # student-side 1x1 adapter (classic feature KD, no acclimation); "none" = no feature KD.
+    feature_target: Literal["acclimated", "raw", "none"] = "acclimated"
+    # Spatial weights over positions: "magnitude" = softmax of the standardised teacher feature energy / tau;
+    # "saliency" = same softmax of the ghost decoder's depth-loss gradient magnitude; "none" = uniform (plain MSE).
+    attention: Literal["magnitude", "saliency", "none"] = "magnitude"
+    tau: float = 1.0  # softmax temperature (lower = sharper)
+    attention_floor: float = 0.0  # mix with uniform: w = (1 - floor) * softmax + floor / (H*W)
+    levels: list[int] = field(default_factory=lambda: [4, 8, 16, 32])  # student encoder strides distilled
+    feature_weight: float = 1.0
+    normalize: bool = True  # divide each level's loss by the teacher feature energy (scale-free weights)
+    response_weight: float = 0.0  # response KD: SILog(student depth, teacher depth) on all pixels
+    # Cache teacher targets per sample id: "auto" = when train augmentation is off (targets are deterministic).
+    cache_teacher: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass
+class PipelineConfig:
+    """``disdepth pipeline``: per-stage ``--set``-style overrides applied on top of the config."""
+
+    teacher: list[str] = field(default_factory=list)  # e.g. ["train.steps=20000", "train.lr=1e-4"]
+    baseline: list[str] = field(default_factory=list)
+    acclimate: list[str] = field(default_factory=list)
+    distill: list[str] = field(default_factory=list)
+    bench_resolution: list[int] = field(default_factory=lambda: [480, 640])  # [H, W] for params/GFLOPs/latency
+    panels: int = 4  # image panels in the report
+
+
+@dataclass
 class Config:
     """Root config; one section per concern."""
 
@@ -221,6 +270,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    acclimate: AcclimateConfig = field(default_factory=AcclimateConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 # --------------------------------------------------------------------------------------------
