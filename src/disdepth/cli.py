@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data check": ("disdepth.data.check", "validate a dataset config: counts, bad files, depth statistics"),
     "data synth": ("disdepth.data.synth_cli", "render the synthetic world to disk (BTS layout + CSV)"),
     "data bench": ("disdepth.data.bench", "data-loading throughput with augmentation"),
+    "predict": ("disdepth.deploy.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
+    "export": ("disdepth.deploy.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
 }
 
 
