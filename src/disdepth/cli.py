@@ -17,6 +17,9 @@ from disdepth.config import ConfigError
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("disdepth.deploy.bench", "parameters, GFLOPs and CPU latency of a model"),
     "train": ("disdepth.engine.train_cmd", "train a baseline student or a teacher (supervised)"),
+    "acclimate": ("disdepth.distill.acclimate_cmd", "acclimate a teacher to the student's decoder (ghost decoder + FAMs)"),
+    "distill": ("disdepth.distill.distill_cmd", "distil a student: depth loss + attentive KD to acclimated features"),
+    "pipeline": ("disdepth.distill.pipeline_cmd", "teacher -> baseline -> acclimate -> distill -> report, resumable"),
     "eval": ("disdepth.eval.evaluate", "score predictions (a folder of PNGs) under a named protocol"),
     "data check": ("disdepth.data.check", "validate a dataset config: counts, bad files, depth statistics"),
     "data synth": ("disdepth.data.synth_cli", "render the synthetic world to disk (BTS layout + CSV)"),

@@ -1,0 +1,297 @@
+"""Teacher acclimation with a ghost decoder (DESIGN.md §1.4; DisDepth, Zheng et al. 2024, arXiv:2404.16386).
+
+The ghost decoder is a copy of the student's decoder and head (by default with a trained baseline student's
+weights) and is frozen. One feature acclimation module (FAM) per student encoder level maps the teacher's
+pyramid (strides 4/8/16/32) to the student's channels and grid; the FAMs are trained so that the ghost decoder
+reads depth from them. The acclimated features then live in the feature space the student's decoder already
+understands ("student-friendly"), which is what the attentive KD loss distils into the student's encoder.
+
+Student levels the teacher lacks (the stride-2 level of timm CNNs) are fed by a FAM on the teacher's
+stride-4 feature, upsampled x2 to the student's stride-2 grid, so the ghost decoder sees only teacher-derived
+features.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from disdepth.config import AcclimateConfig, Config, config_from_dict
+from disdepth.distill.losses import resize_like, silog_loss
+from disdepth.distill.tasks import Task
+from disdepth.models.encoder import FeatureInfo
+
+
+class FAM(nn.Module):
+    """Feature acclimation module: teacher feature (B, C_t, h_t, w_t) -> student-shaped (B, C_s, h_s, w_s).
+
+    ``conv``: 1x1 conv -> BN -> ReLU -> 3x3 conv (linear output: timm CNN stage outputs can be negative);
+    ``linear``: a single 1x1 conv. The result is bilinearly resampled to the student level's grid.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kind: str = "conv", hidden: int = 0) -> None:
+        super().__init__()
+        if kind == "linear":
+            self.body: nn.Module = nn.Conv2d(in_channels, out_channels, 1)
+        elif kind == "conv":
+            hidden = hidden or max(out_channels, 32)
+            self.body = nn.Sequential(
+                nn.Conv2d(in_channels, hidden, 1, bias=False),
+                nn.BatchNorm2d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, out_channels, 3, padding=1),
+            )
+        else:
+            raise ValueError(f"acclimate.fam: expected 'conv' or 'linear', got {kind!r}")
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        # Convolve at the teacher's grid (cheaper), then resample: only the stride-2 level is upsampled.
+        y = self.body(x)
+        if tuple(y.shape[-2:]) != tuple(size):
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return y
+
+
+class GhostDecoder(nn.Module):
+    """A copy of the student's decoder + head that reads a feature pyramid; frozen unless told otherwise."""
+
+    def __init__(self, decoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.decoder, self.head = decoder, head
+        self._frozen = False
+
+    @classmethod
+    def from_student(cls, student: nn.Module) -> GhostDecoder:
+        """Deep copy of ``student.decoder`` and ``student.head`` (same architecture and weights)."""
+        return cls(copy.deepcopy(student.decoder), copy.deepcopy(student.head))
+
+    def freeze(self) -> GhostDecoder:
+        self._frozen = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        super().train(False)
+        return self
+
+    def train(self, mode: bool = True) -> GhostDecoder:
+        return super().train(mode and not self._frozen)  # frozen BN statistics stay frozen
+
+    def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> dict:
+        """features: student-shaped pyramid, shallow to deep -> {depth: (B, 1, *size) metres, decoder_features}."""
+        dec = self.decoder(features)
+        out = dict(self.head(dec[-1]))
+        out["depth"] = F.interpolate(out["depth"], size=size, mode="bilinear", align_corners=False)
+        out["decoder_features"] = dec
+        return out
+
+
+def teacher_level_for(stride: int, teacher_strides: list[int]) -> int:
+    """Index of the teacher level feeding a student level: same stride, else the nearest (stride 2 -> 4)."""
+    return min(range(len(teacher_strides)), key=lambda i: (abs(math.log2(teacher_strides[i] / stride)), i))
+
+
+def build_fams(teacher_info: list[FeatureInfo], student_info: list[FeatureInfo], cfg: AcclimateConfig) -> nn.ModuleList:
+    """One FAM per student level (all levels: the ghost decoder needs the whole pyramid)."""
+    strides = [f.stride for f in teacher_info]
+    return nn.ModuleList(
+        FAM(teacher_info[teacher_level_for(s.stride, strides)].channels, s.channels, cfg.fam, cfg.fam_hidden)
+        for s in student_info
+    )
+
+
+class AcclimatedTeacher(nn.Module):
+    """Teacher -> FAMs -> ghost decoder.
+
+    ``forward(image)`` with image (B, 3, H, W) normalised for the *student* returns:
+        depth: (B, 1, H, W) metres, the ghost decoder's prediction from the acclimated features;
+        acclimated: list of (B, C_s, ceil(H/s), ceil(W/s)) per student level, shallow to deep;
+        teacher_depth: (B, 1, H, W) metres, the teacher's own prediction;
+        teacher_features: the teacher's raw pyramid (strides 4..32).
+
+    Parts that are not trained are kept as unregistered references (``register_*=False``), so that when this
+    module is the trainable part of a task (acclimation), DDP wraps only what trains. The teacher is
+    registered as ``backbone`` so that the engine's ``encoder_lr_scale`` gives it a small learning rate.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        fams: nn.ModuleList,
+        ghost: GhostDecoder,
+        student_info: list[FeatureInfo],
+        student_mean: tuple[float, ...],
+        student_std: tuple[float, ...],
+        register_teacher: bool = True,
+        register_ghost: bool = True,
+    ) -> None:
+        super().__init__()
+        self.fams = fams
+        self.student_info = list(student_info)
+        self.student_mean, self.student_std = tuple(student_mean), tuple(student_std)
+        self.encoder = SimpleNamespace(mean=self.student_mean, std=self.student_std)  # read by evaluation panels
+        self.train_teacher = register_teacher and any(p.requires_grad for p in teacher.parameters())
+        if register_teacher:
+            self.backbone = teacher
+        else:
+            self.__dict__["backbone"] = teacher
+        if register_ghost:
+            self.ghost = ghost
+        else:
+            self.__dict__["ghost"] = ghost
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.backbone
+
+    def acclimate(self, teacher_features: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+        """Teacher pyramid -> student-shaped pyramid for an input of ``size`` (H, W)."""
+        strides = [f.stride for f in self.backbone.feature_info]
+        out = []
+        for fam, info in zip(self.fams, self.student_info, strict=True):
+            grid = (math.ceil(size[0] / info.stride), math.ceil(size[1] / info.stride))
+            out.append(fam(teacher_features[teacher_level_for(info.stride, strides)], grid))
+        return out
+
+    def forward(self, image: torch.Tensor) -> dict:
+        size = tuple(image.shape[-2:])
+        timage = self.backbone.normalize_input(image, self.student_mean, self.student_std)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_teacher):
+            tout = self.backbone(timage)
+        acclimated = self.acclimate(tout["features"], size)
+        gout = self.ghost(acclimated, size)
+        return {
+            "depth": gout["depth"],
+            "acclimated": acclimated,
+            "teacher_depth": resize_like(tout["depth"], image),
+            "teacher_features": tout["features"],
+        }
+
+
+class AcclimationTask(Task):
+    """Trains the FAMs (and optionally the teacher and/or the ghost decoder).
+
+    Loss = SILog(ghost depth, gt) [+ ``teacher_loss_weight`` * SILog(teacher depth, gt) when the teacher trains,
+    so that its own accuracy is preserved]. ``predict`` returns the ghost decoder's depth.
+    """
+
+    def __init__(
+        self,
+        model: AcclimatedTeacher,
+        variance_focus: float = 0.85,
+        silog_scale: float = 10.0,
+        teacher_loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        # Registered on the task (not on ``model``) so ``task.to(device)`` moves them; DDP never sees them.
+        self.frozen_parts = nn.ModuleList([model.backbone, model.ghost])
+        self.variance_focus, self.silog_scale, self.teacher_loss_weight = (
+            variance_focus,
+            silog_scale,
+            teacher_loss_weight,
+        )
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = self.model(batch["image"])
+        gt, valid = batch["depth"], batch["valid"]
+        losses = {
+            "ghost_silog": silog_loss(resize_like(out["depth"], gt), gt, valid, self.variance_focus, self.silog_scale)
+        }
+        raw = self.model.module if hasattr(self.model, "module") else self.model
+        if raw.train_teacher and self.teacher_loss_weight > 0:
+            t_loss = silog_loss(resize_like(out["teacher_depth"], gt), gt, valid, self.variance_focus, self.silog_scale)
+            losses["teacher_silog"] = self.teacher_loss_weight * t_loss
+        losses["loss"] = sum(losses.values())
+        return losses
+
+
+class TeacherDepth(nn.Module):
+    """View of a teacher (or an acclimated teacher) that predicts from student-normalised images (for evaluation)."""
+
+    def __init__(self, teacher: nn.Module, student_mean: tuple[float, ...], student_std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.student_mean, self.student_std = tuple(student_mean), tuple(student_std)
+        self.encoder = SimpleNamespace(mean=self.student_mean, std=self.student_std)
+
+    def forward(self, image: torch.Tensor) -> dict:
+        out = self.teacher(self.teacher.normalize_input(image, self.student_mean, self.student_std))
+        return {"depth": resize_like(out["depth"], image)}
+
+
+# --------------------------------------------------------------------------------------------
+# Building and the saved artifact.
+# --------------------------------------------------------------------------------------------
+
+
+def build_acclimated(cfg: Config, teacher: nn.Module, student: nn.Module, train: bool = True) -> AcclimatedTeacher:
+    """Ghost decoder from ``student`` (already holding baseline weights if any) + fresh FAMs around ``teacher``.
+
+    With ``train=True`` the teacher is frozen unless ``acclimate.train_teacher`` and the ghost decoder unless
+    ``acclimate.train_ghost``; untrained parts are not registered (see :class:`AcclimatedTeacher`).
+    """
+    ac = cfg.acclimate
+    ghost = GhostDecoder.from_student(student)
+    fams = build_fams(teacher.feature_info, student.feature_info, ac)
+    mean, std = tuple(student.encoder.mean), tuple(student.encoder.std)
+    if not train:
+        teacher.freeze()
+        ghost.freeze()
+        return AcclimatedTeacher(teacher, fams, ghost, student.feature_info, mean, std).eval()
+    if ac.train_teacher:
+        teacher.unfreeze()
+    else:
+        teacher.freeze()
+    if not ac.train_ghost:
+        ghost.freeze()
+    return AcclimatedTeacher(
+        teacher,
+        fams,
+        ghost,
+        student.feature_info,
+        mean,
+        std,
+        register_teacher=ac.train_teacher,
+        register_ghost=ac.train_ghost,
+    )
+
+
+def acclimated_state(model: AcclimatedTeacher, cfg: Config, metrics: dict | None = None) -> dict:
+    """The ``acclimated.pt`` artifact: teacher, FAM and ghost weights, the config and the accuracy report."""
+    from disdepth.config import to_dict
+
+    return {
+        "kind": "acclimated_teacher",
+        "teacher": model.backbone.state_dict(),
+        "fams": model.fams.state_dict(),
+        "ghost": model.ghost.state_dict(),
+        "model": {},  # keeps the generic checkpoint reader (which wants "model" and "config") happy
+        "config": to_dict(cfg),
+        "metrics": metrics or {},
+    }
+
+
+def load_acclimated(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[AcclimatedTeacher, Config]:
+    """Rebuild a frozen :class:`AcclimatedTeacher` (eval mode) from ``acclimated.pt``."""
+    from disdepth.engine.checkpoint import load_checkpoint
+    from disdepth.models.student import build_student
+    from disdepth.teachers.build import build_teacher
+
+    state = load_checkpoint(path, map_location)
+    if state.get("kind") != "acclimated_teacher":
+        raise ValueError(f"{path}: not an acclimated teacher (kind={state.get('kind')!r}); run `disdepth acclimate`")
+    cfg = config_from_dict(state["config"])
+    tcfg = copy.deepcopy(cfg.teacher)
+    tcfg.pretrained, tcfg.weights, tcfg.checkpoint = "none", "", ""
+    mcfg = copy.deepcopy(cfg.model)
+    mcfg.pretrained, mcfg.weights = "none", ""
+    model = build_acclimated(cfg, build_teacher(tcfg), build_student(mcfg), train=False)
+    model.backbone.load_state_dict(state["teacher"])
+    model.fams.load_state_dict(state["fams"])
+    model.ghost.load_state_dict(state["ghost"])
+    return model.eval(), cfg

@@ -1,0 +1,223 @@
+"""Student distillation (DESIGN.md §1.5): depth loss + attentive KD to acclimated teacher features.
+
+The trainable part is a :class:`DistilledStudent` (the student plus, for classic feature KD only, student-side
+1x1 adapters). The teacher side (a frozen :class:`~disdepth.distill.acclimation.AcclimatedTeacher`, or a raw
+frozen teacher for classic KD / response KD) lives on the task outside ``task.model``, so DDP never wraps it,
+and runs under ``torch.no_grad()``. Teacher targets can be cached per sample id when they are deterministic
+(augmentation off): the teacher then runs once per training image instead of once per step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from disdepth.config import DistillConfig
+from disdepth.distill.acclimation import AcclimatedTeacher, teacher_level_for
+from disdepth.distill.kd_losses import (
+    attentive_feature_loss,
+    magnitude_attention,
+    match_size,
+    response_kd_loss,
+    saliency_attention,
+    uniform_attention,
+)
+from disdepth.distill.losses import bins_chamfer_loss, resize_like, silog_loss
+from disdepth.distill.tasks import Task
+from disdepth.models.student import DepthStudent
+
+log = logging.getLogger(__name__)
+
+
+class DistilledStudent(DepthStudent):
+    """A student that also returns the features it distils (``kd_features``, one per distilled stride).
+
+    Shares the student's encoder/decoder/head (same parameter names, so the engine's encoder learning-rate
+    scale applies). ``adapters`` (classic feature KD only) map student channels to the teacher's; they are
+    training-only and dropped by :meth:`to_student`.
+    """
+
+    def __init__(self, student: DepthStudent, kd_strides: list[int], adapters: nn.ModuleDict | None = None) -> None:
+        super().__init__(student.encoder, student.decoder, student.head)
+        self.lgconv_names = list(student.lgconv_names)
+        strides = [f.stride for f in student.feature_info]
+        missing = [s for s in kd_strides if s not in strides]
+        if missing:
+            raise ValueError(f"distill.levels {missing} are not student encoder strides {strides}")
+        self.kd_strides = list(kd_strides)
+        self.kd_index = [strides.index(s) for s in kd_strides]
+        self.adapters = adapters if adapters is not None else nn.ModuleDict()
+
+    def forward(self, image: torch.Tensor) -> dict:
+        out = super().forward(image)
+        feats = [out["encoder_features"][i] for i in self.kd_index]
+        if len(self.adapters):
+            feats = [self.adapters[str(s)](f) for s, f in zip(self.kd_strides, feats, strict=True)]
+        out["kd_features"] = feats
+        return out
+
+    def to_student(self) -> DepthStudent:
+        """The deployable student (shares modules; no adapters)."""
+        student = DepthStudent(self.encoder, self.decoder, self.head)
+        student.lgconv_names = list(self.lgconv_names)
+        return student
+
+
+class TeacherTargets(nn.Module):
+    """Computes (and optionally caches) per-level KD targets, attention maps and teacher depth for a batch.
+
+    Args:
+        teacher: an :class:`AcclimatedTeacher` (feature_target=acclimated) or a raw ``Teacher`` (raw / none).
+        cfg: the distill section.
+        kd_strides: student strides distilled.
+        student_mean, student_std: the student's input normalisation (raw teachers re-normalise).
+        cache: keep targets per sample id (valid only when targets are deterministic per id).
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        cfg: DistillConfig,
+        kd_strides: list[int],
+        student_mean: tuple[float, ...],
+        student_std: tuple[float, ...],
+        cache: bool = False,
+        variance_focus: float = 0.85,
+        silog_scale: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.teacher, self.cfg, self.kd_strides = teacher, cfg, list(kd_strides)
+        self.student_mean, self.student_std = tuple(student_mean), tuple(student_std)
+        self.use_cache, self.cache = cache, {}
+        self.variance_focus, self.silog_scale = variance_focus, silog_scale
+        self.acclimated = isinstance(teacher, AcclimatedTeacher)
+        if cfg.feature_target == "acclimated" and not self.acclimated:
+            raise ValueError(
+                "distill.feature_target=acclimated needs an acclimated teacher (distill.acclimated_checkpoint)"
+            )
+        if cfg.attention == "saliency" and not self.acclimated:
+            raise ValueError("distill.attention=saliency needs the ghost decoder of an acclimated teacher")
+
+    def train(self, mode: bool = True) -> TeacherTargets:
+        # The teacher side never trains here: keep FAM/teacher BN statistics fixed when the task calls .train().
+        return super().train(False)
+
+    def _attention(self, feats: list[torch.Tensor], grads: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        c = self.cfg
+        if c.attention == "magnitude":
+            return [magnitude_attention(f, c.tau, c.attention_floor) for f in feats]
+        if c.attention == "saliency":
+            return [saliency_attention(g, c.tau, c.attention_floor) for g in grads or []]
+        return [uniform_attention(f) for f in feats]
+
+    def _saliency_grads(self, acclimated: list[torch.Tensor], index: list[int], batch: dict) -> list[torch.Tensor]:
+        """d SILog(ghost(acclimated), gt) / d acclimated, at the distilled levels (task-driven saliency)."""
+        feats = [a.detach().requires_grad_(True) for a in acclimated]
+        with torch.enable_grad():
+            depth = self.teacher.ghost(feats, tuple(batch["image"].shape[-2:]))["depth"]
+            gt, valid = batch["depth"], batch["valid"]
+            loss = silog_loss(resize_like(depth, gt), gt, valid, self.variance_focus, self.silog_scale)
+            grads = torch.autograd.grad(loss, [feats[i] for i in index], allow_unused=True)
+        return [g if g is not None else torch.zeros_like(feats[i]) for g, i in zip(grads, index, strict=True)]
+
+    @torch.no_grad()
+    def compute(self, batch: dict) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+        """{features: per-stride targets, attention: (B, 1, h, w) per stride, depth: (B, 1, H, W) metres}."""
+        image = batch["image"]
+        if self.acclimated:
+            out = self.teacher(image)
+            strides = [f.stride for f in self.teacher.student_info]
+            index = [strides.index(s) for s in self.kd_strides]
+            if self.cfg.feature_target == "acclimated":
+                feats = [out["acclimated"][i] for i in index]
+            else:
+                t_strides = [f.stride for f in self.teacher.backbone.feature_info]
+                feats = [out["teacher_features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
+            grads = self._saliency_grads(out["acclimated"], index, batch) if self.cfg.attention == "saliency" else None
+            depth = out["teacher_depth"]
+        else:
+            tout = self.teacher(self.teacher.normalize_input(image, self.student_mean, self.student_std))
+            t_strides = [f.stride for f in self.teacher.feature_info]
+            feats = [tout["features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
+            grads, depth = None, resize_like(tout["depth"], image)
+        return {"features": feats, "attention": self._attention(feats, grads), "depth": depth}
+
+    def forward(self, batch: dict) -> dict:
+        if not self.use_cache:
+            return self.compute(batch)
+        ids = list(batch["id"])
+        missing = [i for i, k in enumerate(ids) if k not in self.cache]
+        if missing:
+            sub = {k: (v[missing] if torch.is_tensor(v) else v) for k, v in batch.items()}
+            fresh = self.compute(sub)
+            for j, i in enumerate(missing):
+                # fp16 halves the cache; targets are compared in fp32 by the losses.
+                self.cache[ids[i]] = {
+                    "features": [f[j].half() for f in fresh["features"]],
+                    "attention": [a[j] for a in fresh["attention"]],
+                    "depth": fresh["depth"][j].half(),
+                }
+        items = [self.cache[k] for k in ids]
+        n_levels = len(self.kd_strides)
+        return {
+            "features": [torch.stack([it["features"][lv] for it in items]).float() for lv in range(n_levels)],
+            "attention": [torch.stack([it["attention"][lv] for it in items]) for lv in range(n_levels)],
+            "depth": torch.stack([it["depth"] for it in items]).float(),
+        }
+
+
+class DistillationTask(Task):
+    """Depth loss + feature KD (attentive / plain / classic) + optional response KD.
+
+    Losses: ``silog`` (+ ``chamfer`` for a bins head), ``kd_s{stride}`` per distilled level (each already
+    multiplied by ``feature_weight / n_levels``), ``response_kd``; ``loss`` = their sum.
+    """
+
+    def __init__(
+        self,
+        model: DistilledStudent,
+        targets: TeacherTargets,
+        cfg: DistillConfig,
+        variance_focus: float = 0.85,
+        silog_scale: float = 10.0,
+        chamfer_weight: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.model, self.targets, self.cfg = model, targets, cfg
+        self.variance_focus, self.silog_scale, self.chamfer_weight = variance_focus, silog_scale, chamfer_weight
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = self.model(batch["image"])
+        gt, valid = batch["depth"], batch["valid"]
+        losses = {"silog": silog_loss(resize_like(out["depth"], gt), gt, valid, self.variance_focus, self.silog_scale)}
+        if "bin_centers" in out and self.chamfer_weight > 0:
+            losses["chamfer"] = self.chamfer_weight * bins_chamfer_loss(out["bin_centers"], gt, valid)
+        c = self.cfg
+        need_features = c.feature_target != "none" and c.feature_weight > 0
+        if need_features or c.response_weight > 0:
+            target = self.targets(batch)
+            if need_features:
+                weight = c.feature_weight / len(self.targets.kd_strides)
+                for stride, s, t, a in zip(
+                    self.targets.kd_strides, out["kd_features"], target["features"], target["attention"], strict=True
+                ):
+                    t = t.to(s.dtype)
+                    s = match_size(s, t)
+                    losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, c.normalize)
+            if c.response_weight > 0:
+                losses["response_kd"] = c.response_weight * response_kd_loss(
+                    out["depth"], target["depth"], self.variance_focus, self.silog_scale
+                )
+        losses["loss"] = sum(losses.values())
+        return losses
+
+
+def build_adapters(student_info: list, teacher_info: list, kd_strides: list[int]) -> nn.ModuleDict:
+    """Classic feature KD: a 1x1 conv per distilled stride, student channels -> teacher channels (FitNets-style)."""
+    s_ch = {f.stride: f.channels for f in student_info}
+    t_strides = [f.stride for f in teacher_info]
+    return nn.ModuleDict(
+        {str(s): nn.Conv2d(s_ch[s], teacher_info[teacher_level_for(s, t_strides)].channels, 1) for s in kd_strides}
+    )

@@ -1,0 +1,115 @@
+"""Distillation losses (DESIGN.md §1.5): attentive feature KD, its attention maps, response KD.
+
+Conventions (docs/distillation.md):
+
+* An attention map ``w`` is (B, 1, h, w), non-negative, and **sums to 1 over positions of each image**.
+  Uniform attention (``1 / (h*w)``) turns the attentive loss into plain feature MSE, so "attention: none" is
+  exactly the MSE baseline and the loss magnitudes of all variants are comparable.
+* The per-level feature loss is ``sum_p w(p) * mean_c (s(p) - t(p))^2``, divided (when ``normalize``) by the
+  teacher's mean energy ``mean(t^2)`` (detached) so one weight suits every level and every backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from disdepth.distill.losses import resize_like, silog_loss
+
+EPS = 1e-6
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    """Per-image z-score over positions of a (B, 1, h, w) map, so ``tau`` means the same at every level."""
+    flat = x.flatten(1)
+    mean, std = flat.mean(1, keepdim=True), flat.std(1, keepdim=True, unbiased=False)
+    return ((flat - mean) / (std + EPS)).view_as(x)
+
+
+def softmax_positions(score: torch.Tensor, tau: float = 1.0, floor: float = 0.0) -> torch.Tensor:
+    """Softmax over positions of a (B, 1, h, w) score map (standardised first), mixed with uniform by ``floor``.
+
+    Returns:
+        (B, 1, h, w) weights, each image summing to 1.
+    """
+    if tau <= 0:
+        raise ValueError(f"distill.tau must be > 0, got {tau}")
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"distill.attention_floor must be in [0, 1], got {floor}")
+    b, _, h, w = score.shape
+    weights = torch.softmax(_standardise(score.float()).flatten(1) / tau, dim=1).view(b, 1, h, w)
+    return (1.0 - floor) * weights + floor / (h * w)
+
+
+def uniform_attention(feature: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w) all ``1 / (h*w)``: plain MSE."""
+    b, _, h, w = feature.shape
+    return feature.new_full((b, 1, h, w), 1.0 / (h * w), dtype=torch.float32)
+
+
+def magnitude_attention(teacher: torch.Tensor, tau: float = 1.0, floor: float = 0.0) -> torch.Tensor:
+    """Attention from the teacher feature energy ``mean_c t^2`` (high-activation regions matter more).
+
+    Args:
+        teacher: (B, C, h, w) teacher (acclimated) feature.
+
+    Returns:
+        (B, 1, h, w) weights summing to 1 per image.
+    """
+    return softmax_positions(teacher.detach().float().pow(2).mean(1, keepdim=True), tau, floor)
+
+
+def saliency_attention(grad: torch.Tensor, tau: float = 1.0, floor: float = 0.0) -> torch.Tensor:
+    """Task-driven attention from a depth-loss gradient w.r.t. a feature map (``mean_c |dL/dt|``).
+
+    Args:
+        grad: (B, C, h, w) gradient of the ghost decoder's depth loss w.r.t. the acclimated feature.
+    """
+    return softmax_positions(grad.detach().float().abs().mean(1, keepdim=True), tau, floor)
+
+
+def attentive_feature_loss(
+    student: torch.Tensor, teacher: torch.Tensor, attention: torch.Tensor | None = None, normalize: bool = True
+) -> torch.Tensor:
+    """Attention-weighted feature distance at one level.
+
+    Args:
+        student: (B, C, h, w) student feature (or its adapter output), same shape as ``teacher``.
+        teacher: (B, C, h, w) target, no gradient needed.
+        attention: (B, 1, h, w) weights summing to 1 per image; None = uniform (plain MSE).
+        normalize: divide by ``mean(teacher^2)`` (detached).
+
+    Returns:
+        Scalar: mean over images of ``sum_p w(p) mean_c (s - t)^2`` [/ mean(t^2)]; 0 when ``student == teacher``.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"feature KD: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}")
+    teacher = teacher.detach().float()
+    dist = (student.float() - teacher).pow(2).mean(1, keepdim=True)  # (B, 1, h, w)
+    if attention is None:
+        loss = dist.mean()
+    else:
+        loss = (attention * dist).flatten(1).sum(1).mean()
+    if normalize:
+        loss = loss / (teacher.pow(2).mean() + EPS)
+    return loss
+
+
+def match_size(feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize of ``feature`` to ``like``'s grid (ceil-vs-floor stride rounding differs between models)."""
+    if feature.shape[-2:] == like.shape[-2:]:
+        return feature
+    return F.interpolate(feature, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def response_kd_loss(
+    student_depth: torch.Tensor, teacher_depth: torch.Tensor, variance_focus: float = 0.85, scale: float = 10.0
+) -> torch.Tensor:
+    """Response (depth) KD: SILog between the student's and the teacher's depth on every pixel.
+
+    Args:
+        student_depth, teacher_depth: (B, 1, H, W) metres (teacher resized to the student's size).
+    """
+    teacher_depth = resize_like(teacher_depth.detach(), student_depth).clamp(min=EPS)
+    valid = torch.ones_like(teacher_depth, dtype=torch.bool)
+    return silog_loss(student_depth, teacher_depth, valid, variance_focus, scale)
