@@ -1,0 +1,288 @@
+"""DisDepth ablation runner: baseline -> + LG-Conv -> + classic feature KD -> + ghost-decoder acclimation ->
++ attentive loss (full DisDepth), mean and spread over seeds, on the synthetic indoor world or the real 7-Scenes
+redkitchen frames. Regenerates the table in docs/distillation.md.
+
+python benchmarks/distill_ablation.py --dataset synthetic --seeds 0 1 2 --out runs/ablation_synth
+python benchmarks/distill_ablation.py --dataset sevenscenes --seeds 0 1 2 --out runs/ablation_7s
+
+Data are rendered/loaded once, resized and kept in memory (augmentation off, so teacher targets are cached).
+One teacher per dataset (seed 0, longer budget) is shared by every student; each seed trains its own baseline,
+LG-Conv baseline (whose decoder is the ghost decoder), acclimation, and the three KD students. Every stage
+writes result.json in its run directory and is skipped when re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from disdepth.config import Config, load_config
+from disdepth.distill.commands import acclimate_stage, distill_stage, stage_done, supervised_stage
+from disdepth.engine import dist
+
+SEVEN_SCENES = Path("/work/shared/data/seven_scenes_redkitchen/index.csv")
+# Sequence split (rows of index.csv = frames 0, 3, ..., 699): train rows 0-164 (frames 0-492), a 10-row gap
+# (frames 495-522) so near-duplicate neighbours never straddle the split, test rows 175-233 (frames 525-699).
+TRAIN_ROWS, TEST_ROWS = range(0, 165), range(175, 234)
+
+ROWS = [
+    ("baseline", "baseline student"),
+    ("lgconv", "+ LG-Conv"),
+    ("classic_kd", "+ classic feature KD (adapter, raw teacher features)"),
+    ("acclimated_kd", "+ ghost-decoder acclimation (plain MSE to FAM features)"),
+    ("disdepth", "+ attentive loss (full DisDepth)"),
+]
+
+
+class MemoryDataset(Dataset):
+    """Samples held in memory (already normalised, resized): list of DepthSample dicts."""
+
+    def __init__(self, samples: list[dict]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        return dict(self.samples[i])
+
+
+class Renormalised(Dataset):
+    """A view of a student-normalised dataset in a teacher's normalisation (for training the teacher)."""
+
+    def __init__(self, inner: Dataset, src: tuple, dst: tuple) -> None:
+        self.inner = inner
+        (sm, ss), (tm, ts) = src, dst
+        view = lambda v: torch.tensor(v).view(3, 1, 1)  # noqa: E731
+        self.scale, self.shift = view(ss) / view(ts), (view(sm) - view(tm)) / view(ts)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = dict(self.inner[i])
+        sample["image"] = sample["image"] * self.scale + self.shift
+        return sample
+
+
+def _resize(sample: dict, size: tuple[int, int]) -> dict:
+    """Image: area (anti-aliased) resize; depth and valid: nearest (no mixing across depth edges)."""
+    image = F.interpolate(sample["image"][None], size=size, mode="area")[0]
+    depth = F.interpolate(sample["depth"][None], size=size, mode="nearest")[0]
+    valid = F.interpolate(sample["valid"][None].float(), size=size, mode="nearest")[0] > 0.5
+    scale = size[1] / sample["image"].shape[-1]
+    return {
+        **sample,
+        "image": image,
+        "depth": depth * valid,
+        "valid": valid,
+        "focal": sample["focal"] * scale,
+        "intrinsics": sample["intrinsics"] * scale,
+    }
+
+
+def load_data(name: str, size: tuple[int, int], n_train: int, n_val: int, cache: Path) -> tuple[Dataset, Dataset]:
+    """(train, test) in memory with ImageNet normalisation (the students'; teachers re-normalise)."""
+    path = cache / f"{name}_{size[0]}x{size[1]}_{n_train}_{n_val}.pt"
+    if path.is_file():
+        train, test = torch.load(path, weights_only=False)
+        return MemoryDataset(train), MemoryDataset(test)
+    if name == "synthetic":
+        from disdepth.data.synthetic import SyntheticDepthDataset
+
+        kw = dict(preset="indoor", height=size[0], width=size[1], seed=0)
+        train = [SyntheticDepthDataset(length=n_train, **kw)[i] for i in range(n_train)]
+        test = [SyntheticDepthDataset(length=n_val, index_offset=n_train, **kw)[i] for i in range(n_val)]
+    else:
+        from disdepth.data.csv import CSVDataset
+
+        rows = list(csv.DictReader(SEVEN_SCENES.open()))
+        full = CSVDataset(SEVEN_SCENES, require_depth=True)
+        assert len(full) == len(rows) == 234, len(full)
+        train = [_resize(full[i], size) for i in TRAIN_ROWS]
+        test = [_resize(full[i], size) for i in TEST_ROWS]
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save((train, test), path)
+    return MemoryDataset(train), MemoryDataset(test)
+
+
+def base_config(args: argparse.Namespace, seed: int) -> Config:
+    h, w = args.size
+    return load_config(
+        overrides=[
+            f"seed={seed}",
+            f"model.encoder={args.student}",
+            "model.pretrained=none",
+            f"model.max_depth={args.max_depth}",
+            "model.decoder_channels=[96,64,32,24,16]",
+            "model.lgconv.min_channels=32",
+            "teacher.kind=hybrid",
+            "teacher.name=tf_efficientnet_lite0",
+            "teacher.pretrained=file",
+            "teacher.weights=package:efficientnet-lite0",
+            f"teacher.max_depth={args.max_depth}",
+            "teacher.hybrid_dim=192",
+            "teacher.hybrid_depth=4",
+            "teacher.hybrid_heads=4",
+            "teacher.decoder_channels=64",
+            f"train.steps={args.steps}",
+            f"train.lr={args.lr}",
+            "train.eval_every=0",
+            "train.checkpoint_every=0",
+            "train.log_every=50",
+            "train.image_panels=0",
+            "train.device=cpu",
+            f"data.batch_size={args.batch}",
+            "data.num_workers=0",
+            "data.augment.enabled=false",
+            "eval.protocol=none",
+            f"eval.max_depth={args.max_depth}",
+            f"data.synthetic.height={h}",
+            f"data.synthetic.width={w}",
+        ]
+    )
+
+
+def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_ckpt: str, info) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+
+    def stage(key: str, fn, cfg: Config, *extra) -> dict:
+        run_dir = out / f"seed{seed}" / key
+        done = stage_done(run_dir)
+        if done is None:
+            done = fn(cfg, run_dir, *extra, train, test, info, overwrite=True)
+        results[key] = done
+        return done
+
+    cfg = base_config(args, seed)
+    stage("baseline", supervised_stage, cfg, "student")
+    lg = ["model.lgconv.enabled=true"]
+    cfg = load_config(overrides=lg, base=base_config(args, seed))
+    lg_ckpt = stage("lgconv", supervised_stage, cfg, "student")["checkpoint"]
+    kd = [*lg, f"teacher.checkpoint={teacher_ckpt}", f"distill.feature_weight={args.kd_weight}"]
+    cfg = load_config(
+        overrides=[*kd, "distill.feature_target=raw", "distill.attention=none"], base=base_config(args, seed)
+    )
+    stage("classic_kd", distill_stage, cfg)
+    cfg = load_config(
+        overrides=[
+            *kd,
+            f"acclimate.baseline_checkpoint={lg_ckpt}",
+            f"train.steps={args.acclimate_steps}",
+            "train.lr=1e-3",
+        ],
+        base=base_config(args, seed),
+    )
+    acc = stage("acclimate", acclimate_stage, cfg)["checkpoint"]
+    kd.append(f"distill.acclimated_checkpoint={acc}")
+    cfg = load_config(overrides=[*kd, "distill.attention=none"], base=base_config(args, seed))
+    stage("acclimated_kd", distill_stage, cfg)
+    cfg = load_config(
+        overrides=[*kd, "distill.attention=magnitude", f"distill.tau={args.tau}"], base=base_config(args, seed)
+    )
+    stage("disdepth", distill_stage, cfg)
+    return results
+
+
+def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict]:
+    metrics = ("abs_rel", "rmse", "d1")
+    table = {}
+    lines = ["| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | wall s / run |", "|---|---|---|---|---|---|"]
+    base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
+    for key, label in ROWS:
+        vals = {m: [r[key]["metrics"][m] for r in per_seed.values()] for m in metrics}
+        wall = statistics.mean(r[key].get("wall_s", 0.0) for r in per_seed.values())
+        stats = {m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in vals.items()}
+        table[key] = {"label": label, **{m: {"mean": a, "std": s, "values": vals[m]} for m, (a, s) in stats.items()}}
+        delta = 100.0 * (stats["abs_rel"][0] - base_mean) / base_mean
+        cells = " | ".join(f"{stats[m][0]:.4f} ± {stats[m][1]:.4f}" for m in metrics)
+        lines.append(f"| {label} | {cells} | {delta:+.1f}% | {wall:.0f} |")
+    t = teacher["metrics"]
+    lines.append(
+        f"| teacher (hybrid lite0, seed 0) | {t['abs_rel']:.4f} | {t['rmse']:.4f} | {t['d1']:.4f} | "
+        f"{100.0 * (t['abs_rel'] - base_mean) / base_mean:+.1f}% | {teacher.get('wall_s', 0):.0f} |"
+    )
+    ghosts = [r["acclimate"]["metrics"] for r in per_seed.values()]
+    g = [x["ghost"]["abs_rel"] for x in ghosts]
+    ta = [x["teacher_after"]["abs_rel"] for x in ghosts]
+    lines.append(f"| ghost decoder on acclimated teacher features | {statistics.mean(g):.4f} | | | | |")
+    lines.append(f"| teacher after acclimation (frozen: unchanged) | {statistics.mean(ta):.4f} | | | | |")
+    return "\n".join(lines), table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
+    p.add_argument("--n-train", type=int, default=400, help="synthetic only")
+    p.add_argument("--n-val", type=int, default=100, help="synthetic only")
+    p.add_argument("--student", default="mobilenetv2_100")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--teacher-steps", type=int, default=900)
+    p.add_argument("--acclimate-steps", type=int, default=150)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--kd-weight", type=float, default=1.0)
+    p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--max-depth", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    start = time.perf_counter()
+    train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data")
+    print(f"data: {len(train)} train / {len(test)} test at {args.size}", flush=True)
+    tdir = args.out / "teacher"
+    teacher = stage_done(tdir)
+    if teacher is None:
+        cfg = load_config(overrides=[f"train.steps={args.teacher_steps}", "train.lr=5e-4"], base=base_config(args, 0))
+        from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
+        from disdepth.teachers.build import build_teacher
+
+        t = build_teacher(cfg.teacher)
+        norm = ((IMAGENET_MEAN, IMAGENET_STD), (t.mean, t.std))
+        teacher = supervised_stage(
+            cfg, tdir, "teacher", Renormalised(train, *norm), Renormalised(test, *norm), info, overwrite=True
+        )
+    print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
+    per_seed = {}
+    for seed in args.seeds:
+        per_seed[seed] = run_seed(args, seed, args.out, train, test, teacher["checkpoint"], info)
+        print(
+            f"seed {seed}:",
+            {
+                k: round(v["metrics"].get("abs_rel", float("nan")), 4)
+                for k, v in per_seed[seed].items()
+                if "abs_rel" in v["metrics"]
+            },
+            flush=True,
+        )
+    text, table = summarise(per_seed, teacher, args)
+    header = (
+        f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} test={len(test)} "
+        f"student={args.student} (no ImageNet weights) steps={args.steps} batch={args.batch} lr={args.lr} "
+        f"teacher_steps={args.teacher_steps} acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
+        f"tau={args.tau} seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
+        f"total wall {time.perf_counter() - start:.0f} s"
+    )
+    print(header + "\n" + text)
+    (args.out / "table.md").write_text(header + "\n\n" + text + "\n")
+    (args.out / "table.json").write_text(
+        json.dumps({"header": header, "teacher": teacher, "rows": table, "per_seed": per_seed}, indent=2, default=float)
+    )
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()
