@@ -242,6 +242,7 @@ def build_acclimated(cfg: Config, teacher: nn.Module, student: nn.Module, train:
     if not train:
         teacher.freeze()
         ghost.freeze()
+        fams.requires_grad_(False)
         return AcclimatedTeacher(teacher, fams, ghost, student.feature_info, mean, std).eval()
     if ac.train_teacher:
         teacher.unfreeze()

@@ -1,0 +1,252 @@
+"""Distillation: ghost decoder copy, frozen parts stay fixed, gradients reach every trainable parameter,
+KD losses and attention maps (golden values), teacher-target cache, acclimated artifact round trip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from disdepth.config import load_config
+from disdepth.distill.acclimation import AcclimationTask, build_acclimated, load_acclimated, teacher_level_for
+from disdepth.distill.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
+from disdepth.distill.kd_losses import (
+    attentive_feature_loss,
+    magnitude_attention,
+    response_kd_loss,
+    saliency_attention,
+    softmax_positions,
+    uniform_attention,
+)
+from disdepth.models.student import build_student
+from disdepth.teachers.build import build_teacher
+
+TINY = [
+    "model.encoder=test_efficientnet",
+    "model.decoder_channels=[16,16,8,8,8]",
+    "model.max_depth=8",
+    "teacher.kind=hybrid",
+    "teacher.name=test_efficientnet",
+    "teacher.hybrid_dim=32",
+    "teacher.hybrid_depth=1",
+    "teacher.hybrid_heads=2",
+    "teacher.decoder_channels=16",
+    "teacher.max_depth=8",
+]
+
+
+def tiny_cfg(*extra: str):
+    return load_config(overrides=[*TINY, *extra])
+
+
+def batch(n: int = 2, size: int = 32) -> dict:
+    g = torch.Generator().manual_seed(0)
+    depth = 1.0 + 4.0 * torch.rand(n, 1, size, size, generator=g)
+    return {
+        "image": torch.randn(n, 3, size, size, generator=g),
+        "depth": depth,
+        "valid": depth > 0,
+        "id": [f"s{i}" for i in range(n)],
+    }
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def make_acclimated(cfg, train: bool = True):
+    torch.manual_seed(0)
+    student = build_student(cfg.model)
+    return build_acclimated(cfg, build_teacher(cfg.teacher), student, train=train), student
+
+
+def step(task, opt_params) -> dict:
+    opt = torch.optim.SGD(opt_params, lr=0.1)
+    task.train()
+    losses = task(batch())
+    opt.zero_grad()
+    losses["loss"].backward()
+    return losses, opt
+
+
+def test_ghost_decoder_copies_student_decoder_architecture_and_weights():
+    model, student = make_acclimated(tiny_cfg())
+    ghost = model.ghost
+    assert str(ghost.decoder) == str(student.decoder) and str(ghost.head) == str(student.head)
+    for name, value in student.decoder.state_dict().items():
+        assert torch.equal(ghost.decoder.state_dict()[name], value)
+    for name, value in student.head.state_dict().items():
+        assert torch.equal(ghost.head.state_dict()[name], value)
+    assert ghost.decoder is not student.decoder  # a copy, not shared
+    # One FAM per student level; stride 2 is fed from the teacher's stride-4 level.
+    assert len(model.fams) == len(student.feature_info)
+    assert teacher_level_for(2, [4, 8, 16, 32]) == 0 and teacher_level_for(16, [4, 8, 16, 32]) == 2
+
+
+def test_acclimation_step_trains_fams_only_and_every_fam_parameter_gets_a_gradient():
+    cfg = tiny_cfg()
+    model, _ = make_acclimated(cfg)
+    task = AcclimationTask(model)
+    teacher0, ghost0, fams0 = snapshot(model.backbone), snapshot(model.ghost), snapshot(model.fams)
+    trainable = [p for p in task.model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(p) for p in model.fams.parameters()}  # DDP would wrap only FAMs
+    losses, opt = step(task, trainable)
+    assert set(losses) == {"ghost_silog", "loss"}
+    for name, p in model.fams.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    opt.step()
+    assert same(teacher0, snapshot(model.backbone)) and same(ghost0, snapshot(model.ghost))  # incl. BN buffers
+    assert not same(fams0, snapshot(model.fams))
+
+
+def test_acclimation_with_teacher_finetuning_keeps_teacher_loss_and_grads_reach_teacher():
+    cfg = tiny_cfg("acclimate.train_teacher=true")
+    model, _ = make_acclimated(cfg)
+    task = AcclimationTask(model, teacher_loss_weight=1.0)
+    names = {n for n, p in task.model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("backbone.") for n in names)  # engine's encoder_lr_scale applies to the teacher
+    losses, _ = step(task, [p for p in task.model.parameters() if p.requires_grad])
+    assert "teacher_silog" in losses
+    for name, p in task.model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, name
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["distill.attention=magnitude"],
+        ["distill.attention=saliency"],
+        ["distill.attention=none", "distill.response_weight=0.5"],
+        ["distill.feature_target=raw", "distill.attention=none"],
+    ],
+)
+def test_distillation_step_frozen_teacher_side_and_student_gradients(extra):
+    cfg = tiny_cfg(*extra)
+    acclimated, student = make_acclimated(cfg, train=False)
+    dc = cfg.distill
+    adapters = None
+    if dc.feature_target == "raw":
+        adapters = build_adapters(student.feature_info, acclimated.backbone.feature_info, dc.levels)
+    model = DistilledStudent(student, dc.levels, adapters)
+    targets = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std)
+    task = DistillationTask(model, targets, dc)
+    frozen0 = snapshot(acclimated)
+    student0 = snapshot(model)
+    losses, opt = step(task, [p for p in task.model.parameters() if p.requires_grad])
+    assert acclimated.training is False  # task.train() leaves the teacher side in eval mode
+    assert {f"kd_s{s}" for s in dc.levels} <= set(losses)
+    assert ("response_kd" in losses) == (dc.response_weight > 0)
+    for name, p in task.model.named_parameters():
+        assert p.grad is not None, name  # every trainable parameter (adapters included) gets a gradient
+    assert all(not p.requires_grad for p in acclimated.parameters())
+    opt.step()
+    assert same(frozen0, snapshot(acclimated))
+    assert not same(student0, snapshot(model))
+
+
+def test_teacher_target_cache_matches_fresh_targets_and_skips_the_teacher():
+    cfg = tiny_cfg()
+    acclimated, student = make_acclimated(cfg, train=False)
+    dc = cfg.distill
+    fresh = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std, cache=False)
+    cached = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std, cache=True)
+    b = batch()
+    want, first = fresh(b), cached(b)
+    calls = []
+    hook = acclimated.register_forward_hook(lambda *a: calls.append(1))
+    second = cached(b)
+    hook.remove()
+    assert not calls and set(cached.cache) == {"s0", "s1"}
+    for out in (first, second):
+        for w, g in zip(want["features"], out["features"], strict=True):
+            torch.testing.assert_close(g, w, atol=2e-3, rtol=2e-3)  # fp16 storage
+        for w, g in zip(want["attention"], out["attention"], strict=True):
+            torch.testing.assert_close(g, w)
+
+
+def test_acclimated_artifact_round_trip(tmp_path):
+    from disdepth.distill.acclimation import acclimated_state
+    from disdepth.engine.checkpoint import save_checkpoint
+
+    cfg = tiny_cfg()
+    model, _ = make_acclimated(cfg)
+    with torch.no_grad():
+        for p in model.fams.parameters():
+            p.add_(0.01)
+    save_checkpoint(acclimated_state(model, cfg), tmp_path / "acclimated.pt")
+    loaded, _ = load_acclimated(tmp_path / "acclimated.pt")
+    model.eval()
+    image = batch()["image"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image)["depth"], model(image)["depth"])
+    assert all(not p.requires_grad for p in loaded.parameters())
+
+
+# ---------------------------------------------------------------------------- losses and attention
+
+
+def test_kd_losses_are_zero_for_equal_inputs():
+    t = torch.randn(2, 5, 4, 6)
+    for attention in (None, uniform_attention(t), magnitude_attention(t, 0.5)):
+        assert attentive_feature_loss(t.clone(), t, attention).item() == 0.0
+    depth = 1.0 + torch.rand(2, 1, 8, 8)
+    assert response_kd_loss(depth.clone(), depth).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_attention_is_normalised_per_image_and_uniform_gives_plain_mse():
+    t = torch.randn(3, 4, 5, 7)
+    for a in (
+        uniform_attention(t),
+        magnitude_attention(t, 0.3),
+        saliency_attention(t, 2.0),
+        softmax_positions(t[:, :1], 1.0, 0.25),
+    ):
+        assert a.shape == (3, 1, 5, 7) and (a >= 0).all()
+        torch.testing.assert_close(a.flatten(1).sum(1), torch.ones(3))
+    s = torch.randn_like(t)
+    plain = attentive_feature_loss(s, t, uniform_attention(t), normalize=False)
+    assert plain.item() == pytest.approx(torch.mean((s - t) ** 2).item(), rel=1e-5)
+    assert attentive_feature_loss(s, t, None, normalize=False).item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_magnitude_attention_golden_value():
+    # Energies (mean_c t^2) [1, 9] -> z-scores [-1, 1] -> softmax([-1, 1] / tau).
+    t = torch.tensor([1.0, 3.0]).view(1, 1, 1, 2)
+    a = magnitude_attention(t, tau=0.5).flatten()
+    e = math.exp(2.0)
+    assert a.tolist() == pytest.approx([1 / (1 + e * e), e * e / (1 + e * e)], rel=1e-5)
+    floor = magnitude_attention(t, tau=0.5, floor=0.5).flatten()
+    assert floor.tolist() == pytest.approx([0.5 * a[0].item() + 0.25, 0.5 * a[1].item() + 0.25], rel=1e-5)
+
+
+def test_attentive_feature_loss_golden_value():
+    teacher = torch.tensor([[1.0, 3.0]]).view(1, 1, 1, 2)
+    student = torch.tensor([[0.0, 1.0]]).view(1, 1, 1, 2)  # squared errors [1, 4]
+    w = torch.tensor([0.25, 0.75]).view(1, 1, 1, 2)
+    assert attentive_feature_loss(student, teacher, w, normalize=False).item() == pytest.approx(0.25 + 3.0)
+    # normalised by mean(t^2) = 5
+    assert attentive_feature_loss(student, teacher, w, normalize=True).item() == pytest.approx(3.25 / 5, rel=1e-5)
+
+
+def test_response_kd_golden_value():
+    teacher = torch.tensor([1.0, 2.0, 4.0]).view(1, 1, 1, 3)
+    student = teacher * math.e  # log ratio 1 everywhere: 10 * sqrt(1 - 0.85)
+    assert response_kd_loss(student, teacher).item() == pytest.approx(10 * math.sqrt(0.15), rel=1e-5)
+
+
+def test_option_errors_name_the_key():
+    t = torch.randn(1, 2, 3, 3)
+    with pytest.raises(ValueError, match="distill.tau"):
+        magnitude_attention(t, tau=0.0)
+    cfg = tiny_cfg()
+    teacher = build_teacher(cfg.teacher).freeze()
+    with pytest.raises(ValueError, match="acclimated"):
+        TeacherTargets(teacher, cfg.distill, [4], (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ValueError, match="distill.levels"):
+        DistilledStudent(build_student(cfg.model), [64])
