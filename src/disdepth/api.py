@@ -1,0 +1,201 @@
+"""Python API for inference: ``disdepth.load(ckpt)`` -> :class:`DepthPredictor` -> depth in metres.
+
+Example::
+
+    import disdepth
+    predictor = disdepth.load("runs/student/checkpoints/best.pt")
+    depth = predictor.predict(Image.open("room.jpg"))  # (H, W) float32 metres
+
+Resizing policy (also used by ``disdepth predict``): the network runs at ``size`` (H, W) when given,
+otherwise at the image's own size rounded to the nearest multiple of 32 (the encoder's output stride,
+so every pyramid level has an integer size); the prediction is resized back (bilinear) to the
+image's size, so the output always has one value per input pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ImageLike = Any  # PIL.Image.Image | np.ndarray (H, W, 3) uint8 | torch.Tensor (3, H, W) float in [0, 1]
+
+# Every encoder we ship has output stride 32; running at a multiple keeps all pyramid levels aligned.
+SIZE_MULTIPLE = 32
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as torch understands it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def round_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(H, W) rounded to the nearest multiple of ``multiple`` (halves round up; at least one multiple)."""
+    return tuple(max(multiple, int(v / multiple + 0.5) * multiple) for v in (height, width))  # type: ignore[return-value]
+
+
+def to_tensor(image: ImageLike) -> torch.Tensor:
+    """Convert a PIL image, an (H, W, 3) uint8 array or a (3, H, W) float tensor in [0, 1] to (3, H, W) float32 [0, 1].
+
+    Raises:
+        TypeError / ValueError: an unsupported type, shape or value range (the message says which).
+    """
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise ValueError(f"image tensor must be (3, H, W) RGB, got shape {tuple(t.shape)}")
+        if t.dtype == torch.uint8:
+            return t.float().div(255.0)
+        t = t.float()
+        if t.numel() and (t.min() < 0 or t.max() > 1):
+            raise ValueError(f"float image tensor must be in [0, 1], got range [{t.min():g}, {t.max():g}]")
+        return t
+    try:
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            image = np.asarray(image.convert("RGB"))
+    except ImportError:  # pillow is a dependency; keep the numpy path working without it anyway
+        pass
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image array must be (H, W, 3) RGB, got shape {image.shape}")
+        if image.dtype == np.uint8:  # copy read-only arrays (PIL's) since torch cannot wrap them
+            arr = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
+            return torch.from_numpy(arr).permute(2, 0, 1).float().div(255.0)
+        if np.issubdtype(image.dtype, np.floating) and (image.size == 0 or (image.min() >= 0 and image.max() <= 1)):
+            return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
+        raise ValueError(f"image array must be uint8 or float in [0, 1], got {image.dtype}")
+    raise TypeError(f"unsupported image type {type(image).__name__}: use a PIL image, numpy array or torch tensor")
+
+
+class DepthPredictor:
+    """Wraps a trained depth model for inference on raw RGB images.
+
+    Args:
+        model: maps (B, 3, h, w) normalised images to a dict with ``depth`` (B, 1, h, w) metres (or to the tensor).
+        mean, std: the input normalisation the model was trained with.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        size: (H, W) the network runs at; None = each image's size rounded to a multiple of 32.
+        flip_tta: average with the prediction of the mirrored image (2x the compute).
+        config: the checkpoint's resolved config (kept for reference: encoder, head, depth range).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device = "cpu",
+        size: tuple[int, int] | None = None,
+        flip_tta: bool = False,
+        config: Any = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        self.size = tuple(size) if size is not None else None
+        self.flip_tta = flip_tta
+        self.config = config
+        self._m = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        self._s = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True, **kwargs: Any
+    ) -> DepthPredictor:
+        """Load a ``disdepth train``/``distill`` checkpoint (EMA weights when present)."""
+        from disdepth.engine.checkpoint import load_model_from_checkpoint
+        from disdepth.engine.train_cmd import normalization_of
+
+        model, cfg = load_model_from_checkpoint(path, use_ema=use_ema)
+        mean, std = normalization_of(model)
+        return cls(model, mean, std, device=device, config=cfg, **kwargs)
+
+    def run_size(self, height: int, width: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The (h, w) the network runs at for an image of (height, width)."""
+        size = size if size is not None else self.size
+        return tuple(size) if size is not None else round_size(height, width)  # type: ignore[return-value]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model((x - self._m) / self._s)
+        return out["depth"] if isinstance(out, dict) else out
+
+    @torch.inference_mode()
+    def predict_tensor(
+        self, images: torch.Tensor, size: tuple[int, int] | None = None, flip_tta: bool | None = None
+    ) -> torch.Tensor:
+        """Batched core: (B, 3, H, W) float RGB in [0, 1] -> (B, 1, H, W) float32 metres on the CPU."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W) RGB, got shape {tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        run_h, run_w = self.run_size(height, width, size)
+        x = images.to(self.device, torch.float32)
+        if (run_h, run_w) != (height, width):
+            x = F.interpolate(x, size=(run_h, run_w), mode="bilinear", align_corners=False, antialias=True)
+        use_flip = self.flip_tta if flip_tta is None else flip_tta
+        if use_flip:
+            from disdepth.eval.evaluate import flip_tta as _flip_tta
+
+            depth = _flip_tta(self._forward, x)
+        else:
+            depth = self._forward(x)
+        if depth.shape[-2:] != (height, width):
+            depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
+        return depth.float().cpu()
+
+    def predict(
+        self, image: ImageLike, size: tuple[int, int] | None = None, flip_tta: bool | None = None
+    ) -> np.ndarray:
+        """One image (PIL / (H, W, 3) uint8 array / (3, H, W) tensor in [0, 1]) -> (H, W) float32 metres."""
+        return self.predict_tensor(to_tensor(image)[None], size, flip_tta)[0, 0].numpy()
+
+    def predict_batch(
+        self,
+        images: Sequence[ImageLike],
+        size: tuple[int, int] | None = None,
+        flip_tta: bool | None = None,
+        batch_size: int = 8,
+    ) -> list[np.ndarray]:
+        """Several images (any mix of sizes) -> list of (H_i, W_i) float32 metres, in input order.
+
+        Images of the same size are stacked into batches of up to ``batch_size``.
+        """
+        tensors = [to_tensor(im) for im in images]
+        out: list[np.ndarray | None] = [None] * len(tensors)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, t in enumerate(tensors):
+            by_size.setdefault(tuple(t.shape[-2:]), []).append(i)
+        for indices in by_size.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                depth = self.predict_tensor(torch.stack([tensors[i] for i in chunk]), size, flip_tta)
+                for i, d in zip(chunk, depth, strict=True):
+                    out[i] = d[0].numpy()
+        return out  # type: ignore[return-value]
+
+
+def load(
+    checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    size: tuple[int, int] | None = None,
+    flip_tta: bool = False,
+    use_ema: bool = True,
+) -> DepthPredictor:
+    """Load a disdepth checkpoint as a :class:`DepthPredictor` (see the module docstring for resizing).
+
+    Args:
+        checkpoint: ``.pt`` file written by ``disdepth train`` / ``distill``.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"`` ...
+        size: fixed (H, W) to run the network at; None = image size rounded to a multiple of 32.
+        flip_tta: average with the mirrored image's prediction.
+        use_ema: use the EMA weights when the checkpoint has them.
+    """
+    return DepthPredictor.from_checkpoint(checkpoint, device=device, use_ema=use_ema, size=size, flip_tta=flip_tta)

@@ -1,0 +1,331 @@
+"""``disdepth export CKPT --out model.onnx``: ONNX export of a depth model, checked and timed with ONNX Runtime.
+
+The exported graph (:class:`DepthOnly`) takes ``image``: (B, 3, H, W) float32 **RGB in [0, 1]** and
+normalises it inside with the encoder's mean/std (``--normalized-input`` exports a graph that takes an
+already-normalised image instead); it returns ``depth``: (B, 1, H, W) float32 metres at the input
+resolution. Feature lists and bin centres are dropped. The batch axis is always dynamic; H and W are
+fixed at ``--size`` unless ``--dynamic``. The input convention, encoder, head, depth range, mean/std
+and size are written to the model's ``metadata_props``.
+
+Exporter: ``--exporter auto`` tries torch's default (dynamo, which needs ``onnxscript``) and falls back
+to the TorchScript exporter (``dynamo=False``); the one used is printed and stored in the metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
+
+
+class DepthOnly(nn.Module):
+    """Export wrapper: image -> depth (B, 1, H, W) metres only.
+
+    Args:
+        model: returns a dict with ``depth`` (or the depth tensor) for a normalised (B, 3, H, W) image.
+        mean, std: input normalisation, applied inside unless ``normalized_input``.
+        normalized_input: the graph input is already normalised (no normalisation inside).
+    """
+
+    def __init__(
+        self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], normalized_input: bool = False
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.normalized_input = normalized_input
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image if self.normalized_input else (image - self.mean) / self.std
+        out = self.model(x)
+        return out["depth"] if isinstance(out, dict) else out
+
+
+def export_onnx(
+    wrapper: nn.Module,
+    path: str | Path,
+    size: tuple[int, int],
+    dynamic: bool = False,
+    opset: int = 17,
+    exporter: str = "auto",
+) -> str:
+    """Export ``wrapper`` ((B, 3, H, W) -> (B, 1, H, W)) to ``path``; returns the exporter used.
+
+    Raises:
+        ValueError: the export failed (message has the exporter's error).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = wrapper.eval().cpu()
+    example = (torch.rand(1, 3, *size),)
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    errors = []
+    for kind in ["dynamo", "torchscript"] if exporter == "auto" else [exporter]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation / tracer warnings
+                if kind == "dynamo":
+                    from torch.export import Dim
+
+                    dims = {i: Dim.AUTO for i in axes}
+                    torch.onnx.export(
+                        wrapper,
+                        example,
+                        str(path),
+                        input_names=["image"],
+                        output_names=["depth"],
+                        opset_version=opset,
+                        dynamo=True,
+                        dynamic_shapes={"image": dims},
+                        external_data=False,
+                    )
+                else:
+                    torch.onnx.export(
+                        wrapper,
+                        example,
+                        str(path),
+                        input_names=["image"],
+                        output_names=["depth"],
+                        opset_version=opset,
+                        dynamo=False,
+                        dynamic_axes={"image": axes, "depth": axes},
+                    )
+            return kind
+        except Exception as exc:  # ImportError (onnxscript missing) or an export failure: try the next
+            errors.append(f"{kind}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if exporter == "auto" and kind == "dynamo":
+                print(f"export: dynamo exporter unavailable ({errors[-1]}); using dynamo=False", file=sys.stderr)
+    raise ValueError(f"{path}: ONNX export failed ({'; '.join(errors)})")
+
+
+def write_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` (values JSON-encoded unless str) in the ONNX model's ``metadata_props``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict of strings."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """A CPU ONNX Runtime session with as many intra-op threads as torch uses (fair eager vs ORT timing)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def parity(session, wrapper: nn.Module, image: torch.Tensor) -> float:
+    """Max |ORT - PyTorch| in metres for ``image`` (B, 3, H, W)."""
+    with torch.inference_mode():
+        ref = wrapper(image).numpy()
+    out = session.run(["depth"], {"image": image.numpy()})[0]
+    if out.shape != ref.shape:
+        raise ValueError(f"ONNX output shape {out.shape} differs from PyTorch {ref.shape}")
+    return float(np.abs(out - ref).max())
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Wall times (ms) of each zero-argument callable, alternating between them on every run.
+
+    Unlike :func:`disdepth.deploy.bench.time_forward` (one model at a time), alternating makes the
+    eager vs ORT *ratio* robust to load that comes and goes on a shared machine.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 3, runs: int = 10) -> dict:
+    """Median batch-1 latency (ms) of eager PyTorch (inference mode) and ONNX Runtime CPU at (height, width)."""
+    x = torch.rand(1, 3, height, width)
+    feed = {"image": x.numpy()}
+
+    def eager() -> None:
+        with torch.inference_mode():
+            wrapper(x)
+
+    times = time_interleaved({"eager": eager, "ort": lambda: session.run(None, feed)}, warmup, runs)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "eager_ms": med["eager"],
+        "ort_ms": med["ort"],
+        "speedup": med["eager"] / med["ort"],
+        "threads": torch.get_num_threads(),
+        "warmup": warmup,
+        "runs": runs,
+    }
+
+
+def realistic_image(height: int, width: int, preset: str = "indoor") -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]: a rendered synthetic scene (textures, edges, sky), a real-ish parity input."""
+    from disdepth.data.synthetic import render_sample
+
+    return render_sample(preset, 0, height, width)["image"][None].clamp(0, 1)
+
+
+def check_and_time(
+    path: str | Path,
+    wrapper: nn.Module,
+    size: tuple[int, int],
+    dynamic: bool,
+    normalized: bool,
+    image: torch.Tensor | None = None,
+    warmup: int = 3,
+    runs: int = 10,
+    preset: str = "indoor",
+) -> dict:
+    """Parity (random and real-ish input; plus another size when dynamic) and eager vs ORT latency at ``size``.
+
+    Returns:
+        {"max_abs_diff_m": {input: metres}, "eager_ms", "ort_ms" (medians), "speedup", "threads"}.
+    """
+    session = ort_session(path)
+    h, w = size
+    real = image if image is not None else realistic_image(h, w, preset)
+    mean, std = wrapper.mean.view(1, 3, 1, 1), wrapper.std.view(1, 3, 1, 1)
+    prep = (lambda x: (x - mean) / std) if normalized else (lambda x: x)  # noqa: E731
+    torch.manual_seed(0)
+    inputs = {"random": torch.rand(1, 3, h, w), "real": real}
+    if dynamic:  # a second size, not a multiple of 32, and a batch of 2, to exercise the dynamic axes
+        inputs["random_2x(h+16)x(w+48)"] = torch.rand(2, 3, h + 16, w + 48)
+    diffs = {name: parity(session, wrapper, prep(x.float())) for name, x in inputs.items()}
+    return {"max_abs_diff_m": diffs, **latency(session, wrapper, h, w, warmup, runs)}
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from disdepth.deploy.predict import _parse_size as parse
+
+    return parse(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
+    parser.add_argument("--out", "-o", required=True, help="output .onnx file")
+    parser.add_argument(
+        "--size",
+        type=_parse_size,
+        help="HxW of the example input and of a fixed-size graph "
+        "(default: KITTI 352x1216, NYU 480x640, synthetic its render size, else 480x640)",
+    )
+    parser.add_argument("--dynamic", action="store_true", help="dynamic height and width (batch is always dynamic)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--exporter",
+        choices=["auto", "dynamo", "torchscript"],
+        default="auto",
+        help="auto: dynamo if onnxscript is installed, else torchscript (dynamo=False)",
+    )
+    parser.add_argument(
+        "--normalized-input",
+        action="store_true",
+        help="graph takes a mean/std-normalised image instead of RGB in [0, 1]",
+    )
+    parser.add_argument("--no-ema", action="store_true", help="export the raw weights even if the checkpoint has EMA")
+    parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check and timing")
+    parser.add_argument("--image", help="an image for the real-input parity check (default: a synthetic render)")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and ORT (0 = torch default)")
+
+
+def default_size(cfg: Any) -> tuple[int, int]:
+    data = getattr(cfg, "data", None)
+    name = getattr(data, "dataset", "")
+    if name == "synthetic":
+        return data.synthetic.height, data.synthetic.width
+    return DEFAULT_SIZES.get(name, (480, 640))
+
+
+def run(args: argparse.Namespace) -> int:
+    import disdepth
+    from disdepth.engine.checkpoint import load_model_from_checkpoint
+    from disdepth.engine.train_cmd import normalization_of
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, cfg = load_model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    mean, std = normalization_of(model)
+    size = tuple(args.size) if args.size else default_size(cfg)
+    wrapper = DepthOnly(model, mean, std, args.normalized_input).eval()
+    exporter = export_onnx(wrapper, args.out, size, args.dynamic, args.opset, args.exporter)
+    from disdepth.models.student import DepthStudent
+
+    # A teacher checkpoint exports too (same depth contract); its metadata comes from the teacher section.
+    mcfg = getattr(cfg, "model" if isinstance(model, DepthStudent) else "teacher", None)
+    metadata = {
+        "producer": f"disdepth {disdepth.__version__} (torch {torch.__version__})",
+        "exporter": "torch.onnx dynamo" if exporter == "dynamo" else "torch.onnx TorchScript (dynamo=False)",
+        "checkpoint": Path(args.checkpoint).name,
+        "model": type(model).__name__,
+        "encoder": getattr(mcfg, "encoder", getattr(mcfg, "name", "?")),
+        "head": getattr(mcfg, "head", "?"),
+        "lgconv": bool(getattr(getattr(mcfg, "lgconv", None), "enabled", False)),
+        "min_depth_m": getattr(mcfg, "min_depth", None),
+        "max_depth_m": getattr(mcfg, "max_depth", None),
+        "mean": list(mean),
+        "std": list(std),
+        "input": "image (B,3,H,W) float32 "
+        + ("normalised: (rgb - mean) / std" if args.normalized_input else "RGB in [0,1]; normalised inside the graph"),
+        "output": "depth (B,1,H,W) float32 metres",
+        "input_size": "dynamic" if args.dynamic else f"{size[0]}x{size[1]}",
+        "export_size": f"{size[0]}x{size[1]}",
+    }
+    write_metadata(args.out, metadata)
+    print(
+        f"exported {args.out} ({metadata['exporter']}, opset {args.opset}, input {metadata['input_size']}, "
+        f"{Path(args.out).stat().st_size / 1e6:.1f} MB)"
+    )
+    if args.no_check:
+        return 0
+    image = None
+    if args.image:
+        from disdepth.data.io import read_image
+
+        image = torch.nn.functional.interpolate(
+            read_image(args.image)[None], size=size, mode="bilinear", align_corners=False, antialias=True
+        ).clamp(0, 1)
+    preset = "outdoor" if getattr(getattr(cfg, "data", None), "dataset", "") == "kitti" else "indoor"
+    report = check_and_time(
+        args.out, wrapper, size, args.dynamic, args.normalized_input, image, args.warmup, args.runs, preset
+    )
+    for name, diff in report["max_abs_diff_m"].items():
+        print(f"parity ORT vs PyTorch, {name} input: max |diff| = {diff:.2e} m")
+    print(
+        f"latency {size[0]}x{size[1]} batch 1, median of {args.runs} after {args.warmup} warm-up, "
+        f"{report['threads']} threads: eager {report['eager_ms']:.1f} ms, ONNX Runtime CPU {report['ort_ms']:.1f} ms "
+        f"(ORT {report['speedup']:.2f}x eager)"
+    )
+    return 0
