@@ -71,7 +71,7 @@ def write_report(entries: list[dict], cfg: Config, out_dir: str | Path, extra: d
     lines = [
         f"# DisDepth pipeline report: {cfg.name}",
         "",
-        f"Protocol `{cfg.eval.protocol}`, caps {cfg.eval.min_depth or 'protocol default'}..{cfg.eval.max_depth or 'protocol default'} m, "
+        f"Protocol `{cfg.eval.protocol}`, caps {cfg.eval.min_depth or 'default'}..{cfg.eval.max_depth or 'default'} m, "
         f"{e0.get('images')} images ({e0.get('skipped')} skipped), flip-TTA {'on' if cfg.eval.flip_tta else 'off'}. "
         f"Complexity at {h}x{w}, batch 1, CPU (latency: median, {entries[0]['latency_threads']} threads).",
         "",

@@ -1,0 +1,142 @@
+"""Every distillation config resolves; with tiny stand-in models each runs one acclimate and one distill step;
+``disdepth pipeline`` runs end to end, writes its report, and a re-run skips finished stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from disdepth.cli import main
+from disdepth.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTILL_CONFIGS = sorted(
+    [
+        *ROOT.glob("configs/*/distill_*.yaml"),
+        *ROOT.glob("configs/synthetic/*.yaml"),
+        *ROOT.glob("configs/sevenscenes/*.yaml"),
+    ]
+)
+# Tiny stand-ins for the heavy parts (hub weights, full-size data) so one step runs offline in seconds.
+SHRINK = [
+    "model.encoder=test_efficientnet",
+    "model.pretrained=none",
+    "model.weights=",
+    "model.decoder_channels=[16,16,8,8,8]",
+    "teacher.kind=hybrid",
+    "teacher.name=test_efficientnet",
+    "teacher.pretrained=none",
+    "teacher.weights=",
+    "teacher.hybrid_dim=32",
+    "teacher.hybrid_depth=1",
+    "teacher.hybrid_heads=2",
+    "teacher.decoder_channels=16",
+    "data.dataset=synthetic",
+    "data.synthetic.n_train=4",
+    "data.synthetic.n_val=2",
+    "data.synthetic.height=32",
+    "data.synthetic.width=32",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "data.augment.enabled=false",
+    "train.steps=1",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "train.image_panels=1",
+    "train.device=cpu",
+    "eval.protocol=none",
+    "pipeline.bench_resolution=[32,32]",
+    "pipeline.panels=1",
+]
+
+
+def test_there_are_distill_configs_for_nyu_kitti_synthetic_and_sevenscenes():
+    names = {p.parent.name for p in DISTILL_CONFIGS}
+    assert {"nyu", "kitti", "synthetic", "sevenscenes"} <= names
+
+
+@pytest.mark.parametrize("path", DISTILL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path):
+    from disdepth.distill.commands import (
+        acclimate_stage,
+        datasets_for,
+        distill_stage,
+        student_normalization,
+        supervised_stage,
+    )
+    from disdepth.engine import dist
+
+    cfg = load_config(path)
+    assert cfg.distill.levels and cfg.acclimate.ghost_init in ("baseline", "fresh")
+    cfg = load_config(path, SHRINK)
+    info = dist.setup("cpu")
+    train, val = datasets_for(cfg, *student_normalization(cfg))
+    teacher = supervised_stage(cfg, tmp_path / "t", "teacher", train, val, info)["checkpoint"]
+    base = supervised_stage(cfg, tmp_path / "b", "student", train, val, info)["checkpoint"]
+    acfg = load_config(path, [*SHRINK, f"teacher.checkpoint={teacher}", f"acclimate.baseline_checkpoint={base}"])
+    acc = acclimate_stage(acfg, tmp_path / "a", train, val, info)
+    assert set(acc["metrics"]) == {"teacher_before", "teacher_after", "ghost"}
+    dcfg = load_config(
+        path, [*SHRINK, f"teacher.checkpoint={teacher}", f"distill.acclimated_checkpoint={acc['checkpoint']}"]
+    )
+    out = distill_stage(dcfg, tmp_path / "d", train, val, info)
+    assert Path(out["checkpoint"]).is_file() and out["step"] == 1
+
+
+def test_pipeline_cli_end_to_end_then_rerun_skips_finished_stages(tmp_path, capsys):
+    config = ROOT / "configs/synthetic/pipeline_indoor_tiny.yaml"
+    args = ["pipeline", "-c", str(config), "--run-dir", str(tmp_path / "p")]
+    for item in [*SHRINK, "pipeline.teacher=[]", "pipeline.acclimate=[]"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "p/report/report.json").read_text())
+    assert [e["label"] for e in report["entries"]] == ["teacher", "baseline", "distilled"]
+    for e in report["entries"]:
+        assert e["gflops"] > 0 and e["params_m"] > 0 and "abs_rel" in e["metrics"]
+        assert all((tmp_path / "p/report" / p).is_file() for p in e["panels"])
+    assert (tmp_path / "p/report/report.md").read_text().count("| teacher |") == 1
+    stamps = {s: (tmp_path / "p" / s / "result.json").stat().st_mtime for s in ("teacher", "baseline", "distill")}
+    assert main(args) == 0
+    assert stamps == {s: (tmp_path / "p" / s / "result.json").stat().st_mtime for s in stamps}
+
+
+def test_acclimate_and_distill_cli_print_results(tmp_path, capsys):
+    config = str(ROOT / "configs/synthetic/pipeline_indoor_tiny.yaml")
+    common = ["-c", config] + [x for item in SHRINK for x in ("--set", item)]
+    assert main(["train", "--model", "teacher", *common, "--run-dir", str(tmp_path / "t")]) == 0
+    assert main(["train", *common, "--run-dir", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "acclimate",
+                *common,
+                "--run-dir",
+                str(tmp_path / "a"),
+                "--set",
+                f"teacher.checkpoint={tmp_path / 't/checkpoints/last.pt'}",
+                "--set",
+                f"acclimate.baseline_checkpoint={tmp_path / 'b/checkpoints/last.pt'}",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "a/acclimated.pt").is_file()
+    assert (
+        main(
+            [
+                "distill",
+                *common,
+                "--run-dir",
+                str(tmp_path / "d"),
+                "--set",
+                f"distill.acclimated_checkpoint={tmp_path / 'a/acclimated.pt'}",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "d/checkpoints/student.pt").is_file()
+    # A missing acclimated checkpoint is a clear error, not a traceback.
+    assert main(["distill", *common, "--run-dir", str(tmp_path / "e")]) == 2
+    assert "acclimated_checkpoint" in capsys.readouterr().err
