@@ -191,6 +191,10 @@ def test_predict_bad_inputs_name_the_file(ckpt, tmp_path, capsys):
     empty.mkdir()
     assert main(["predict", str(ckpt), str(empty), "--out", out]) == 2
     assert "folder has no images" in capsys.readouterr().err
+    fake_gif = tmp_path / "fake.gif"
+    fake_gif.write_bytes(b"GIF89a broken")
+    assert main(["predict", str(ckpt), str(fake_gif), "--out", out]) == 2
+    assert str(fake_gif) in capsys.readouterr().err
     assert main(["predict", str(ckpt), str(broken), "--out", out, "--formats", "ply"]) == 2
     assert "intrinsics" in capsys.readouterr().err
     try:

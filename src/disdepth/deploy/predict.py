@@ -97,10 +97,12 @@ def collect_sources(inputs: list[str]) -> list[Source]:
 
 
 def _check_video_backend(path: Path) -> None:
+    """Fail early (naming the file) when a video cannot be decoded: no PyAV, or a file it cannot open."""
     if path.suffix.lower() == ".gif":
-        return  # animated GIFs are decoded frame by frame with Pillow
+        image_size(path)  # animated GIFs are decoded frame by frame with Pillow
+        return
     try:
-        import av  # noqa: F401
+        import av
     except ImportError:
         raise DataError(
             path,
@@ -108,6 +110,14 @@ def _check_video_backend(path: Path) -> None:
             "(torchvision >= 0.22 no longer decodes video); or extract frames to a folder of images",
             "format",
         ) from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(path, "no video stream in this file", "format")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(path, f"unreadable video ({exc.__class__.__name__}: {exc})", "unreadable") from None
 
 
 def _video_frames(path: Path) -> Iterator[np.ndarray]:
