@@ -17,7 +17,7 @@ from disdepth.config import ConfigError
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("disdepth.deploy.bench", "parameters, GFLOPs and CPU latency of a model"),
     "train": ("disdepth.engine.train_cmd", "train a baseline student or a teacher (supervised)"),
-    "acclimate": ("disdepth.distill.acclimate_cmd", "acclimate a teacher to the student's decoder (ghost decoder + FAMs)"),
+    "acclimate": ("disdepth.distill.acclimate_cmd", "acclimate a teacher to the student decoder (ghost decoder, FAMs)"),
     "distill": ("disdepth.distill.distill_cmd", "distil a student: depth loss + attentive KD to acclimated features"),
     "pipeline": ("disdepth.distill.pipeline_cmd", "teacher -> baseline -> acclimate -> distill -> report, resumable"),
     "eval": ("disdepth.eval.evaluate", "score predictions (a folder of PNGs) under a named protocol"),
@@ -64,7 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     # Two passes: find the command first, then let its module add its own arguments.
-    known, _ = parser.parse_known_args(argv)
+    # (help flags are held back so `disdepth train --help` lists the options the module adds)
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    try:
+        known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    except SystemExit:
+        if not wants_help:
+            raise
+        parser.parse_args(argv)  # e.g. `disdepth data --help`: argparse prints the group's help and exits
+        raise
     if not getattr(known, "_module", None):
         parser.print_help()
         return 0 if not argv else 2
