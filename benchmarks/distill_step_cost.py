@@ -89,9 +89,7 @@ def main() -> None:
         task = DistillationTask(DistilledStudent(student, dc.levels), targets, dc)
         results["distill_cached" if cache else "distill_teacher_every_step"] = time_steps(task, batches, args.steps)
     b = statistics.median(base)
-    print(
-        f"input {h}x{w}, batch {args.batch}, {args.steps} timed steps, {torch.get_num_threads()} threads (median s/step)"
-    )
+    print(f"input {h}x{w}, batch {args.batch}, {args.steps} timed steps, {torch.get_num_threads()} threads")
     print("| step | s/step | ratio to baseline |\n|---|---:|---:|")
     for name, times in results.items():
         m = statistics.median(times)
