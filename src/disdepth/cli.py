@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "acclimate": ("disdepth.distill.acclimate_cmd", "acclimate a teacher to the student decoder (ghost decoder, FAMs)"),
     "distill": ("disdepth.distill.distill_cmd", "distil a student: depth loss + attentive KD to acclimated features"),
     "pipeline": ("disdepth.distill.pipeline_cmd", "teacher -> baseline -> acclimate -> distill -> report, resumable"),
+    "demo": ("disdepth.demo", "the whole method on the synthetic world: teacher, baseline, distilled; table + report"),
     "eval": ("disdepth.eval.evaluate", "score predictions (a folder of PNGs) under a named protocol"),
     "data check": ("disdepth.data.check", "validate a dataset config: counts, bad files, depth statistics"),
     "data synth": ("disdepth.data.synth_cli", "render the synthetic world to disk (BTS layout + CSV)"),

@@ -1,0 +1,113 @@
+"""``disdepth demo``: the packaged recipe, the quick budget, and an end-to-end run at a tiny budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from disdepth import demo
+from disdepth.cli import main
+from disdepth.config import load_config
+
+# The packaged recipe (hybrid teacher with the offline Lite0 stem, mobilenetv2 + LG-Conv student) at a tiny budget.
+TINY = [
+    "train.steps=2",
+    "pipeline.teacher=[train.steps=3]",
+    "pipeline.acclimate=[train.steps=2]",
+    "data.synthetic.n_train=8",
+    "data.synthetic.n_val=4",
+    "data.synthetic.height=32",
+    "data.synthetic.width=48",
+    "data.batch_size=4",
+    "train.checkpoint_every=0",
+    "train.image_panels=1",
+    "train.device=cpu",
+    "pipeline.bench_resolution=[32,48]",
+    "pipeline.panels=1",
+]
+
+
+@pytest.fixture
+def lite0():
+    from disdepth.models.pretrained import lite0_package_weights
+
+    try:
+        return lite0_package_weights()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+def _args(out, *extra: str) -> list[str]:
+    args = ["demo", "--out", str(out), "--test-images", "3", "--panels", "2", *extra]
+    for item in TINY:
+        args += ["--set", item]
+    return args
+
+
+def test_recipe_ships_inside_the_package_and_runs_on_the_synthetic_world():
+    cfg = load_config(demo.recipe_path())
+    assert demo.recipe_path().is_file()
+    assert cfg.data.dataset == "synthetic" and cfg.teacher.weights == "package:efficientnet-lite0"
+    assert cfg.distill.feature_target == "acclimated" and cfg.model.lgconv.enabled
+
+
+def test_quick_divides_every_stage_budget():
+    cfg = load_config(demo.recipe_path())
+    full = demo.stage_steps(cfg)
+    quick = demo.stage_steps(load_config(demo.recipe_path(), demo.quick_overrides(cfg)))
+    assert set(quick) == {"teacher", "baseline", "acclimate", "distill"}
+    for stage, steps in full.items():
+        assert quick[stage] == max(1, steps // demo.QUICK_STEP_DIVISOR)
+    # Stage-specific settings other than the steps survive (e.g. the teacher's learning rate).
+    teacher = load_config(overrides=load_config(demo.recipe_path(), demo.quick_overrides(cfg)).pipeline.teacher)
+    assert teacher.train.lr == load_config(overrides=cfg.pipeline.teacher).train.lr
+
+
+def test_kd_gain_sign_and_verdict():
+    entries = [
+        {"label": lb, "metrics": {"abs_rel": a, "rmse": 1.0, "d1": 0.5}, "params_m": 1.0, "gflops": 1.0,
+         "latency_ms": 1.0}
+        for lb, a in (("teacher", 0.1), ("baseline", 0.2), ("distilled", 0.19))
+    ]  # fmt: skip
+    assert demo.kd_gain(entries) == pytest.approx(-5.0)
+    entries[2]["metrics"]["abs_rel"] = 0.21
+    summary = {
+        "mode": "full", "preset": "indoor", "resolution": [72, 96], "n_train": 240, "test_images": 100,
+        "test_scenes": [300, 399], "protocol": "none", "caps": [1e-3, 10.0], "batch_size": 8,
+        "steps": {"teacher": 300}, "bench_hw": [240, 320], "threads": 2, "kd_gain_pct": demo.kd_gain(entries),
+    }  # fmt: skip
+    assert "did NOT beat the baseline" in demo.format_table(entries, summary)
+
+
+def test_held_out_scenes_follow_train_and_validation_scenes():
+    cfg = load_config(demo.recipe_path(), ["data.synthetic.n_train=5", "data.synthetic.n_val=3"])
+    test = demo.held_out_dataset(cfg, 2, (0.5,) * 3, (0.5,) * 3)
+    assert len(test) == 2 and test.index_offset == 8
+
+
+def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0):
+    out = tmp_path / "demo"
+    assert main(_args(out)) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.split()[:1]}
+    for label in ("teacher", "baseline", "distilled"):
+        assert len(rows[label]) == 7, rows[label]  # abs_rel rmse δ1 params GFLOPs latency
+    assert "KD gain (abs_rel, distilled vs baseline)" in printed and "held-out" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert [e["label"] for e in report["entries"]] == ["teacher", "baseline", "distilled"]
+    for e in report["entries"]:
+        assert {"abs_rel", "rmse", "d1"} <= set(e["metrics"]) and e["metrics"]["images"] == 3
+        assert e["params_m"] > 0 and e["gflops"] > 0 and e["latency_ms"] > 0
+        assert all((out / p).is_file() for p in e["panels"])
+    d = report["demo"]
+    assert d["test_scenes"] == [12, 14] and d["steps"] == {"teacher": 3, "baseline": 2, "acclimate": 2, "distill": 2}
+    assert {"kd_gain_pct", "wall_s", "cpu_s", "protocol", "resolution", "bench_hw"} <= set(d)
+    assert (out / "panels/side_by_side.png").is_file() and (out / "table.txt").is_file()
+    assert "side_by_side.png" in (out / "report.md").read_text()
+    # A re-run reuses every finished stage; a different recipe in the same folder is refused.
+    stamps = {s: (out / "pipeline" / s / "result.json").stat().st_mtime for s in demo.STAGES}
+    assert main(_args(out)) == 0
+    assert stamps == {s: (out / "pipeline" / s / "result.json").stat().st_mtime for s in demo.STAGES}
+    assert main(_args(out, "--quick")) == 2
+    assert "different recipe" in capsys.readouterr().err
