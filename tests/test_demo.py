@@ -38,8 +38,18 @@ def lite0():
         pytest.skip(str(exc))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine each op would wait for both."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def _args(out, *extra: str) -> list[str]:
-    args = ["demo", "--out", str(out), "--test-images", "3", "--panels", "2", *extra]
+    args = ["demo", "--out", str(out), "--test-images", "3", "--panels", "2", "--threads", "1", *extra]
     for item in TINY:
         args += ["--set", item]
     return args
@@ -86,7 +96,7 @@ def test_held_out_scenes_follow_train_and_validation_scenes():
     assert len(test) == 2 and test.index_offset == 8
 
 
-def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0):
+def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0, one_thread):
     out = tmp_path / "demo"
     assert main(_args(out)) == 0
     printed = capsys.readouterr().out
