@@ -190,6 +190,13 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
         overrides=[*kd, "distill.attention=magnitude", f"distill.tau={args.tau}"], base=base_config(args, seed)
     )
     stage("disdepth", distill_stage, cfg)
+    if args.soft_floor > 0:  # extra variant: softer attention (higher tau, mixed with uniform)
+        soft = [
+            "distill.attention=magnitude",
+            f"distill.tau={args.soft_tau}",
+            f"distill.attention_floor={args.soft_floor}",
+        ]
+        stage("disdepth_soft", distill_stage, load_config(overrides=[*kd, *soft], base=base_config(args, seed)))
     return results
 
 
@@ -198,7 +205,12 @@ def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict
     table = {}
     lines = ["| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | wall s / run |", "|---|---|---|---|---|---|"]
     base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
-    for key, label in ROWS:
+    rows = list(ROWS)
+    if all("disdepth_soft" in r for r in per_seed.values()):
+        rows.append(
+            ("disdepth_soft", f"full DisDepth, softer attention (tau {args.soft_tau}, floor {args.soft_floor})")
+        )
+    for key, label in rows:
         vals = {m: [r[key]["metrics"][m] for r in per_seed.values()] for m in metrics}
         wall = statistics.mean(r[key].get("wall_s", 0.0) for r in per_seed.values())
         stats = {m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in vals.items()}
@@ -235,6 +247,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kd-weight", type=float, default=1.0)
     p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--soft-floor", type=float, default=0.0, help="> 0 adds a softer-attention DisDepth row")
+    p.add_argument("--soft-tau", type=float, default=2.0)
     p.add_argument("--max-depth", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
