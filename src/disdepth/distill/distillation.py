@@ -24,8 +24,8 @@ from disdepth.distill.kd_losses import (
     saliency_attention,
     uniform_attention,
 )
-from disdepth.distill.losses import bins_chamfer_loss, resize_like, silog_loss
-from disdepth.distill.tasks import Task
+from disdepth.distill.losses import resize_like, silog_loss
+from disdepth.distill.tasks import Task, depth_losses
 from disdepth.models.student import DepthStudent
 
 log = logging.getLogger(__name__)
@@ -190,10 +190,7 @@ class DistillationTask(Task):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(batch["image"])
-        gt, valid = batch["depth"], batch["valid"]
-        losses = {"silog": silog_loss(resize_like(out["depth"], gt), gt, valid, self.variance_focus, self.silog_scale)}
-        if "bin_centers" in out and self.chamfer_weight > 0:
-            losses["chamfer"] = self.chamfer_weight * bins_chamfer_loss(out["bin_centers"], gt, valid)
+        losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight)
         c = self.cfg
         need_features = c.feature_target != "none" and c.feature_weight > 0
         if need_features or c.response_weight > 0:

@@ -14,6 +14,22 @@ from torch import nn
 from disdepth.distill.losses import bins_chamfer_loss, resize_like, silog_loss
 
 
+def depth_losses(
+    out: dict, batch: dict, variance_focus: float = 0.85, silog_scale: float = 10.0, chamfer_weight: float = 0.1
+) -> dict[str, torch.Tensor]:
+    """Depth supervision of a model output: ``silog`` on valid pixels, plus ``chamfer`` for a bins head.
+
+    Args:
+        out: model output with ``depth`` (B, 1, h, w) metres and optionally ``bin_centers`` (B, K).
+        batch: with ``depth`` (B, 1, H, W) metres and ``valid`` (B, 1, H, W) bool.
+    """
+    gt, valid = batch["depth"], batch["valid"]
+    losses = {"silog": silog_loss(resize_like(out["depth"], gt), gt, valid, variance_focus, silog_scale)}
+    if "bin_centers" in out and chamfer_weight > 0:
+        losses["chamfer"] = chamfer_weight * bins_chamfer_loss(out["bin_centers"], gt, valid)
+    return losses
+
+
 class Task(nn.Module):
     """Base: ``model`` is the trainable module; ``forward(batch)`` returns losses; ``predict`` returns depth."""
 
@@ -40,10 +56,8 @@ class SupervisedTask(Task):
         self.variance_focus, self.silog_scale, self.chamfer_weight = variance_focus, silog_scale, chamfer_weight
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        out = self.model(batch["image"])
-        gt, valid = batch["depth"], batch["valid"]
-        losses = {"silog": silog_loss(resize_like(out["depth"], gt), gt, valid, self.variance_focus, self.silog_scale)}
-        if "bin_centers" in out and self.chamfer_weight > 0:
-            losses["chamfer"] = self.chamfer_weight * bins_chamfer_loss(out["bin_centers"], gt, valid)
+        losses = depth_losses(
+            self.model(batch["image"]), batch, self.variance_focus, self.silog_scale, self.chamfer_weight
+        )
         losses["loss"] = sum(losses.values())
         return losses
