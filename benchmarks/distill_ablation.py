@@ -121,7 +121,11 @@ def base_config(args: argparse.Namespace, seed: int) -> Config:
         overrides=[
             f"seed={seed}",
             f"model.encoder={args.student}",
-            "model.pretrained=none",
+            *(
+                ["model.pretrained=file", f"model.weights={args.student_weights}"]
+                if args.student_weights
+                else ["model.pretrained=none"]
+            ),
             f"model.max_depth={args.max_depth}",
             "model.decoder_channels=[96,64,32,24,16]",
             "model.lgconv.min_channels=32",
@@ -240,6 +244,9 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=400, help="synthetic only")
     p.add_argument("--n-val", type=int, default=100, help="synthetic only")
     p.add_argument("--student", default="mobilenetv2_100")
+    p.add_argument(
+        "--student-weights", default="", help="ImageNet weights for the student, e.g. package:efficientnet-lite0"
+    )
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--teacher-steps", type=int, default=900)
     p.add_argument("--acclimate-steps", type=int, default=150)
@@ -270,6 +277,12 @@ def main() -> None:
             cfg, tdir, "teacher", Renormalised(train, *norm), Renormalised(test, *norm), info, overwrite=True
         )
     print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
+    if args.student_weights:  # a pretrained student reads its weights' normalisation (lite0: mean = std = 0.5)
+        from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
+        from disdepth.distill.commands import student_normalization
+
+        norm = ((IMAGENET_MEAN, IMAGENET_STD), student_normalization(base_config(args, 0)))
+        train, test = Renormalised(train, *norm), Renormalised(test, *norm)
     per_seed = {}
     for seed in args.seeds:
         per_seed[seed] = run_seed(args, seed, args.out, train, test, teacher["checkpoint"], info)
@@ -285,7 +298,8 @@ def main() -> None:
     text, table = summarise(per_seed, teacher, args)
     header = (
         f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} test={len(test)} "
-        f"student={args.student} (no ImageNet weights) steps={args.steps} batch={args.batch} lr={args.lr} "
+        f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
+        f"steps={args.steps} batch={args.batch} lr={args.lr} "
         f"teacher_steps={args.teacher_steps} acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
         f"tau={args.tau} seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"total wall {time.perf_counter() - start:.0f} s"
