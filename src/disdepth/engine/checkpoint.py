@@ -13,6 +13,7 @@ A checkpoint is a dict:
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from pathlib import Path
@@ -64,7 +65,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def build_model_for(kind: str, cfg) -> nn.Module:
-    """The model a checkpoint of ``kind`` holds, built from its config (weights not loaded)."""
+    """The model a checkpoint of ``kind`` holds, built from its config (weights not loaded; ``cfg`` is not changed)."""
+    cfg = copy.deepcopy(cfg)  # the caller's config keeps saying how the model was initialised
     if kind == "student":
         from disdepth.models.student import build_student
 
