@@ -56,6 +56,22 @@ class MemoryDataset(Dataset):
         return dict(self.samples[i])
 
 
+class Flipped(Dataset):
+    """Random horizontal flips (the data module's ``RandomHFlip``) for teacher training only: students keep
+    augmentation off so that their teacher targets can be cached per sample id."""
+
+    def __init__(self, inner: Dataset, seed: int = 0) -> None:
+        from disdepth.data.transforms import RandomHFlip
+
+        self.inner, self.flip = inner, RandomHFlip(0.5, torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.flip(dict(self.inner[i]))
+
+
 class Renormalised(Dataset):
     """A view of a student-normalised dataset in a teacher's normalisation (for training the teacher)."""
 
@@ -90,9 +106,17 @@ def _resize(sample: dict, size: tuple[int, int]) -> dict:
     }
 
 
-def load_data(name: str, size: tuple[int, int], n_train: int, n_val: int, cache: Path) -> tuple[Dataset, Dataset]:
-    """(train, test) in memory with ImageNet normalisation (the students'; teachers re-normalise)."""
-    path = cache / f"{name}_{size[0]}x{size[1]}_{n_train}_{n_val}.pt"
+def load_data(
+    name: str, size: tuple[int, int], n_train: int, n_val: int, cache: Path, split: str = "test"
+) -> tuple[Dataset, Dataset]:
+    """(train, held-out) in memory with ImageNet normalisation (the students'; teachers re-normalise).
+
+    ``split="test"`` holds out the test images; ``split="val"`` (synthetic only) holds out a third, disjoint set of
+    scenes for choosing settings, so the test images never steer a choice.
+    """
+    if split == "val" and name != "synthetic":
+        raise ValueError("--split val exists for the synthetic world only (its scenes are unlimited)")
+    path = cache / f"{name}_{size[0]}x{size[1]}_{n_train}_{n_val}{'_val' if split == 'val' else ''}.pt"
     if path.is_file():
         train, test = torch.load(path, weights_only=False)
         return MemoryDataset(train), MemoryDataset(test)
@@ -101,7 +125,8 @@ def load_data(name: str, size: tuple[int, int], n_train: int, n_val: int, cache:
 
         kw = dict(preset="indoor", height=size[0], width=size[1], seed=0)
         train = [SyntheticDepthDataset(length=n_train, **kw)[i] for i in range(n_train)]
-        test = [SyntheticDepthDataset(length=n_val, index_offset=n_train, **kw)[i] for i in range(n_val)]
+        offset = n_train + (n_val if split == "val" else 0)
+        test = [SyntheticDepthDataset(length=n_val, index_offset=offset, **kw)[i] for i in range(n_val)]
     else:
         from disdepth.data.csv import CSVDataset
 
@@ -172,7 +197,13 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
     lg = ["model.lgconv.enabled=true"]
     cfg = load_config(overrides=lg, base=base_config(args, seed))
     lg_ckpt = stage("lgconv", supervised_stage, cfg, "student")["checkpoint"]
-    kd = [*lg, f"teacher.checkpoint={teacher_ckpt}", f"distill.feature_weight={args.kd_weight}"]
+    kd = [
+        *lg,
+        f"teacher.checkpoint={teacher_ckpt}",
+        f"distill.feature_weight={args.kd_weight}",
+        f"distill.levels=[{','.join(map(str, args.levels))}]",
+        *args.distill_set,
+    ]
     cfg = load_config(
         overrides=[*kd, "distill.feature_target=raw", "distill.attention=none"], base=base_config(args, seed)
     )
@@ -182,7 +213,7 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
             *kd,
             f"acclimate.baseline_checkpoint={lg_ckpt}",
             f"train.steps={args.acclimate_steps}",
-            "train.lr=1e-3",
+            f"train.lr={args.acclimate_lr}",
         ],
         base=base_config(args, seed),
     )
@@ -207,31 +238,39 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
 def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict]:
     metrics = ("abs_rel", "rmse", "d1")
     table = {}
-    lines = ["| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | wall s / run |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | paired Δ per seed | wall s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
     base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
     rows = list(ROWS)
     if all("disdepth_soft" in r for r in per_seed.values()):
         rows.append(
             ("disdepth_soft", f"full DisDepth, softer attention (tau {args.soft_tau}, floor {args.soft_floor})")
         )
+    runs = list(per_seed.values())
     for key, label in rows:
-        vals = {m: [r[key]["metrics"][m] for r in per_seed.values()] for m in metrics}
+        vals = {m: [r[key]["metrics"][m] for r in runs] for m in metrics}
         wall = statistics.mean(r[key].get("wall_s", 0.0) for r in per_seed.values())
         stats = {m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in vals.items()}
         table[key] = {"label": label, **{m: {"mean": a, "std": s, "values": vals[m]} for m, (a, s) in stats.items()}}
         delta = 100.0 * (stats["abs_rel"][0] - base_mean) / base_mean
+        # Paired: each seed's row against the same seed's baseline (same init and batch order), mean ± std.
+        paired = [100.0 * (r[key]["metrics"]["abs_rel"] / r["baseline"]["metrics"]["abs_rel"] - 1.0) for r in runs]
+        pmean, pstd = statistics.mean(paired), statistics.stdev(paired) if len(paired) > 1 else 0.0
+        table[key]["paired_delta_pct"] = {"mean": pmean, "std": pstd, "values": paired}
         cells = " | ".join(f"{stats[m][0]:.4f} ± {stats[m][1]:.4f}" for m in metrics)
-        lines.append(f"| {label} | {cells} | {delta:+.1f}% | {wall:.0f} |")
+        lines.append(f"| {label} | {cells} | {delta:+.1f}% | {pmean:+.1f} ± {pstd:.1f}% | {wall:.0f} |")
     t = teacher["metrics"]
     lines.append(
         f"| teacher (hybrid lite0, seed 0) | {t['abs_rel']:.4f} | {t['rmse']:.4f} | {t['d1']:.4f} | "
-        f"{100.0 * (t['abs_rel'] - base_mean) / base_mean:+.1f}% | {teacher.get('wall_s', 0):.0f} |"
+        f"{100.0 * (t['abs_rel'] - base_mean) / base_mean:+.1f}% | | {teacher.get('wall_s', 0):.0f} |"
     )
     ghosts = [r["acclimate"]["metrics"] for r in per_seed.values()]
     g = [x["ghost"]["abs_rel"] for x in ghosts]
     ta = [x["teacher_after"]["abs_rel"] for x in ghosts]
-    lines.append(f"| ghost decoder on acclimated teacher features | {statistics.mean(g):.4f} | | | | |")
-    lines.append(f"| teacher after acclimation (frozen: unchanged) | {statistics.mean(ta):.4f} | | | | |")
+    lines.append(f"| ghost decoder on acclimated teacher features | {statistics.mean(g):.4f} | | | | | |")
+    lines.append(f"| teacher after acclimation (frozen: unchanged) | {statistics.mean(ta):.4f} | | | | | |")
     return "\n".join(lines), table
 
 
@@ -250,6 +289,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--teacher-steps", type=int, default=900)
     p.add_argument("--acclimate-steps", type=int, default=150)
+    p.add_argument("--acclimate-lr", type=float, default=1e-3)
+    p.add_argument("--teacher-init", default="", help="teacher checkpoint to fine-tune from (e.g. the synthetic one)")
+    p.add_argument("--teacher-flip", action="store_true", help="random horizontal flips while training the teacher")
+    p.add_argument("--teacher-dir", type=Path, default=None, help="teacher run dir to reuse (default OUT/teacher)")
+    p.add_argument("--teacher-only", action="store_true", help="train/evaluate the teacher, then stop")
+    p.add_argument(
+        "--split", choices=["test", "val"], default="test", help="val: score on disjoint synthetic scenes (tuning)"
+    )
+    p.add_argument("--levels", type=int, nargs="+", default=[4, 8, 16, 32], help="student strides distilled")
+    p.add_argument("--distill-set", nargs="*", default=[], help="extra --set overrides for every KD/acclimate stage")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kd-weight", type=float, default=1.0)
@@ -262,21 +311,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
     start = time.perf_counter()
-    train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data")
+    train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data", args.split)
     print(f"data: {len(train)} train / {len(test)} test at {args.size}", flush=True)
-    tdir = args.out / "teacher"
+    tdir = args.teacher_dir or args.out / "teacher"
     teacher = stage_done(tdir)
     if teacher is None:
-        cfg = load_config(overrides=[f"train.steps={args.teacher_steps}", "train.lr=5e-4"], base=base_config(args, 0))
+        init = [f"teacher.checkpoint={args.teacher_init}"] if args.teacher_init else []
+        cfg = load_config(
+            overrides=[f"train.steps={args.teacher_steps}", "train.lr=5e-4", *init], base=base_config(args, 0)
+        )
         from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
         from disdepth.teachers.build import build_teacher
 
         t = build_teacher(cfg.teacher)
         norm = ((IMAGENET_MEAN, IMAGENET_STD), (t.mean, t.std))
-        teacher = supervised_stage(
-            cfg, tdir, "teacher", Renormalised(train, *norm), Renormalised(test, *norm), info, overwrite=True
-        )
+        teacher_train = Renormalised(train, *norm)
+        if args.teacher_flip:
+            teacher_train = Flipped(teacher_train)
+        teacher = supervised_stage(cfg, tdir, "teacher", teacher_train, Renormalised(test, *norm), info, overwrite=True)
     print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
+    if args.teacher_only:
+        return
     if args.student_weights:  # a pretrained student reads its weights' normalisation (lite0: mean = std = 0.5)
         from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
         from disdepth.distill.commands import student_normalization
@@ -301,7 +356,9 @@ def main() -> None:
         f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
         f"teacher_steps={args.teacher_steps} acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
-        f"tau={args.tau} seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
+        f"tau={args.tau} levels={args.levels} {''.join(x + ' ' for x in args.distill_set)}split={args.split} "
+        f"teacher_init={args.teacher_init or 'ImageNet lite0'} teacher_flip={args.teacher_flip} "
+        f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"total wall {time.perf_counter() - start:.0f} s"
     )
     print(header + "\n" + text)
