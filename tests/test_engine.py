@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from disdepth.config import Config, load_config
@@ -107,6 +108,35 @@ def test_chamfer_golden_value():
     valid = gt > 0
     # centres->points: min dists 0 (1->1), 1 (3->2): mean 0.5; points->centres: 0 (1), 1 (2): mean 0.5.
     assert bins_chamfer_loss(centers, gt, valid).item() == pytest.approx(1.0)
+
+
+def test_new_modules_inside_a_pretrained_encoder_learn_at_full_lr():
+    """LG-Conv branches and a hybrid teacher's transformer are new: only pretrained weights get the lr scale."""
+    from disdepth.engine.optim import param_groups
+    from disdepth.models.encoder import clear_from_scratch
+    from disdepth.teachers.timm_teacher import HybridBackbone
+
+    cfg = load_config(overrides=["model.lgconv.enabled=true", "model.lgconv.min_channels=8"], base=tiny_config())
+    student = build_student(cfg.model)
+    assert student.lgconv_names
+    lr_of = {id(p): g["lr"] for g in param_groups(student, cfg.train, pretrained_encoder=True) for p in g["params"]}
+    scaled = cfg.train.lr * cfg.train.encoder_lr_scale
+    for name, param in student.named_parameters():
+        if ".global_branch." in name or not name.startswith("encoder."):
+            assert lr_of[id(param)] == pytest.approx(cfg.train.lr), name
+        else:
+            assert lr_of[id(param)] == pytest.approx(scaled), name
+
+    hybrid = nn.Module()
+    hybrid.backbone = HybridBackbone("test_efficientnet", dim=16, depth=1, heads=2)
+    lr_of = {id(p): g["lr"] for g in param_groups(hybrid, cfg.train, pretrained_encoder=True) for p in g["params"]}
+    for name, param in hybrid.named_parameters():
+        expected = scaled if name.startswith("backbone.stem.") else cfg.train.lr
+        assert lr_of[id(param)] == pytest.approx(expected), name
+
+    clear_from_scratch(hybrid)  # a trained teacher (loaded checkpoint) is fine-tuned with one backbone scale
+    lr_of = {id(p): g["lr"] for g in param_groups(hybrid, cfg.train, pretrained_encoder=True) for p in g["params"]}
+    assert all(lr_of[id(p)] == pytest.approx(scaled) for p in hybrid.parameters())
 
 
 def test_poly_schedule_and_encoder_lr():

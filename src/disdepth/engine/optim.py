@@ -9,6 +9,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from disdepth.config import TrainConfig
+from disdepth.models.encoder import is_from_scratch
 
 # Parameter-name prefixes of a pretrained ImageNet encoder (student: encoder.*; timm teachers: backbone.*).
 ENCODER_PREFIXES: tuple[str, ...] = ("encoder.", "backbone.")
@@ -17,14 +18,17 @@ ENCODER_PREFIXES: tuple[str, ...] = ("encoder.", "backbone.")
 def param_groups(model: nn.Module, cfg: TrainConfig, pretrained_encoder: bool) -> list[dict]:
     """AdamW groups: a pretrained encoder learns at ``lr * encoder_lr_scale``; the rest at ``lr``.
 
+    Modules marked ``from_scratch`` inside the encoder (``models.encoder.mark_from_scratch``: LG-Conv global
+    branches, a hybrid teacher's transformer) have no pretrained weights to protect and get the full ``lr``.
     Norm weights and biases get no weight decay (the usual AdamW practice).
     """
     scale = cfg.encoder_lr_scale if pretrained_encoder else 1.0
+    scratch = {id(p) for m in model.modules() if is_from_scratch(m) for p in m.parameters()}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_encoder = name.startswith(ENCODER_PREFIXES)
+        is_encoder = name.startswith(ENCODER_PREFIXES) and id(param) not in scratch
         no_decay = param.ndim <= 1
         groups.setdefault((is_encoder, no_decay), []).append(param)
     return [

@@ -27,6 +27,28 @@ SUPPORTED_ENCODERS: dict[str, str] = {
 }
 
 
+def mark_from_scratch(*modules: nn.Module) -> None:
+    """Mark modules that are added inside a pretrained backbone and start from random weights.
+
+    The optimiser gives a pretrained encoder ``lr * train.encoder_lr_scale`` to protect its ImageNet weights;
+    new modules inside it (LG-Conv global branches, a hybrid teacher's transformer blocks, ViT reassemble
+    layers) have nothing to protect and learn at the full ``lr`` (``engine.optim.param_groups``).
+    """
+    for module in modules:
+        module.from_scratch = True
+
+
+def is_from_scratch(module: nn.Module) -> bool:
+    return bool(getattr(module, "from_scratch", False))
+
+
+def clear_from_scratch(model: nn.Module) -> None:
+    """Unmark every module once trained weights are loaded: fine-tuning scales the whole backbone alike."""
+    for module in model.modules():
+        if is_from_scratch(module):
+            module.from_scratch = False
+
+
 @dataclass(frozen=True)
 class FeatureInfo:
     """One pyramid level: ``channels`` of the map and its ``stride`` w.r.t. the input (pixels)."""

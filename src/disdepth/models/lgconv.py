@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from disdepth.models.encoder import mark_from_scratch
+
 
 class GlobalBranch(nn.Module):
     """The global half of LG-Conv: (B, C_in, H, W) -> (B, C_out, H', W') at the wrapped conv's stride.
@@ -45,6 +47,7 @@ class GlobalBranch(nn.Module):
         self.project = nn.Conv2d(width, out_channels, 1, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
         nn.init.zeros_(self.norm.weight)  # identity at init: branch output is exactly zero
+        mark_from_scratch(self)  # new inside a pretrained encoder: full learning rate
 
     @staticmethod
     def expected_parameters(in_channels: int, out_channels: int, width: int, heads: int) -> int:

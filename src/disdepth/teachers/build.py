@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from disdepth.config import TeacherConfig
+from disdepth.models.encoder import clear_from_scratch
 from disdepth.teachers.base import Teacher, load_teacher_checkpoint
 from disdepth.teachers.timm_teacher import HybridBackbone, TimmTeacher, make_timm_backbone
 
@@ -80,6 +81,7 @@ def build_teacher(cfg: TeacherConfig) -> Teacher:
         teacher = TimmTeacher(backbone, cfg.decoder_channels, cfg.head, cfg.n_bins, cfg.min_depth, cfg.max_depth)
     if cfg.checkpoint:
         load_teacher_checkpoint(teacher, cfg.checkpoint)
+        clear_from_scratch(teacher)  # all trained now: fine-tuning (acclimation) uses one backbone lr scale
     if cfg.freeze:
         teacher.freeze()
     return teacher

@@ -27,7 +27,7 @@ from timm.models import is_model_in_modules
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from disdepth.models.encoder import FeatureInfo, TimmEncoder
+from disdepth.models.encoder import FeatureInfo, TimmEncoder, mark_from_scratch
 from disdepth.models.heads import HEADS, BinsHead
 from disdepth.teachers.base import PYRAMID_STRIDES, Teacher, pad_to_multiple, pyramid_sizes, resample
 from disdepth.teachers.decoders import DPTDecoder, ViTReassemble
@@ -150,6 +150,7 @@ class ViTBackbone(nn.Module):
         dim = int(self.body.embed_dim)
         channels = list(channels) if channels else [max(dim // 8, 16), max(dim // 4, 16), max(dim // 2, 16), dim]
         self.reassemble = ViTReassemble(dim, channels)
+        mark_from_scratch(self.reassemble)  # new layers on pretrained tokens: full learning rate
         self.feature_info = self.reassemble.feature_info
         self.mean, self.std = _norm_stats(self.body)
 
@@ -208,6 +209,8 @@ class HybridBackbone(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.down = nn.Conv2d(dim, dim, 3, stride=2, padding=1)
         self.context32 = nn.Conv2d(c32, dim, 1)
+        # Only the stem is pretrained: the transformer part learns at the full rate, not encoder_lr_scale.
+        mark_from_scratch(self.embed, self.pos, self.blocks, self.norm, self.down, self.context32)
         self.feature_info = [FeatureInfo(c4, 4), FeatureInfo(c8, 8), FeatureInfo(dim, 16), FeatureInfo(dim, 32)]
         self.mean, self.std = self.stem.mean, self.stem.std
 
