@@ -310,16 +310,13 @@ def student_normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, 
 
 def run_cli_stage(args, stage: str) -> int:
     """Shared ``run`` of ``disdepth acclimate`` / ``disdepth distill``."""
-    from disdepth.config import dump_yaml, load_config
-    from disdepth.engine.logging import setup_console_logging
+    from disdepth.engine.launch import start_command
     from disdepth.engine.loop import TrainingAborted
 
-    cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(cfg))
+    started = start_command(args)
+    if started is None:
         return 0
-    info = dist.setup(cfg.train.device)
-    setup_console_logging(info.is_main)
+    cfg, info = started
     try:
         train_set, val_set = datasets_for(cfg, *student_normalization(cfg))
         run_dir = Path(args.run_dir or Path("runs") / f"{cfg.name}_{stage}")

@@ -48,18 +48,15 @@ def _run_stage(run_dir: Path, fn, overwrite: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.config import dump_yaml, load_config
     from disdepth.distill import commands as C
     from disdepth.engine import dist
-    from disdepth.engine.logging import setup_console_logging
+    from disdepth.engine.launch import start_command
     from disdepth.engine.train_cmd import build_model, normalization_of
 
-    cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(cfg))
+    started = start_command(args)
+    if started is None:
         return 0
-    info = dist.setup(cfg.train.device)
-    setup_console_logging(info.is_main)
+    cfg, info = started
     root = Path(args.run_dir or Path("runs") / f"{cfg.name}_pipeline")
     pc = cfg.pipeline
     stages: dict[str, dict] = {}

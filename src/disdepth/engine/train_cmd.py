@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from disdepth.config import Config, dump_yaml, load_config
+from disdepth.config import Config
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from disdepth.data.build import build_dataset
     from disdepth.distill.tasks import SupervisedTask
     from disdepth.engine import dist
-    from disdepth.engine.logging import setup_console_logging
+    from disdepth.engine.launch import start_command
     from disdepth.engine.loop import TrainingAborted, train
 
-    cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(cfg))
+    started = start_command(args)
+    if started is None:
         return 0
-    info = dist.setup(cfg.train.device)
-    setup_console_logging(info.is_main)
+    cfg, info = started
     try:
         import torch
 
