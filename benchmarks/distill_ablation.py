@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from disdepth.config import Config, load_config
 from disdepth.distill.commands import acclimate_stage, distill_stage, stage_done, supervised_stage
@@ -140,6 +140,25 @@ def load_data(
     return MemoryDataset(train), MemoryDataset(test)
 
 
+# Extra teacher-only scenes start here: far from the students' train/test/val scene numbers (0 .. a few hundred).
+EXTRA_SCENE_OFFSET = 1_000_000
+
+
+def extra_synthetic(n: int, size: tuple[int, int], cache: Path) -> Dataset:
+    """``n`` synthetic indoor scenes for the teacher only ("more data", DESIGN.md §1.3), disjoint from every
+    student split; ImageNet-normalised like the other in-memory sets."""
+    from disdepth.data.synthetic import SyntheticDepthDataset
+
+    path = cache / f"teacher_extra_{size[0]}x{size[1]}_{n}.pt"
+    if not path.is_file():
+        world = SyntheticDepthDataset(
+            "indoor", length=n, height=size[0], width=size[1], seed=0, index_offset=EXTRA_SCENE_OFFSET
+        )
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save([world[i] for i in range(n)], path)
+    return MemoryDataset(torch.load(path, weights_only=False))
+
+
 def base_config(args: argparse.Namespace, seed: int) -> Config:
     h, w = args.size
     return load_config(
@@ -177,6 +196,7 @@ def base_config(args: argparse.Namespace, seed: int) -> Config:
             f"eval.max_depth={args.max_depth}",
             f"data.synthetic.height={h}",
             f"data.synthetic.width={w}",
+            *args.base_set,
         ]
     )
 
@@ -293,11 +313,15 @@ def main() -> None:
     p.add_argument("--teacher-init", default="", help="teacher checkpoint to fine-tune from (e.g. the synthetic one)")
     p.add_argument("--teacher-flip", action="store_true", help="random horizontal flips while training the teacher")
     p.add_argument("--teacher-dir", type=Path, default=None, help="teacher run dir to reuse (default OUT/teacher)")
+    p.add_argument(
+        "--teacher-extra", type=int, default=0, help="extra synthetic indoor scenes for the teacher only (more data)"
+    )
     p.add_argument("--teacher-only", action="store_true", help="train/evaluate the teacher, then stop")
     p.add_argument(
         "--split", choices=["test", "val"], default="test", help="val: score on disjoint synthetic scenes (tuning)"
     )
     p.add_argument("--levels", type=int, nargs="+", default=[4, 8, 16, 32], help="student strides distilled")
+    p.add_argument("--base-set", nargs="*", default=[], help="extra --set overrides for every stage (teacher too)")
     p.add_argument("--distill-set", nargs="*", default=[], help="extra --set overrides for every KD/acclimate stage")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -325,7 +349,11 @@ def main() -> None:
 
         t = build_teacher(cfg.teacher)
         norm = ((IMAGENET_MEAN, IMAGENET_STD), (t.mean, t.std))
-        teacher_train = Renormalised(train, *norm)
+        teacher_data = train
+        if args.teacher_extra:
+            extra = extra_synthetic(args.teacher_extra, tuple(args.size), args.out / "data")
+            teacher_data = ConcatDataset([train, extra])
+        teacher_train = Renormalised(teacher_data, *norm)
         if args.teacher_flip:
             teacher_train = Flipped(teacher_train)
         teacher = supervised_stage(cfg, tdir, "teacher", teacher_train, Renormalised(test, *norm), info, overwrite=True)
@@ -356,8 +384,10 @@ def main() -> None:
         f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
         f"teacher_steps={args.teacher_steps} acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
-        f"tau={args.tau} levels={args.levels} {''.join(x + ' ' for x in args.distill_set)}split={args.split} "
+        f"tau={args.tau} levels={args.levels} {''.join(x + ' ' for x in args.base_set + args.distill_set)}"
+        f"split={args.split} "
         f"teacher_init={args.teacher_init or 'ImageNet lite0'} teacher_flip={args.teacher_flip} "
+        f"teacher_extra={args.teacher_extra} "
         f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"total wall {time.perf_counter() - start:.0f} s"
     )
