@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from disdepth.config import load_config
-from disdepth.distill.acclimation import AcclimationTask, build_acclimated, load_acclimated, teacher_level_for
+from disdepth.distill.acclimation import (
+    AcclimationTask,
+    FrozenEncoder,
+    build_acclimated,
+    load_acclimated,
+    teacher_level_for,
+)
 from disdepth.distill.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
 from disdepth.distill.kd_losses import (
+    EPS,
     attentive_feature_loss,
     magnitude_attention,
     response_kd_loss,
@@ -102,6 +109,29 @@ def test_acclimation_step_trains_fams_only_and_every_fam_parameter_gets_a_gradie
     opt.step()
     assert same(teacher0, snapshot(model.backbone)) and same(ghost0, snapshot(model.ghost))  # incl. BN buffers
     assert not same(fams0, snapshot(model.fams))
+
+
+def test_acclimation_anchor_pulls_fams_toward_the_frozen_baseline_encoder():
+    cfg = tiny_cfg()
+    model, student = make_acclimated(cfg)
+    anchor = FrozenEncoder(student.encoder)
+    task = AcclimationTask(model, anchor=anchor, anchor_weight=2.0)
+    anchor0 = snapshot(anchor)
+    trainable = [p for p in task.model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(p) for p in model.fams.parameters()}  # the anchor is not trained
+    losses, opt = step(task, trainable)
+    assert set(losses) == {"ghost_silog", "anchor", "loss"}
+    assert not anchor.training  # task.train() leaves the anchor's BN statistics alone
+    # Golden: 2.0 * mean over levels of mean((a - f)^2) / (mean(f^2) + EPS), f = the student encoder's features.
+    with torch.no_grad():
+        acclimated = model(batch()["image"])["acclimated"]
+        own = student.encoder.eval()(batch()["image"])
+    levels = [((a - f).pow(2).mean() / (f.pow(2).mean() + EPS)).item() for a, f in zip(acclimated, own, strict=True)]
+    assert losses["anchor"].item() == pytest.approx(2.0 * sum(levels) / len(levels), rel=1e-4)
+    opt.step()
+    assert same(anchor0, snapshot(anchor))
+    # Without a weight there is no anchor term (the plain ghost-decoder objective).
+    assert "anchor" not in AcclimationTask(model, anchor=anchor, anchor_weight=0.0)(batch())
 
 
 def test_acclimation_with_teacher_finetuning_keeps_teacher_loss_and_grads_reach_teacher():

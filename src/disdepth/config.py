@@ -220,6 +220,9 @@ class AcclimateConfig:
     train_ghost: bool = False  # default frozen: the FAMs must learn to speak the student decoder's language
     fam: Literal["conv", "linear"] = "conv"  # conv: 1x1 -> BN -> ReLU -> 3x3 (linear out); linear: one 1x1 conv
     fam_hidden: int = 0  # hidden width of a conv FAM; 0 = max(student channels, 32)
+    # Pull FAM outputs toward the baseline student's own encoder features (normalised MSE per level), so the
+    # acclimated features stay where a student encoder can reach them; 0 = ghost-decoder loss only.
+    anchor_weight: float = 1.0
     train_teacher: bool = False  # fine-tune the teacher too (its own depth loss is kept)
     teacher_lr_scale: float = 0.1  # teacher lr = train.lr * teacher_lr_scale
     teacher_loss_weight: float = 1.0  # weight of the teacher's own SILog while it is fine-tuned

@@ -6,6 +6,13 @@ pyramid (strides 4/8/16/32) to the student's channels and grid; the FAMs are tra
 reads depth from them. The acclimated features then live in the feature space the student's decoder already
 understands ("student-friendly"), which is what the attentive KD loss distils into the student's encoder.
 
+Left alone, the FAMs find *some* input the frozen decoder reads, and nothing makes it resemble what a student
+encoder produces: we measured acclimated features with ~0 cosine similarity to, and 20-40x less energy than, the
+baseline student's own features, so distilling them dragged the student's encoder far from features it can make.
+The anchor term (``acclimate.anchor_weight``) therefore also pulls each FAM output toward the baseline student's
+encoder feature on the same image (normalised MSE): the acclimated features stay in the student's feature space
+and differ from it where the teacher's knowledge lowers the ghost decoder's depth error.
+
 Student levels the teacher lacks (the stride-2 level of timm CNNs) are fed by a FAM on the teacher's
 stride-4 feature, upsampled x2 to the student's stride-2 grid, so the ghost decoder sees only teacher-derived
 features.
@@ -23,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.config import AcclimateConfig, Config, config_from_dict
+from disdepth.distill.kd_losses import attentive_feature_loss, match_size
 from disdepth.distill.losses import resize_like, silog_loss
 from disdepth.distill.tasks import Task
 from disdepth.models.encoder import FeatureInfo
@@ -172,11 +180,32 @@ class AcclimatedTeacher(nn.Module):
         }
 
 
+class FrozenEncoder(nn.Module):
+    """A frozen copy of the student encoder whose decoder the ghost copies: the acclimation anchor.
+
+    ``forward(image)`` (B, 3, H, W) student-normalised -> list of (B, C_s, ceil(H/s), ceil(W/s)), shallow to deep.
+    Stays in eval mode through an owner's ``.train()`` (BN statistics fixed).
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = copy.deepcopy(encoder).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> FrozenEncoder:
+        return super().train(False)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder(image)
+
+
 class AcclimationTask(Task):
     """Trains the FAMs (and optionally the teacher and/or the ghost decoder).
 
-    Loss = SILog(ghost depth, gt) [+ ``teacher_loss_weight`` * SILog(teacher depth, gt) when the teacher trains,
-    so that its own accuracy is preserved]. ``predict`` returns the ghost decoder's depth.
+    Loss = SILog(ghost depth, gt)
+        [+ ``anchor_weight`` * mean over levels of ||FAM(t) - anchor(x)||^2 / mean(anchor(x)^2), the anchor being
+           the baseline student's frozen encoder: keeps acclimated features student-friendly]
+        [+ ``teacher_loss_weight`` * SILog(teacher depth, gt) when the teacher trains, so that its own accuracy is
+           preserved]. ``predict`` returns the ghost decoder's depth.
     """
 
     def __init__(
@@ -185,11 +214,16 @@ class AcclimationTask(Task):
         variance_focus: float = 0.85,
         silog_scale: float = 10.0,
         teacher_loss_weight: float = 1.0,
+        anchor: FrozenEncoder | None = None,
+        anchor_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
+        self.anchor = anchor if anchor_weight > 0 else None
+        self.anchor_weight = anchor_weight
         # Registered on the task (not on ``model``) so ``task.to(device)`` moves them; DDP never sees them.
-        self.frozen_parts = nn.ModuleList([model.backbone, model.ghost])
+        frozen = [model.backbone, model.ghost] + ([self.anchor] if self.anchor is not None else [])
+        self.frozen_parts = nn.ModuleList(frozen)
         self.variance_focus, self.silog_scale, self.teacher_loss_weight = (
             variance_focus,
             silog_scale,
@@ -202,6 +236,13 @@ class AcclimationTask(Task):
         losses = {
             "ghost_silog": silog_loss(resize_like(out["depth"], gt), gt, valid, self.variance_focus, self.silog_scale)
         }
+        if self.anchor is not None:
+            with torch.no_grad():
+                anchors = self.anchor(batch["image"])
+            levels = [
+                attentive_feature_loss(a, match_size(t, a)) for a, t in zip(out["acclimated"], anchors, strict=True)
+            ]
+            losses["anchor"] = self.anchor_weight * sum(levels) / len(levels)
         raw = self.model.module if hasattr(self.model, "module") else self.model
         if raw.train_teacher and self.teacher_loss_weight > 0:
             t_loss = silog_loss(resize_like(out["teacher_depth"], gt), gt, valid, self.variance_focus, self.silog_scale)

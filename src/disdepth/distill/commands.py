@@ -127,7 +127,13 @@ def acclimate_stage(
     overwrite: bool = False,
 ) -> dict:
     """Train FAMs (+ optionally the teacher / ghost decoder); write ``acclimated.pt`` and teacher before/after."""
-    from disdepth.distill.acclimation import AcclimationTask, TeacherDepth, acclimated_state, build_acclimated
+    from disdepth.distill.acclimation import (
+        AcclimationTask,
+        FrozenEncoder,
+        TeacherDepth,
+        acclimated_state,
+        build_acclimated,
+    )
     from disdepth.engine.checkpoint import save_checkpoint
     from disdepth.engine.loop import train
     from disdepth.models.student import build_student
@@ -152,7 +158,10 @@ def acclimate_stage(
     mean, std = model.student_mean, model.student_std
     before = score(TeacherDepth(teacher, mean, std).eval(), val_set, cfg, info)[0] if val_set is not None else {}
     tc = cfg.train
-    task = AcclimationTask(model, tc.silog_variance_focus, tc.silog_scale, ac.teacher_loss_weight)
+    anchor = FrozenEncoder(student.encoder) if ac.anchor_weight > 0 else None  # the baseline's own features
+    task = AcclimationTask(
+        model, tc.silog_variance_focus, tc.silog_scale, ac.teacher_loss_weight, anchor, ac.anchor_weight
+    )
     run_cfg = copy.deepcopy(cfg)
     run_cfg.train.encoder_lr_scale = ac.teacher_lr_scale  # the teacher is registered as ``backbone``
     start = time.perf_counter()
