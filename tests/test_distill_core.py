@@ -24,6 +24,7 @@ from disdepth.distill.kd_losses import (
     response_kd_loss,
     saliency_attention,
     softmax_positions,
+    standardize_channels,
     uniform_attention,
 )
 from disdepth.models.student import build_student
@@ -153,6 +154,7 @@ def test_acclimation_with_teacher_finetuning_keeps_teacher_loss_and_grads_reach_
         ["distill.attention=magnitude"],
         ["distill.attention=saliency"],
         ["distill.attention=none", "distill.response_weight=0.5"],
+        ["distill.attention=magnitude", "distill.standardize=true"],
         ["distill.feature_target=raw", "distill.attention=none"],
     ],
 )
@@ -253,6 +255,21 @@ def test_magnitude_attention_golden_value():
     assert a.tolist() == pytest.approx([1 / (1 + e * e), e * e / (1 + e * e)], rel=1e-5)
     floor = magnitude_attention(t, tau=0.5, floor=0.5).flatten()
     assert floor.tolist() == pytest.approx([0.5 * a[0].item() + 0.25, 0.5 * a[1].item() + 0.25], rel=1e-5)
+
+
+def test_standardized_feature_loss_ignores_per_channel_scale_and_offset():
+    g = torch.Generator().manual_seed(1)
+    t = torch.randn(2, 3, 4, 5, generator=g)
+    scale = torch.tensor([0.1, 3.0, 20.0]).view(1, 3, 1, 1)
+    s = scale * t + 7.0  # same pattern per channel, very different magnitude: standardised distance 0
+    assert attentive_feature_loss(standardize_channels(s), standardize_channels(t), normalize=False).item() < 1e-8
+    # Golden: an anti-correlated channel set gives 2 * (1 - r) = 4 per channel.
+    assert attentive_feature_loss(standardize_channels(-t), standardize_channels(t), normalize=False).item() == (
+        pytest.approx(4.0, rel=1e-5)
+    )
+    z = standardize_channels(s).flatten(2)
+    assert torch.allclose(z.mean(2), torch.zeros(2, 3), atol=1e-5)
+    assert torch.allclose(z.pow(2).mean(2), torch.ones(2, 3), atol=1e-4)
 
 
 def test_attentive_feature_loss_golden_value():

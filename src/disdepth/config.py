@@ -244,6 +244,9 @@ class DistillConfig:
     levels: list[int] = field(default_factory=lambda: [4, 8, 16, 32])  # student encoder strides distilled
     feature_weight: float = 1.0
     normalize: bool = True  # divide each level's loss by the teacher feature energy (scale-free weights)
+    # Standardise student and target per image and channel over positions first (PKD): compare patterns, not
+    # magnitudes. Attention maps still come from the raw target.
+    standardize: bool = False
     response_weight: float = 0.0  # response KD: SILog(student depth, teacher depth) on all pixels
     # Cache teacher targets per sample id: "auto" = when train augmentation is off (targets are deterministic).
     cache_teacher: Literal["auto", "on", "off"] = "auto"

@@ -22,6 +22,7 @@ from disdepth.distill.kd_losses import (
     match_size,
     response_kd_loss,
     saliency_attention,
+    standardize_channels,
     uniform_attention,
 )
 from disdepth.distill.losses import resize_like, silog_loss
@@ -202,6 +203,8 @@ class DistillationTask(Task):
                 ):
                     t = t.to(s.dtype)
                     s = match_size(s, t)
+                    if c.standardize:
+                        s, t = standardize_channels(s), standardize_channels(t)
                     losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, c.normalize)
             if c.response_weight > 0:
                 losses["response_kd"] = c.response_weight * response_kd_loss(

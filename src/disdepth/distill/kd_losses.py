@@ -95,6 +95,19 @@ def attentive_feature_loss(
     return loss
 
 
+def standardize_channels(feature: torch.Tensor) -> torch.Tensor:
+    """Per image and channel, zero mean and unit variance over positions: (B, C, h, w) -> same shape, float32.
+
+    Used before the feature distance when ``distill.standardize`` (PKD, Cao et al. 2022): the loss then compares
+    where each channel is high or low, not its magnitude, which differs by an order of magnitude between a
+    student's ImageNet features and a teacher's (acclimated) features. The distance is then ``2 * (1 - r)`` per
+    channel with ``r`` the Pearson correlation, in [0, 4].
+    """
+    x = feature.float().flatten(2)
+    mean, std = x.mean(2, keepdim=True), x.std(2, keepdim=True, unbiased=False)
+    return ((x - mean) / (std + EPS)).view_as(feature)
+
+
 def match_size(feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Bilinear resize of ``feature`` to ``like``'s grid (ceil-vs-floor stride rounding differs between models)."""
     if feature.shape[-2:] == like.shape[-2:]:
