@@ -242,7 +242,7 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
     cfg = load_config(overrides=[*kd, "distill.attention=none"], base=base_config(args, seed))
     stage("acclimated_kd", distill_stage, cfg)
     cfg = load_config(
-        overrides=[*kd, "distill.attention=magnitude", f"distill.tau={args.tau}"], base=base_config(args, seed)
+        overrides=[*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"], base=base_config(args, seed)
     )
     stage("disdepth", distill_stage, cfg)
     if args.soft_floor > 0:  # extra variant: softer attention (higher tau, mixed with uniform)
@@ -327,6 +327,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kd-weight", type=float, default=1.0)
     p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--attention", choices=["magnitude", "saliency"], default="magnitude", help="the DisDepth row's")
     p.add_argument("--soft-floor", type=float, default=0.0, help="> 0 adds a softer-attention DisDepth row")
     p.add_argument("--soft-tau", type=float, default=2.0)
     p.add_argument("--max-depth", type=float, default=10.0)
@@ -384,7 +385,7 @@ def main() -> None:
         f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
         f"teacher_steps={args.teacher_steps} acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
-        f"tau={args.tau} levels={args.levels} {''.join(x + ' ' for x in args.base_set + args.distill_set)}"
+        f"attention={args.attention} tau={args.tau} levels={args.levels} {''.join(x + ' ' for x in args.base_set + args.distill_set)}"
         f"split={args.split} "
         f"teacher_init={args.teacher_init or 'ImageNet lite0'} teacher_flip={args.teacher_flip} "
         f"teacher_extra={args.teacher_extra} "
