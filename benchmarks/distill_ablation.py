@@ -245,7 +245,7 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
         overrides=[*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"], base=base_config(args, seed)
     )
     stage("disdepth", distill_stage, cfg)
-    if args.soft_floor > 0:  # extra variant: softer attention (higher tau, mixed with uniform)
+    if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
             f"distill.tau={args.soft_tau}",
@@ -266,7 +266,7 @@ def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict
     rows = list(ROWS)
     if all("disdepth_soft" in r for r in per_seed.values()):
         rows.append(
-            ("disdepth_soft", f"full DisDepth, softer attention (tau {args.soft_tau}, floor {args.soft_floor})")
+            ("disdepth_soft", f"full DisDepth, magnitude attention (tau {args.soft_tau}, floor {args.soft_floor})")
         )
     runs = list(per_seed.values())
     for key, label in rows:
@@ -328,8 +328,9 @@ def main() -> None:
     p.add_argument("--kd-weight", type=float, default=1.0)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--attention", choices=["magnitude", "saliency"], default="magnitude", help="the DisDepth row's")
-    p.add_argument("--soft-floor", type=float, default=0.0, help="> 0 adds a softer-attention DisDepth row")
-    p.add_argument("--soft-tau", type=float, default=2.0)
+    p.add_argument("--magnitude-row", action="store_true", help="add a magnitude-attention DisDepth row")
+    p.add_argument("--soft-floor", type=float, default=0.0, help="attention floor of the magnitude row")
+    p.add_argument("--soft-tau", type=float, default=1.0, help="temperature of the magnitude row")
     p.add_argument("--max-depth", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
