@@ -154,7 +154,7 @@ def test_acclimation_with_teacher_finetuning_keeps_teacher_loss_and_grads_reach_
         ["distill.attention=magnitude"],
         ["distill.attention=saliency"],
         ["distill.attention=none", "distill.response_weight=0.5"],
-        ["distill.attention=magnitude", "distill.standardize=true"],
+        ["distill.attention=magnitude", "distill.standardize=false"],
         ["distill.feature_target=raw", "distill.attention=none"],
     ],
 )
