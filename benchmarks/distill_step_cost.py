@@ -1,6 +1,6 @@
 """Step cost of distillation vs a supervised baseline step on the same machine (issue 7 target: <= 1.6x).
 
-python benchmarks/distill_step_cost.py [--size 96 128] [--batch 8] [--steps 20] [--threads 2]
+python benchmarks/distill_step_cost.py [--size 96 128] [--batch 8] [--steps 20] [--threads 2] [--set k=v ...]
 
 Times full optimizer steps (forward, backward, AdamW) of: the baseline student (SupervisedTask), DisDepth
 distillation with teacher targets recomputed every step (teacher forward under no_grad), and with cached targets
@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides (k=v)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,6 +63,7 @@ def main() -> None:
             "teacher.hybrid_depth=4",
             "teacher.hybrid_heads=4",
             "teacher.decoder_channels=64",
+            *args.overrides,
         ]
     )
     g = torch.Generator().manual_seed(0)
@@ -89,7 +91,9 @@ def main() -> None:
         task = DistillationTask(DistilledStudent(student, dc.levels), targets, dc)
         results["distill_cached" if cache else "distill_teacher_every_step"] = time_steps(task, batches, args.steps)
     b = statistics.median(base)
+    dc = cfg.distill
     print(f"input {h}x{w}, batch {args.batch}, {args.steps} timed steps, {torch.get_num_threads()} threads")
+    print(f"distill: attention={dc.attention} levels={dc.levels} standardize={dc.standardize}")
     print("| step | s/step | ratio to baseline |\n|---|---:|---:|")
     for name, times in results.items():
         m = statistics.median(times)
