@@ -125,6 +125,11 @@ def load_data(
 
         kw = dict(preset="indoor", height=size[0], width=size[1], seed=0)
         train = [SyntheticDepthDataset(length=n_train, **kw)[i] for i in range(n_train)]
+        # val = the tuning scenes right after train + test, which the demo reserves and never reports on.
+        from disdepth.demo import TUNING_SCENES
+
+        if split == "val" and n_val > TUNING_SCENES:
+            raise ValueError(f"--n-val {n_val} > the {TUNING_SCENES} tuning scenes the demo keeps out of its test set")
         offset = n_train + (n_val if split == "val" else 0)
         test = [SyntheticDepthDataset(length=n_val, index_offset=offset, **kw)[i] for i in range(n_val)]
     else:

@@ -84,16 +84,16 @@ def test_kd_gain_sign_and_verdict():
     entries[2]["metrics"]["abs_rel"] = 0.21
     summary = {
         "mode": "full", "preset": "indoor", "resolution": [72, 96], "n_train": 240, "test_images": 100,
-        "test_scenes": [300, 399], "protocol": "none", "caps": [1e-3, 10.0], "batch_size": 8,
+        "test_scenes": [400, 499], "protocol": "none", "caps": [1e-3, 10.0], "batch_size": 8,
         "steps": {"teacher": 300}, "bench_hw": [240, 320], "threads": 2, "kd_gain_pct": demo.kd_gain(entries),
     }  # fmt: skip
     assert "did NOT beat the baseline" in demo.format_table(entries, summary)
 
 
-def test_held_out_scenes_follow_train_and_validation_scenes():
+def test_held_out_scenes_follow_train_validation_and_tuning_scenes():
     cfg = load_config(demo.recipe_path(), ["data.synthetic.n_train=5", "data.synthetic.n_val=3"])
     test = demo.held_out_dataset(cfg, 2, (0.5,) * 3, (0.5,) * 3)
-    assert len(test) == 2 and test.index_offset == 8
+    assert len(test) == 2 and test.index_offset == 8 + demo.TUNING_SCENES
 
 
 def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0, one_thread):
@@ -111,7 +111,7 @@ def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0, one_thread):
         assert e["params_m"] > 0 and e["gflops"] > 0 and e["latency_ms"] > 0
         assert all((out / p).is_file() for p in e["panels"])
     d = report["demo"]
-    assert d["test_scenes"] == [12, 14] and d["steps"] == {"teacher": 3, "baseline": 2, "acclimate": 2, "distill": 2}
+    assert d["test_scenes"] == [112, 114] and d["steps"] == {"teacher": 3, "baseline": 2, "acclimate": 2, "distill": 2}
     assert {"kd_gain_pct", "wall_s", "cpu_s", "protocol", "resolution", "bench_hw"} <= set(d)
     assert (out / "panels/side_by_side.png").is_file() and (out / "table.txt").is_file()
     assert "side_by_side.png" in (out / "report.md").read_text()

@@ -73,16 +73,27 @@ def quick_overrides(cfg: Any) -> list[str]:
     return out
 
 
+# Scenes n_train + n_val ... + TUNING_SCENES - 1 are where settings get chosen (``benchmarks/distill_ablation.py
+# --split val`` scores there); the demo's test scenes come after them, so nothing it reports was tuned on.
+TUNING_SCENES = 100
+
+
+def held_out_start(cfg: Any) -> int:
+    """First held-out scene: after the train, validation and tuning scenes."""
+    s = cfg.data.synthetic
+    return s.n_train + s.n_val + TUNING_SCENES
+
+
 def held_out_dataset(cfg: Any, n: int, mean: tuple, std: tuple):
-    """Synthetic scenes ``n_train + n_val ...``: never seen by training (``< n_train``) or validation (the next
-    ``n_val``, which the pipeline's stages score and the recipe was tuned on)."""
+    """Synthetic scenes from :func:`held_out_start`: never seen by training (``< n_train``), validation (the next
+    ``n_val``, which the pipeline's stages score) or the tuning scenes the distillation settings were chosen on."""
     from disdepth.data.synthetic import SyntheticDepthDataset
 
     s = cfg.data.synthetic
     extra = {k: getattr(s, k) for k in ("sparse_density", "depth_noise", "holes") if hasattr(s, k)}
     return SyntheticDepthDataset(
         preset=s.preset, length=n, height=s.height, width=s.width, seed=s.seed,
-        index_offset=s.n_train + s.n_val, sparse=s.sparse, mean=mean, std=std, transform=None, **extra,
+        index_offset=held_out_start(cfg), sparse=s.sparse, mean=mean, std=std, transform=None, **extra,
     )  # fmt: skip
 
 
@@ -239,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         "n_train": s.n_train,
         "n_val": s.n_val,
         "test_images": entries[0]["metrics"]["images"],
-        "test_scenes": [s.n_train + s.n_val, s.n_train + s.n_val + n_test - 1],
+        "test_scenes": [held_out_start(cfg), held_out_start(cfg) + n_test - 1],
         "protocol": cfg.eval.protocol,
         "caps": [cfg.eval.min_depth or 1e-3, cfg.eval.max_depth or float("inf")],
         "batch_size": cfg.data.batch_size,
