@@ -364,6 +364,9 @@ def main() -> None:
         if args.teacher_flip:
             teacher_train = Flipped(teacher_train)
         teacher = supervised_stage(cfg, tdir, "teacher", teacher_train, Renormalised(test, *norm), info, overwrite=True)
+        recipe = {"steps": args.teacher_steps, "init": args.teacher_init or "ImageNet lite0 stem"}
+        recipe.update(flip=args.teacher_flip, extra_scenes=args.teacher_extra)
+        (tdir / "recipe.json").write_text(json.dumps(recipe))
     print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
     if args.teacher_only:
         return
@@ -386,15 +389,16 @@ def main() -> None:
             flush=True,
         )
     text, table = summarise(per_seed, teacher, args)
+    recipe_file = tdir / "recipe.json"  # written when the teacher was trained (a reused teacher keeps its own)
+    teacher_recipe = recipe_file.read_text() if recipe_file.is_file() else "(recipe not recorded)"
     header = (
         f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} test={len(test)} "
         f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
-        f"teacher_steps={args.teacher_steps} acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
+        f"acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
         f"attention={args.attention} tau={args.tau} levels={args.levels} "
         f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}split={args.split} "
-        f"teacher_init={args.teacher_init or 'ImageNet lite0'} teacher_flip={args.teacher_flip} "
-        f"teacher_extra={args.teacher_extra} "
+        f"teacher {tdir}: {teacher_recipe} "
         f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"total wall {time.perf_counter() - start:.0f} s"
     )
