@@ -390,7 +390,7 @@ def main() -> None:
         )
     text, table = summarise(per_seed, teacher, args)
     recipe_file = tdir / "recipe.json"  # written when the teacher was trained (a reused teacher keeps its own)
-    teacher_recipe = recipe_file.read_text() if recipe_file.is_file() else "(recipe not recorded)"
+    teacher_recipe = recipe_file.read_text().strip() if recipe_file.is_file() else "(recipe not recorded)"
     header = (
         f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} test={len(test)} "
         f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
