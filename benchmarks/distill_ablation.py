@@ -38,7 +38,7 @@ ROWS = [
     ("baseline", "baseline student"),
     ("lgconv", "+ LG-Conv"),
     ("classic_kd", "+ classic feature KD (adapter, raw teacher features)"),
-    ("acclimated_kd", "+ ghost-decoder acclimation (plain MSE to FAM features)"),
+    ("acclimated_kd", "+ ghost-decoder acclimation (uniform weights on FAM features)"),
     ("disdepth", "+ attentive loss (full DisDepth)"),
 ]
 
