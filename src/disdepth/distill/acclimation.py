@@ -116,7 +116,8 @@ class AcclimatedTeacher(nn.Module):
     """Teacher -> FAMs -> ghost decoder.
 
     ``forward(image)`` with image (B, 3, H, W) normalised for the *student* returns:
-        depth: (B, 1, H, W) metres, the ghost decoder's prediction from the acclimated features;
+        depth: (B, 1, H, W) metres, the ghost decoder's prediction from the acclimated features (not with
+            ``with_ghost=False``);
         acclimated: list of (B, C_s, ceil(H/s), ceil(W/s)) per student level, shallow to deep;
         teacher_depth: (B, 1, H, W) metres, the teacher's own prediction;
         teacher_features: the teacher's raw pyramid (strides 4..32).
@@ -165,19 +166,21 @@ class AcclimatedTeacher(nn.Module):
             out.append(fam(teacher_features[teacher_level_for(info.stride, strides)], grid))
         return out
 
-    def forward(self, image: torch.Tensor) -> dict:
+    def forward(self, image: torch.Tensor, with_ghost: bool = True) -> dict:
+        """``with_ghost=False`` skips the ghost decoder (no ``depth`` key): distillation targets do not need it."""
         size = tuple(image.shape[-2:])
         timage = self.backbone.normalize_input(image, self.student_mean, self.student_std)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_teacher):
             tout = self.backbone(timage)
         acclimated = self.acclimate(tout["features"], size)
-        gout = self.ghost(acclimated, size)
-        return {
-            "depth": gout["depth"],
+        out = {
             "acclimated": acclimated,
             "teacher_depth": resize_like(tout["depth"], image),
             "teacher_features": tout["features"],
         }
+        if with_ghost:
+            out["depth"] = self.ghost(acclimated, size)["depth"]
+        return out
 
 
 class FrozenEncoder(nn.Module):

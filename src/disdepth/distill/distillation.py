@@ -128,7 +128,7 @@ class TeacherTargets(nn.Module):
         """{features: per-stride targets, attention: (B, 1, h, w) per stride, depth: (B, 1, H, W) metres}."""
         image = batch["image"]
         if self.acclimated:
-            out = self.teacher(image)
+            out = self.teacher(image, with_ghost=False)  # targets need the acclimated features, not the ghost depth
             strides = [f.stride for f in self.teacher.student_info]
             index = [strides.index(s) for s in self.kd_strides]
             if self.cfg.feature_target == "acclimated":
