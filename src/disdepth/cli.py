@@ -30,17 +30,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_override_argument(parser: argparse.ArgumentParser, help_text: str = "override, e.g. model.head=bins") -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, applied after every config file."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The config flags every config-driven command shares."""
     parser.add_argument("--config", "-c", action="append", default=[], help="YAML config (repeatable; later wins)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. model.head=bins",
-    )
+    add_override_argument(parser)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

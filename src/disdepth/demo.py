@@ -35,15 +35,12 @@ def recipe_path() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``disdepth demo`` options."""
+    from disdepth.cli import add_override_argument
+
     parser.add_argument("--quick", action="store_true", help=f"every stage's steps / {QUICK_STEP_DIVISOR} (<= 5 min)")
     parser.add_argument("--out", help="output folder (default runs/demo, or runs/demo_quick with --quick)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the recipe, e.g. train.steps=50 (stage budgets: pipeline.teacher=[train.steps=100])",
+    add_override_argument(
+        parser, "override the recipe, e.g. train.steps=50 (stage budgets: pipeline.teacher=[train.steps=100])"
     )
     parser.add_argument("--test-images", type=int, default=0, help="held-out test scenes (default 100; quick 50)")
     parser.add_argument("--panels", type=int, default=3, help="held-out images in the side-by-side picture")
