@@ -147,18 +147,22 @@ def load_data(
 
 # Extra teacher-only scenes start here: far from the students' train/test/val scene numbers (0 .. a few hundred).
 EXTRA_SCENE_OFFSET = 1_000_000
+# Unlabelled scenes for the distillation stage (--unlabelled): disjoint from the students' splits and from the
+# teacher's extra scenes, so the teacher never saw their labels.
+UNLABELLED_SCENE_OFFSET = 2_000_000
 
 
-def extra_synthetic(n: int, size: tuple[int, int], cache: Path) -> Dataset:
-    """``n`` synthetic indoor scenes for the teacher only ("more data", DESIGN.md §1.3), disjoint from every
-    student split; ImageNet-normalised like the other in-memory sets."""
+def extra_synthetic(
+    n: int, size: tuple[int, int], cache: Path, offset: int = EXTRA_SCENE_OFFSET, name: str = "teacher_extra"
+) -> Dataset:
+    """``n`` synthetic indoor scenes numbered from ``offset`` (teacher-only "more data", DESIGN.md §1.3, or the
+    distillation stage's unlabelled images), disjoint from every student split; ImageNet-normalised like the
+    other in-memory sets."""
     from disdepth.data.synthetic import SyntheticDepthDataset
 
-    path = cache / f"teacher_extra_{size[0]}x{size[1]}_{n}.pt"
+    path = cache / f"{name}_{size[0]}x{size[1]}_{n}.pt"
     if not path.is_file():
-        world = SyntheticDepthDataset(
-            "indoor", length=n, height=size[0], width=size[1], seed=0, index_offset=EXTRA_SCENE_OFFSET
-        )
+        world = SyntheticDepthDataset("indoor", length=n, height=size[0], width=size[1], seed=0, index_offset=offset)
         cache.mkdir(parents=True, exist_ok=True)
         torch.save([world[i] for i in range(n)], path)
     return MemoryDataset(torch.load(path, weights_only=False))
@@ -206,14 +210,16 @@ def base_config(args: argparse.Namespace, seed: int) -> Config:
     )
 
 
-def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_ckpt: str, info) -> dict[str, dict]:
+def run_seed(
+    args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_ckpt: str, info, unlabelled: Dataset | None
+) -> dict[str, dict]:
     results: dict[str, dict] = {}
 
-    def stage(key: str, fn, cfg: Config, *extra) -> dict:
+    def stage(key: str, fn, cfg: Config, *extra, data: Dataset = train) -> dict:
         run_dir = out / f"seed{seed}" / key
         done = stage_done(run_dir)
         if done is None:
-            done = fn(cfg, run_dir, *extra, train, test, info, overwrite=True)
+            done = fn(cfg, run_dir, *extra, data, test, info, overwrite=True)
         results[key] = done
         return done
 
@@ -257,6 +263,15 @@ def run_seed(args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_
             f"distill.attention_floor={args.soft_floor}",
         ]
         stage("disdepth_soft", distill_stage, load_config(overrides=[*kd, *soft], base=base_config(args, seed)))
+    if unlabelled is not None:  # the DisDepth row's recipe, its epochs mixed with unlabelled scenes (KD only)
+        from disdepth.data.mixing import MixedDataset
+
+        cfg = load_config(
+            overrides=[*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"],
+            base=base_config(args, seed),
+        )
+        mixed = MixedDataset(train, unlabelled, args.unlabelled_fraction)
+        stage("disdepth_unlabelled", distill_stage, cfg, data=mixed)
     return results
 
 
@@ -269,10 +284,14 @@ def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict
     ]
     base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
     rows = list(ROWS)
-    if all("disdepth_soft" in r for r in per_seed.values()):
-        rows.append(
-            ("disdepth_soft", f"full DisDepth, magnitude attention (tau {args.soft_tau}, floor {args.soft_floor})")
-        )
+    optional = [
+        ("disdepth_soft", f"full DisDepth, magnitude attention (tau {args.soft_tau}, floor {args.soft_floor})"),
+        (
+            "disdepth_unlabelled",
+            f"full DisDepth + {args.unlabelled} unlabelled scenes (KD only; {args.unlabelled_fraction:g} of samples)",
+        ),
+    ]
+    rows += [(key, label) for key, label in optional if all(key in r for r in per_seed.values())]
     runs = list(per_seed.values())
     for key, label in rows:
         vals = {m: [r[key]["metrics"][m] for r in runs] for m in metrics}
@@ -337,6 +356,13 @@ def main() -> None:
     p.add_argument("--soft-floor", type=float, default=0.0, help="attention floor of the magnitude row")
     p.add_argument("--soft-tau", type=float, default=1.0, help="temperature of the magnitude row")
     p.add_argument("--max-depth", type=float, default=10.0)
+    p.add_argument(
+        "--unlabelled",
+        type=int,
+        default=0,
+        help="synthetic only: add a row distilling with this many unlabelled scenes (scenes >= 2,000,000)",
+    )
+    p.add_argument("--unlabelled-fraction", type=float, default=0.5, help="share of each epoch that is unlabelled")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -376,9 +402,18 @@ def main() -> None:
 
         norm = ((IMAGENET_MEAN, IMAGENET_STD), student_normalization(base_config(args, 0)))
         train, test = Renormalised(train, *norm), Renormalised(test, *norm)
+    unlabelled = None
+    if args.unlabelled:
+        if args.dataset != "synthetic":
+            p.error("--unlabelled needs --dataset synthetic (the 7-Scenes folder has no frames beyond its splits)")
+        unlabelled = extra_synthetic(
+            args.unlabelled, tuple(args.size), args.out / "data", UNLABELLED_SCENE_OFFSET, "unlabelled"
+        )
+        if args.student_weights:
+            unlabelled = Renormalised(unlabelled, *norm)
     per_seed = {}
     for seed in args.seeds:
-        per_seed[seed] = run_seed(args, seed, args.out, train, test, teacher["checkpoint"], info)
+        per_seed[seed] = run_seed(args, seed, args.out, train, test, teacher["checkpoint"], info, unlabelled)
         print(
             f"seed {seed}:",
             {
@@ -396,6 +431,7 @@ def main() -> None:
         f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
         f"acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
+        f"{f'unlabelled={args.unlabelled} fraction={args.unlabelled_fraction:g} ' if args.unlabelled else ''}"
         f"attention={args.attention} tau={args.tau} levels={args.levels} "
         f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}split={args.split} "
         f"teacher {tdir}: {teacher_recipe} "

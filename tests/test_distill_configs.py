@@ -137,6 +137,17 @@ def test_acclimate_and_distill_cli_print_results(tmp_path, capsys):
         == 0
     )
     assert (tmp_path / "d/checkpoints/student.pt").is_file()
+    # The same distillation with unlabelled images (an rgb-only CSV) mixed into its epochs.
+    from PIL import Image
+
+    (tmp_path / "u").mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(tmp_path / "u" / f"frame{i}.png")
+    (tmp_path / "u/index.csv").write_text("rgb\n" + "".join(f"frame{i}.png\n" for i in range(3)))
+    unlabelled = ["--set", f"distill.unlabelled_list={tmp_path / 'u/index.csv'}", "--set", "train.steps=2"]
+    accl = ["--set", f"distill.acclimated_checkpoint={tmp_path / 'a/acclimated.pt'}"]
+    assert main(["distill", *common, *accl, *unlabelled, "--run-dir", str(tmp_path / "du")]) == 0
+    assert (tmp_path / "du/checkpoints/student.pt").is_file()
     # A missing acclimated checkpoint is a clear error, not a traceback.
     assert main(["distill", *common, "--run-dir", str(tmp_path / "e")]) == 2
     assert "acclimated_checkpoint" in capsys.readouterr().err

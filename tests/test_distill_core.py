@@ -297,3 +297,28 @@ def test_option_errors_name_the_key():
         TeacherTargets(teacher, cfg.distill, [4], (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(ValueError, match="distill.levels"):
         DistilledStudent(build_student(cfg.model), [64])
+
+
+def test_unlabelled_images_carry_kd_only_and_get_uniform_saliency():
+    """A sample without ground truth (distill.unlabelled_list) adds no depth loss; KD still trains the student,
+    and the task-driven saliency (which needs ground truth) is uniform on it."""
+    cfg = tiny_cfg("distill.attention=saliency")
+    acclimated, student = make_acclimated(cfg, train=False)
+    dc = cfg.distill
+    targets = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std)
+    task = DistillationTask(DistilledStudent(student, dc.levels), targets, dc)
+    b = batch(size=64)  # 2x2 positions at stride 32: room for a non-flat map
+    b["valid"][1] = False  # image 1 is unlabelled
+    b["depth"][1] = 0.0
+    attention = targets(b)["attention"]
+    for a in attention:
+        flat = a.flatten(1)
+        assert torch.allclose(flat[1], torch.full_like(flat[1], 1.0 / flat.shape[1]))
+        assert flat[0].std() > 0  # the labelled image's saliency is not flat
+    b["valid"][:] = False
+    b["depth"][:] = 0.0
+    task.train()
+    losses = task(b)
+    assert losses["silog"].item() == 0.0 and all(losses[f"kd_s{s}"] > 0 for s in dc.levels)
+    losses["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.model.encoder.parameters())

@@ -28,13 +28,17 @@ def _float(row: dict[str, str], key: str, where: str) -> float | None:
         raise DataError(where, f"column {key!r} is not a number: {text!r}", "format") from None
 
 
-def csv_records(csv_file: str | Path, root: str | Path = "", depth_scale: float = 0.0) -> list[Record]:
+def csv_records(
+    csv_file: str | Path, root: str | Path = "", depth_scale: float = 0.0, images_only: bool = False
+) -> list[Record]:
     """Parse a CSV index into records.
 
     Args:
         csv_file: the index.
         root: base folder for relative paths ("" = the CSV's folder).
         depth_scale: PNG units per metre for rows without a ``depth_scale`` cell (0 = none given).
+        images_only: only ``rgb`` is required and any ``depth`` cell is ignored (unlabelled images for
+            ``distill.unlabelled_list``).
 
     Raises:
         FileNotFoundError: no such CSV. DataError (naming ``file:row``): missing columns, bad numbers,
@@ -47,7 +51,7 @@ def csv_records(csv_file: str | Path, root: str | Path = "", depth_scale: float 
     with csv_file.open(newline="") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in ("rgb", "depth") if c not in columns]
+        missing = [c for c in (("rgb",) if images_only else ("rgb", "depth")) if c not in columns]
         if missing:
             raise DataError(csv_file, f"missing column(s) {missing}; found {columns}", "format")
         rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
@@ -58,7 +62,7 @@ def csv_records(csv_file: str | Path, root: str | Path = "", depth_scale: float 
         rgb = row["rgb"].strip()
         if not rgb:
             raise DataError(where, "empty 'rgb' cell", "format")
-        depth_rel = row["depth"].strip()
+        depth_rel = "" if images_only else row["depth"].strip()
         depth = None if depth_rel in ("", "None") else base / depth_rel
         scale = _float(row, "depth_scale", where) or depth_scale
         if depth is not None and depth.suffix.lower() != ".npy" and not scale:
@@ -84,6 +88,7 @@ class CSVDataset(FileDepthDataset):
         kb_crop: KB crop to 352x1216 (for KITTI-like CSVs such as ``kitti_samples``).
         transform: augmentation (train only).
         require_depth: drop rows without depth.
+        images_only: see :func:`csv_records`.
     """
 
     def __init__(
@@ -96,8 +101,9 @@ class CSVDataset(FileDepthDataset):
         require_depth: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        images_only: bool = False,
     ) -> None:
-        records = csv_records(csv_file, root, depth_scale)
+        records = csv_records(csv_file, root, depth_scale, images_only)
         if require_depth:
             records = [r for r in records if r.depth is not None]
         super().__init__(records, pre=KBCrop() if kb_crop else None, transform=transform, mean=mean, std=std)

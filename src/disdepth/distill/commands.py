@@ -259,6 +259,7 @@ def distill_stage(
     from disdepth.engine.loop import train
 
     run_dir = Path(run_dir)
+    train_set = add_unlabelled(cfg, train_set)
     task, pretrained = build_distillation(cfg)
     kind = "distilled_student" if len(task.model.adapters) else "student"
     start = time.perf_counter()
@@ -292,6 +293,37 @@ def distill_stage(
         "checkpoint": str(student_path),
     }
     return _write_result(run_dir, out, info)
+
+
+def add_unlabelled(cfg: Config, train_set: Dataset) -> Dataset:
+    """``train_set`` mixed with the ``distill.unlabelled_list`` images (returned unchanged when the key is empty).
+
+    The unlabelled images get the training transform and the student's normalisation; see
+    :mod:`disdepth.data.mixing`. Raises ValueError naming the key for a missing or malformed index.
+    """
+    d = cfg.distill
+    if not d.unlabelled_list:
+        return train_set
+    from disdepth.data.build import build_transform, kb_crop_enabled
+    from disdepth.data.csv import CSVDataset
+    from disdepth.data.io import DataError
+    from disdepth.data.mixing import MixedDataset, check_same_size
+
+    mean, std = student_normalization(cfg)
+    try:
+        images = CSVDataset(
+            d.unlabelled_list,
+            d.unlabelled_root,
+            kb_crop=kb_crop_enabled(cfg),
+            transform=build_transform(cfg, "train"),
+            images_only=True,
+            mean=mean,
+            std=std,
+        )
+    except (FileNotFoundError, DataError) as exc:
+        raise ValueError(f"distill.unlabelled_list: {exc}") from exc
+    check_same_size(train_set, images)
+    return MixedDataset(train_set, images, d.unlabelled_fraction)
 
 
 def datasets_for(cfg: Config, mean: Any, std: Any) -> tuple[Dataset, Dataset | None]:
