@@ -238,7 +238,8 @@ def run_seed(
     cfg = load_config(
         overrides=[*kd, "distill.feature_target=raw", "distill.attention=none"], base=base_config(args, seed)
     )
-    stage("classic_kd", distill_stage, cfg)
+    if "classic_kd" not in args.skip:
+        stage("classic_kd", distill_stage, cfg)
     cfg = load_config(
         overrides=[
             *kd,
@@ -250,12 +251,12 @@ def run_seed(
     )
     acc = stage("acclimate", acclimate_stage, cfg)["checkpoint"]
     kd.append(f"distill.acclimated_checkpoint={acc}")
-    cfg = load_config(overrides=[*kd, "distill.attention=none"], base=base_config(args, seed))
-    stage("acclimated_kd", distill_stage, cfg)
-    cfg = load_config(
-        overrides=[*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"], base=base_config(args, seed)
-    )
-    stage("disdepth", distill_stage, cfg)
+    if "acclimated_kd" not in args.skip:
+        cfg = load_config(overrides=[*kd, "distill.attention=none"], base=base_config(args, seed))
+        stage("acclimated_kd", distill_stage, cfg)
+    disdepth = [*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"]
+    if "disdepth" not in args.skip:
+        stage("disdepth", distill_stage, load_config(overrides=disdepth, base=base_config(args, seed)))
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
@@ -263,15 +264,17 @@ def run_seed(
             f"distill.attention_floor={args.soft_floor}",
         ]
         stage("disdepth_soft", distill_stage, load_config(overrides=[*kd, *soft], base=base_config(args, seed)))
-    if unlabelled is not None:  # the DisDepth row's recipe, its epochs mixed with unlabelled scenes (KD only)
+    if unlabelled is not None:
+        # The DisDepth row's recipe + response KD, its epochs mixed with unlabelled scenes (no depth loss there);
+        # and the control: the same mix with response KD alone (no feature KD).
         from disdepth.data.mixing import MixedDataset
 
-        cfg = load_config(
-            overrides=[*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"],
-            base=base_config(args, seed),
-        )
         mixed = MixedDataset(train, unlabelled, args.unlabelled_fraction)
+        response = f"distill.response_weight={args.unlabelled_response}"
+        cfg = load_config(overrides=[*disdepth, response], base=base_config(args, seed))
         stage("disdepth_unlabelled", distill_stage, cfg, data=mixed)
+        cfg = load_config(overrides=[*disdepth, response, "distill.feature_weight=0"], base=base_config(args, seed))
+        stage("response_unlabelled", distill_stage, cfg, data=mixed)
     return results
 
 
@@ -283,15 +286,14 @@ def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict
         "|---|---|---|---|---|---|---|",
     ]
     base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
-    rows = list(ROWS)
+    mix = f"{args.unlabelled} unlabelled scenes ({args.unlabelled_fraction:g} of samples)"
     optional = [
+        *ROWS,
         ("disdepth_soft", f"full DisDepth, magnitude attention (tau {args.soft_tau}, floor {args.soft_floor})"),
-        (
-            "disdepth_unlabelled",
-            f"full DisDepth + {args.unlabelled} unlabelled scenes (KD only; {args.unlabelled_fraction:g} of samples)",
-        ),
+        ("disdepth_unlabelled", f"full DisDepth + response KD (weight {args.unlabelled_response:g}), + {mix}"),
+        ("response_unlabelled", f"response KD only (weight {args.unlabelled_response:g}), + {mix}"),
     ]
-    rows += [(key, label) for key, label in optional if all(key in r for r in per_seed.values())]
+    rows = [(key, label) for key, label in optional if all(key in r for r in per_seed.values())]
     runs = list(per_seed.values())
     for key, label in rows:
         vals = {m: [r[key]["metrics"][m] for r in runs] for m in metrics}
@@ -363,6 +365,16 @@ def main() -> None:
         help="synthetic only: add a row distilling with this many unlabelled scenes (scenes >= 2,000,000)",
     )
     p.add_argument("--unlabelled-fraction", type=float, default=0.5, help="share of each epoch that is unlabelled")
+    p.add_argument(
+        "--unlabelled-response", type=float, default=1.0, help="response KD weight of the two unlabelled rows"
+    )
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["classic_kd", "acclimated_kd", "disdepth"],
+        help="KD rows not to run (quicker exploratory runs; the table then omits them)",
+    )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
