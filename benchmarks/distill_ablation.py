@@ -215,8 +215,8 @@ def run_seed(
 ) -> dict[str, dict]:
     results: dict[str, dict] = {}
 
-    def stage(key: str, fn, cfg: Config, *extra, data: Dataset = train) -> dict:
-        run_dir = out / f"seed{seed}" / key
+    def stage(key: str, fn, cfg: Config, *extra, data: Dataset = train, name: str = "") -> dict:
+        run_dir = out / f"seed{seed}" / (name or key)  # name: a run directory that records the row's settings
         done = stage_done(run_dir)
         if done is None:
             done = fn(cfg, run_dir, *extra, data, test, info, overwrite=True)
@@ -271,10 +271,12 @@ def run_seed(
 
         mixed = MixedDataset(train, unlabelled, args.unlabelled_fraction)
         response = f"distill.response_weight={args.unlabelled_response}"
+        # The settings are in the directory name, so a re-run with other settings never reuses these results.
+        tag = f"n{args.unlabelled}_f{args.unlabelled_fraction:g}_r{args.unlabelled_response:g}"
         cfg = load_config(overrides=[*disdepth, response], base=base_config(args, seed))
-        stage("disdepth_unlabelled", distill_stage, cfg, data=mixed)
+        stage("disdepth_unlabelled", distill_stage, cfg, data=mixed, name=f"disdepth_unlabelled_{tag}")
         cfg = load_config(overrides=[*disdepth, response, "distill.feature_weight=0"], base=base_config(args, seed))
-        stage("response_unlabelled", distill_stage, cfg, data=mixed)
+        stage("response_unlabelled", distill_stage, cfg, data=mixed, name=f"response_unlabelled_{tag}")
     return results
 
 

@@ -146,7 +146,10 @@ def test_acclimate_and_distill_cli_print_results(tmp_path, capsys):
     (tmp_path / "u/index.csv").write_text("rgb\n" + "".join(f"frame{i}.png\n" for i in range(3)))
     unlabelled = ["--set", f"distill.unlabelled_list={tmp_path / 'u/index.csv'}", "--set", "train.steps=2"]
     accl = ["--set", f"distill.acclimated_checkpoint={tmp_path / 'a/acclimated.pt'}"]
+    capsys.readouterr()
     assert main(["distill", *common, *accl, *unlabelled, "--run-dir", str(tmp_path / "du")]) == 0
+    log = capsys.readouterr().err  # the console log (logging.basicConfig on stderr)
+    assert "3 unlabelled images from" in log and "4 of every 8 samples" in log  # 4 labelled train scenes
     assert (tmp_path / "du/checkpoints/student.pt").is_file()
     # A missing acclimated checkpoint is a clear error, not a traceback.
     assert main(["distill", *common, "--run-dir", str(tmp_path / "e")]) == 2

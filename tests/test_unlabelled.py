@@ -12,27 +12,28 @@ from PIL import Image
 from disdepth.config import load_config
 from disdepth.data.csv import CSVDataset
 from disdepth.data.mixing import UNLABELLED_PREFIX, MixedDataset, UnlabelledImages, unlabelled_slots
-from disdepth.distill.commands import add_unlabelled
+from disdepth.distill.commands import add_unlabelled, cache_enabled
 from disdepth.engine.sampling import SeededDataset
 
 
 class Labelled(torch.utils.data.Dataset):
     """``n`` samples of ``size``; sample i has image value i and depth 1 + i metres everywhere."""
 
-    def __init__(self, n: int, size: int = 8, name: str = "lab") -> None:
-        self.n, self.size, self.name = n, size, name
+    def __init__(self, n: int, size: int | tuple[int, int] = 8, name: str = "lab") -> None:
+        self.n, self.name = n, name
+        self.h, self.w = (size, size) if isinstance(size, int) else size
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> dict:
-        s = self.size
+        h, w = self.h, self.w
         return {
-            "image": torch.full((3, s, s), float(i)),
-            "depth": torch.full((1, s, s), 1.0 + i),
-            "valid": torch.ones(1, s, s, dtype=torch.bool),
+            "image": torch.full((3, h, w), float(i)),
+            "depth": torch.full((1, h, w), 1.0 + i),
+            "valid": torch.ones(1, h, w, dtype=torch.bool),
             "focal": torch.tensor(100.0),
-            "intrinsics": torch.tensor([100.0, 100.0, s / 2, s / 2]),
+            "intrinsics": torch.tensor([100.0, 100.0, w / 2, h / 2]),
             "id": f"{self.name}{i}",
         }
 
@@ -88,6 +89,9 @@ def test_csv_images_only_needs_just_an_rgb_column_and_ignores_depth(tmp_path):
     # A depth column (here naming files that do not exist) is ignored: never read, never a label.
     ds = CSVDataset(write_images(tmp_path / "b", 2, (8, 12), with_depth_column=True), images_only=True)
     assert not ds[0]["valid"].any()
+    bad_scale = tmp_path / "b" / "scaled.csv"  # a depth_scale cell means nothing without depth: not parsed
+    bad_scale.write_text("rgb,depth_scale\nim0.png,not-a-number\n")
+    assert len(CSVDataset(bad_scale, images_only=True)) == 1
 
 
 def test_add_unlabelled_mixes_the_distill_list_and_names_the_key_on_errors(tmp_path):
@@ -111,3 +115,39 @@ def test_add_unlabelled_mixes_the_distill_list_and_names_the_key_on_errors(tmp_p
     cfg.distill.unlabelled_list = str(write_images(tmp_path / "big", 2, (16, 16), with_depth_column=False))
     with pytest.raises(ValueError, match="distill.unlabelled_list.*16, 16.*8, 8"):
         add_unlabelled(cfg, Labelled(6))
+
+
+def test_an_odd_sized_unlabelled_image_is_an_error_naming_the_key_and_image_when_drawn():
+    class Odd(Labelled):
+        def __getitem__(self, i: int) -> dict:
+            sample = super().__getitem__(i)
+            if i == 3:
+                sample["image"] = torch.zeros(3, 8, 9)
+            return sample
+
+    mixed = MixedDataset(Labelled(2), Odd(4, name="pool"))  # image 0 is fine: construction passes
+    with pytest.raises(ValueError, match=r"distill.unlabelled_list: image 'unlabelled/pool3' is \(3, 8, 9\)"):
+        for seed in range(50):
+            SeededDataset(mixed)[(3, seed)]
+
+
+def test_nyu_unlabelled_frames_get_the_border_crop_like_the_labelled_ones(tmp_path):
+    index = write_images(tmp_path / "nyu", 1, (480, 640), with_depth_column=False)
+    cfg = load_config(
+        overrides=[
+            "model.encoder=test_efficientnet",
+            "data.dataset=nyu",
+            "data.augment.enabled=false",
+            f"distill.unlabelled_list={index}",
+        ]
+    )
+    # Labelled NYU training frames come out of the border crop at 427x565 (BTS [45:472, 43:608]); so must these.
+    mixed = add_unlabelled(cfg, Labelled(1, size=(427, 565)))
+    assert mixed.unlabelled[0]["image"].shape[-2:] == (427, 565)
+
+
+def test_teacher_target_cache_auto_is_off_with_an_unlabelled_pool():
+    cfg = load_config(overrides=["data.augment.enabled=false"])
+    assert cache_enabled(cfg)
+    cfg.distill.unlabelled_list = "pool.csv"
+    assert not cache_enabled(cfg)

@@ -64,7 +64,7 @@ def csv_records(
             raise DataError(where, "empty 'rgb' cell", "format")
         depth_rel = "" if images_only else row["depth"].strip()
         depth = None if depth_rel in ("", "None") else base / depth_rel
-        scale = _float(row, "depth_scale", where) or depth_scale
+        scale = None if images_only else _float(row, "depth_scale", where) or depth_scale
         if depth is not None and depth.suffix.lower() != ".npy" and not scale:
             raise DataError(where, "PNG depth needs a depth_scale (column, or data.depth_scale)", "format")
         fx, fy, cx, cy = (_float(row, k, where) for k in ("fx", "fy", "cx", "cy"))
@@ -86,6 +86,7 @@ class CSVDataset(FileDepthDataset):
     Args:
         csv_file, root, depth_scale: see :func:`csv_records`.
         kb_crop: KB crop to 352x1216 (for KITTI-like CSVs such as ``kitti_samples``).
+        pre: another fixed crop before augmentation (e.g. ``NYUBorderCrop``), instead of ``kb_crop``.
         transform: augmentation (train only).
         require_depth: drop rows without depth.
         images_only: see :func:`csv_records`.
@@ -102,8 +103,11 @@ class CSVDataset(FileDepthDataset):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         images_only: bool = False,
+        pre: Transform | None = None,
     ) -> None:
+        if kb_crop and pre is not None:
+            raise ValueError("CSVDataset: give kb_crop or pre, not both")
         records = csv_records(csv_file, root, depth_scale, images_only)
         if require_depth:
             records = [r for r in records if r.depth is not None]
-        super().__init__(records, pre=KBCrop() if kb_crop else None, transform=transform, mean=mean, std=std)
+        super().__init__(records, pre=KBCrop() if kb_crop else pre, transform=transform, mean=mean, std=std)

@@ -52,6 +52,10 @@ def unlabelled_slots(n_labelled: int, fraction: float) -> int:
 class MixedDataset(Dataset):
     """Labelled samples ``0..n-1`` followed by ``unlabelled_slots(n, fraction)`` random unlabelled images.
 
+    Batches mix both kinds, so every unlabelled image must leave the training transform at the labelled images'
+    size (the first labelled image's); one that does not is a ValueError naming the key and the image's id,
+    raised when it is drawn (and at construction for the first unlabelled image).
+
     Args:
         labelled: the training set (with ground truth).
         unlabelled: images whose ground truth is ignored (wrapped in :class:`UnlabelledImages` here).
@@ -64,6 +68,8 @@ class MixedDataset(Dataset):
         self.labelled, self.unlabelled = labelled, UnlabelledImages(unlabelled)
         self.n_labelled = len(labelled)  # type: ignore[arg-type]
         self.slots = unlabelled_slots(self.n_labelled, fraction)
+        self.image_shape = tuple(labelled[0]["image"].shape)
+        self._checked(self.unlabelled[0])  # fail before training, not at the first mixed batch
 
     def __len__(self) -> int:
         return self.n_labelled + self.slots
@@ -74,18 +80,14 @@ class MixedDataset(Dataset):
         if index < self.n_labelled:
             return self.labelled[index]
         pick = int(torch.randint(len(self.unlabelled), (1,)).item())  # seeded per sample by SeededDataset
-        return self.unlabelled[pick]
+        return self._checked(self.unlabelled[pick])
 
-
-def check_same_size(labelled: Dataset, unlabelled: Dataset) -> None:
-    """Raise ValueError naming ``distill.unlabelled_list`` if the first images of both sets differ in size.
-
-    Batches mix the two sets, so their images must collate: same size after the training transform (a fixed
-    random crop makes any two sources compatible).
-    """
-    a, b = labelled[0]["image"].shape, unlabelled[0]["image"].shape
-    if a != b:
-        raise ValueError(
-            f"distill.unlabelled_list: unlabelled images are {tuple(b)} after the training transform but labelled "
-            f"ones are {tuple(a)}; resize them alike or enable a fixed random crop (data.augment.crop_height/width)"
-        )
+    def _checked(self, sample: DepthSample) -> DepthSample:
+        shape = tuple(sample["image"].shape)
+        if shape != self.image_shape:
+            raise ValueError(
+                f"distill.unlabelled_list: image {sample['id']!r} is {shape} after the training transform but "
+                f"labelled images are {self.image_shape}; resize them alike or use a fixed random crop "
+                "(data.augment.crop_height/width)"
+            )
+        return sample

@@ -195,11 +195,14 @@ def acclimate_stage(
 
 
 def cache_enabled(cfg: Config) -> bool:
-    """``distill.cache_teacher``: auto = on exactly when train augmentation is off (targets are deterministic)."""
+    """``distill.cache_teacher``: auto = on exactly when train augmentation is off (targets are deterministic)
+    and there is no unlabelled pool (the cache would grow with every pool image drawn, on the device)."""
     mode = cfg.distill.cache_teacher
     if mode == "on" and cfg.data.augment.enabled:
         log.warning("distill.cache_teacher=on with augmentation on: cached targets ignore the augmentation")
-    return mode == "on" or (mode == "auto" and not cfg.data.augment.enabled)
+    if mode == "on" and cfg.distill.unlabelled_list:
+        log.warning("distill.cache_teacher=on with distill.unlabelled_list: the cache grows with the unlabelled pool")
+    return mode == "on" or (mode == "auto" and not cfg.data.augment.enabled and not cfg.distill.unlabelled_list)
 
 
 def build_distillation(cfg: Config) -> tuple[nn.Module, bool]:
@@ -307,9 +310,13 @@ def add_unlabelled(cfg: Config, train_set: Dataset) -> Dataset:
     from disdepth.data.build import build_transform, kb_crop_enabled
     from disdepth.data.csv import CSVDataset
     from disdepth.data.io import DataError
-    from disdepth.data.mixing import MixedDataset, check_same_size
+    from disdepth.data.mixing import MixedDataset
+    from disdepth.data.transforms import NYUBorderCrop
 
     mean, std = student_normalization(cfg)
+    # The labelled set's fixed pre-crops, so both kinds reach the random crop alike (KITTI raw frames: KB crop;
+    # NYU frames: the white-border crop).
+    pre = NYUBorderCrop() if cfg.data.dataset == "nyu" and cfg.data.nyu_border_crop else None
     try:
         images = CSVDataset(
             d.unlabelled_list,
@@ -319,11 +326,19 @@ def add_unlabelled(cfg: Config, train_set: Dataset) -> Dataset:
             images_only=True,
             mean=mean,
             std=std,
+            pre=pre,
         )
+        mixed = MixedDataset(train_set, images, d.unlabelled_fraction)
     except (FileNotFoundError, DataError) as exc:
         raise ValueError(f"distill.unlabelled_list: {exc}") from exc
-    check_same_size(train_set, images)
-    return MixedDataset(train_set, images, d.unlabelled_fraction)
+    log.info(
+        "distill: %d unlabelled images from %s, %d of every %d samples per epoch",
+        len(images),
+        d.unlabelled_list,
+        mixed.slots,
+        len(mixed),
+    )
+    return mixed
 
 
 def datasets_for(cfg: Config, mean: Any, std: Any) -> tuple[Dataset, Dataset | None]:
