@@ -251,11 +251,13 @@ class DistillConfig:
     response_weight: float = 0.0  # response KD: SILog(student depth, teacher depth) on all pixels
     # Unlabelled images (docs/distillation.md, "Unlabelled images"): a CSV index with an ``rgb`` column (any depth
     # column is ignored), paths relative to ``unlabelled_root`` or the CSV's folder. They carry the KD losses
-    # only; ``unlabelled_fraction`` of every epoch is drawn from them (0.5 = one per labelled image).
+    # (feature and response) only; ``unlabelled_fraction`` of every epoch is drawn from them (0.5 = one per
+    # labelled image).
     unlabelled_list: str = ""
     unlabelled_root: str = ""
     unlabelled_fraction: float = 0.5
-    # Cache teacher targets per sample id: "auto" = when train augmentation is off (targets are deterministic).
+    # Cache teacher targets per sample id: "auto" = when train augmentation is off (targets are deterministic)
+    # and there is no unlabelled pool (the cache would grow with every pool image drawn).
     cache_teacher: Literal["auto", "on", "off"] = "auto"
 
 
