@@ -49,6 +49,12 @@ def write_images(folder: Path, n: int, size: tuple[int, int], with_depth_column:
     return index
 
 
+def pool_config(index: Path, *extra: str):
+    """A tiny-student config whose distillation draws from the unlabelled CSV ``index`` (augmentation off)."""
+    overrides = ["model.encoder=test_efficientnet", "data.augment.enabled=false", f"distill.unlabelled_list={index}"]
+    return load_config(overrides=[*overrides, *extra])
+
+
 def test_unlabelled_images_drop_ground_truth_and_prefix_ids():
     sample = UnlabelledImages(Labelled(2))[1]
     assert sample["depth"].abs().sum() == 0 and not sample["valid"].any()
@@ -96,14 +102,7 @@ def test_csv_images_only_needs_just_an_rgb_column_and_ignores_depth(tmp_path):
 
 def test_add_unlabelled_mixes_the_distill_list_and_names_the_key_on_errors(tmp_path):
     index = write_images(tmp_path / "u", 3, (8, 8), with_depth_column=False)
-    cfg = load_config(
-        overrides=[
-            "model.encoder=test_efficientnet",
-            "data.augment.enabled=false",
-            f"distill.unlabelled_list={index}",
-            "distill.unlabelled_fraction=0.5",
-        ]
-    )
+    cfg = pool_config(index, "distill.unlabelled_fraction=0.5")
     mixed = add_unlabelled(cfg, Labelled(6))
     assert isinstance(mixed, MixedDataset) and len(mixed) == 12
     assert mixed[9]["id"].startswith(UNLABELLED_PREFIX + "im") and not mixed[9]["valid"].any()
@@ -133,14 +132,7 @@ def test_an_odd_sized_unlabelled_image_is_an_error_naming_the_key_and_image_when
 
 def test_nyu_unlabelled_frames_get_the_border_crop_like_the_labelled_ones(tmp_path):
     index = write_images(tmp_path / "nyu", 1, (480, 640), with_depth_column=False)
-    cfg = load_config(
-        overrides=[
-            "model.encoder=test_efficientnet",
-            "data.dataset=nyu",
-            "data.augment.enabled=false",
-            f"distill.unlabelled_list={index}",
-        ]
-    )
+    cfg = pool_config(index, "data.dataset=nyu")
     # Labelled NYU training frames come out of the border crop at 427x565 (BTS [45:472, 43:608]); so must these.
     mixed = add_unlabelled(cfg, Labelled(1, size=(427, 565)))
     assert mixed.unlabelled[0]["image"].shape[-2:] == (427, 565)
