@@ -88,7 +88,7 @@ def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path)
 def test_pipeline_cli_end_to_end_then_rerun_skips_finished_stages(tmp_path, capsys):
     config = ROOT / "configs/synthetic/pipeline_indoor_tiny.yaml"
     args = ["pipeline", "-c", str(config), "--run-dir", str(tmp_path / "p")]
-    for item in [*SHRINK, "pipeline.teacher=[]", "pipeline.acclimate=[]"]:
+    for item in [*SHRINK, "pipeline.teacher.steps=0", "pipeline.teacher.lr=0", "pipeline.acclimate.steps=0"]:
         args += ["--set", item]
     assert main(args) == 0
     report = json.loads((tmp_path / "p/report/report.json").read_text())

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from disdepth.commands.common import add_config_arguments, add_override_argument  # noqa: F401 (moving)
 from disdepth.config import ConfigError
 
 # command path -> (module, one-line help). Nested groups use a space: "data check".
@@ -28,18 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("disdepth.deploy.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
     "export": ("disdepth.deploy.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
 }
-
-
-def add_override_argument(parser: argparse.ArgumentParser, help_text: str = "override, e.g. model.head=bins") -> None:
-    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, applied after every config file."""
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The config flags every config-driven command shares."""
-    parser.add_argument("--config", "-c", action="append", default=[], help="YAML config (repeatable; later wins)")
-    add_override_argument(parser)
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def build_parser() -> argparse.ArgumentParser:

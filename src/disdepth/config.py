@@ -11,6 +11,7 @@ section into explicit constructor arguments.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -262,15 +263,40 @@ class DistillConfig:
 
 
 @dataclass
-class PipelineConfig:
-    """``disdepth pipeline``: per-stage ``--set``-style overrides applied on top of the config."""
+class StageBudget:
+    """One pipeline stage's budget; 0 keeps the value of ``train`` / ``data``."""
 
-    teacher: list[str] = field(default_factory=list)  # e.g. ["train.steps=20000", "train.lr=1e-4"]
-    baseline: list[str] = field(default_factory=list)
-    acclimate: list[str] = field(default_factory=list)
-    distill: list[str] = field(default_factory=list)
+    steps: int = 0  # optimizer steps (train.steps)
+    lr: float = 0.0  # peak learning rate (train.lr)
+    batch_size: int = 0  # images per step and process (data.batch_size)
+
+
+@dataclass
+class PipelineConfig:
+    """``disdepth pipeline``: a budget per stage on top of ``train``, plus report settings."""
+
+    teacher: StageBudget = field(default_factory=StageBudget)  # e.g. {steps: 20000, lr: 1e-4}
+    baseline: StageBudget = field(default_factory=StageBudget)
+    acclimate: StageBudget = field(default_factory=StageBudget)
+    distill: StageBudget = field(default_factory=StageBudget)
     bench_resolution: list[int] = field(default_factory=lambda: [480, 640])  # [H, W] for params/GFLOPs/latency
     panels: int = 4  # image panels in the report
+
+
+PIPELINE_STAGES: tuple[str, ...] = ("teacher", "baseline", "acclimate", "distill")
+
+
+def stage_config(cfg: Config, stage: str) -> Config:
+    """A copy of ``cfg`` with ``pipeline.<stage>``'s budget applied to ``train`` and ``data``."""
+    budget: StageBudget = getattr(cfg.pipeline, stage)
+    out = copy.deepcopy(cfg)
+    if budget.steps:
+        out.train.steps = budget.steps
+    if budget.lr:
+        out.train.lr = budget.lr
+    if budget.batch_size:
+        out.data.batch_size = budget.batch_size
+    return out
 
 
 @dataclass

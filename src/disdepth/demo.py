@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help=f"every stage's steps / {QUICK_STEP_DIVISOR} (<= 5 min)")
     parser.add_argument("--out", help="output folder (default runs/demo, or runs/demo_quick with --quick)")
     add_override_argument(
-        parser, "override the recipe, e.g. train.steps=50 (stage budgets: pipeline.teacher=[train.steps=100])"
+        parser, "override the recipe, e.g. train.steps=50 (stage budgets: pipeline.teacher.steps=100)"
     )
     parser.add_argument("--test-images", type=int, default=0, help="held-out test scenes (default 100; quick 50)")
     parser.add_argument("--panels", type=int, default=3, help="held-out images in the side-by-side picture")
@@ -53,21 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def stage_steps(cfg: Any) -> dict[str, int]:
     """Optimizer steps of each stage after its ``pipeline.<stage>`` overrides."""
-    from disdepth.config import load_config
+    from disdepth.config import stage_config
 
-    return {
-        stage: load_config(overrides=list(getattr(cfg.pipeline, stage)), base=copy.deepcopy(cfg)).train.steps
-        for stage in STAGES
-    }
+    return {stage: stage_config(cfg, stage).train.steps for stage in STAGES}
 
 
 def quick_overrides(cfg: Any) -> list[str]:
     """``--set`` overrides that divide every stage's steps by :data:`QUICK_STEP_DIVISOR` (data unchanged)."""
-    out = []
-    for stage, steps in stage_steps(cfg).items():
-        extra = [*getattr(cfg.pipeline, stage), f"train.steps={max(1, steps // QUICK_STEP_DIVISOR)}"]
-        out.append(f"pipeline.{stage}={json.dumps(extra)}")
-    return out
+    steps = stage_steps(cfg)
+    return [f"pipeline.{stage}.steps={max(1, n // QUICK_STEP_DIVISOR)}" for stage, n in steps.items()]
 
 
 # Scenes n_train + n_val ... + TUNING_SCENES - 1 are where settings get chosen (``benchmarks/distill_ablation.py

@@ -5,7 +5,7 @@ torchrun --nproc_per_node 8 -m disdepth pipeline -c configs/nyu/distill_pipeline
 
 Each stage has its own run directory under ``--run-dir`` (teacher/, baseline/, acclimate/, distill/, report/)
 and writes ``result.json`` when it finishes; a re-run skips finished stages and resumes an interrupted one from
-its ``last.pt``. ``pipeline.<stage>`` lists ``--set``-style overrides for one stage (e.g. the teacher's steps).
+its ``last.pt``. ``pipeline.<stage>`` holds one stage's budget (steps, lr, batch size) on top of ``train``.
 A set ``teacher.checkpoint`` skips teacher training (the given teacher is used as is).
 """
 
@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_stage_arguments(parser)
 
 
-def _stage_cfg(cfg, overrides: list[str], extra: list[str] | None = None):
-    from disdepth.config import load_config
+def _stage_cfg(cfg, stage: str, extra: list[str] | None = None):
+    from disdepth.config import load_config, stage_config
 
-    return load_config(overrides=[*overrides, *(extra or [])], base=copy.deepcopy(cfg))
+    return load_config(overrides=extra or [], base=stage_config(cfg, stage))
 
 
 def _run_stage(run_dir: Path, fn, overwrite: bool) -> dict:
@@ -58,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cfg, info = started
     root = Path(args.run_dir or Path("runs") / f"{cfg.name}_pipeline")
-    pc = cfg.pipeline
     stages: dict[str, dict] = {}
     try:
         # 1. Teacher: trained on data in its own normalisation, unless a checkpoint is given.
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             teacher_ckpt = cfg.teacher.checkpoint
             stages["teacher"] = {"stage": "teacher", "checkpoint": teacher_ckpt, "loaded": True}
         else:
-            tcfg = _stage_cfg(cfg, pc.teacher)
+            tcfg = _stage_cfg(cfg, "teacher")
             t_norm = normalization_of(build_model(copy.deepcopy(tcfg), "teacher")[0])
             t_train, t_val = C.datasets_for(tcfg, *t_norm)
             stages["teacher"] = _run_stage(
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             teacher_ckpt = stages["teacher"]["checkpoint"]
         s_norm = C.student_normalization(cfg)
         # 2. Baseline student.
-        bcfg = _stage_cfg(cfg, pc.baseline)
+        bcfg = _stage_cfg(cfg, "baseline")
         b_train, b_val = C.datasets_for(bcfg, *s_norm)
         stages["baseline"] = _run_stage(
             root / "baseline",
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         # 3. Acclimation (ghost decoder = the baseline's decoder + head).
         acfg = _stage_cfg(
             cfg,
-            pc.acclimate,
+            "acclimate",
             [f"teacher.checkpoint={teacher_ckpt}", f"acclimate.baseline_checkpoint={stages['baseline']['checkpoint']}"],
         )
         a_train, a_val = C.datasets_for(acfg, *s_norm)
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         # 4. Distillation.
         dcfg = _stage_cfg(
             cfg,
-            pc.distill,
+            "distill",
             [
                 f"teacher.checkpoint={teacher_ckpt}",
                 f"distill.acclimated_checkpoint={stages['acclimate']['checkpoint']}",
