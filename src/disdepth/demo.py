@@ -118,7 +118,7 @@ def side_by_side(models: dict[str, Any], dataset, n: int) -> list[list[np.ndarra
     """Per image: RGB | teacher | baseline | distilled | GT, one depth range (the GT's 2-98th percentile)."""
     import torch
 
-    from disdepth.deploy.viz import colorize, denormalize
+    from disdepth.eval.viz import colorize, denormalize
     from disdepth.engine.validate import predict_depth
 
     rows = []

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from disdepth.data.io import DataError, image_size, read_image, write_depth_png
-from disdepth.deploy.viz import colorize
+from disdepth.eval.viz import colorize
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}

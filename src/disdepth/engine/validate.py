@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
-from disdepth.deploy.viz import denormalize, depth_panel
+from disdepth.eval.viz import denormalize, depth_panel
 from disdepth.engine import dist
 from disdepth.engine.sampling import ShardSampler
 from disdepth.eval.evaluate import EvalResult, flip_tta, score_pairs
