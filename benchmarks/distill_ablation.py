@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from disdepth.config import Config, load_config
-from disdepth.distill.commands import acclimate_stage, distill_stage, stage_done, supervised_stage
+from disdepth.pipeline.stages import acclimate_stage, distill_stage, stage_done, supervised_stage
 from disdepth.engine import dist
 
 SEVEN_SCENES = Path("/work/shared/data/seven_scenes_redkitchen/index.csv")
@@ -126,7 +126,7 @@ def load_data(
         kw = dict(preset="indoor", height=size[0], width=size[1], seed=0)
         train = [SyntheticDepthDataset(length=n_train, **kw)[i] for i in range(n_train)]
         # val = the tuning scenes right after train + test, which the demo reserves and never reports on.
-        from disdepth.demo import TUNING_SCENES
+        from disdepth.commands.demo import TUNING_SCENES
 
         if split == "val" and n_val > TUNING_SCENES:
             raise ValueError(f"--n-val {n_val} > the {TUNING_SCENES} tuning scenes the demo keeps out of its test set")
@@ -412,7 +412,7 @@ def main() -> None:
         return
     if args.student_weights:  # a pretrained student reads its weights' normalisation (lite0: mean = std = 0.5)
         from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
-        from disdepth.distill.commands import student_normalization
+        from disdepth.pipeline.stages import student_normalization
 
         norm = ((IMAGENET_MEAN, IMAGENET_STD), student_normalization(base_config(args, 0)))
         train, test = Renormalised(train, *norm), Renormalised(test, *norm)

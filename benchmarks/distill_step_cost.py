@@ -17,9 +17,9 @@ import time
 import torch
 
 from disdepth.config import load_config
-from disdepth.distill.acclimation import build_acclimated
-from disdepth.distill.distillation import DistillationTask, DistilledStudent, TeacherTargets
-from disdepth.distill.tasks import SupervisedTask
+from disdepth.tasks.acclimation import build_acclimated
+from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets
+from disdepth.tasks.supervised import SupervisedTask
 from disdepth.models.student import build_student
 from disdepth.teachers.build import build_teacher
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from disdepth import demo
 from disdepth.cli import main
+from disdepth.commands import demo
 from disdepth.config import load_config
 
 # The packaged recipe (hybrid teacher with the offline Lite0 stem, mobilenetv2 + LG-Conv student) at a tiny budget.

@@ -59,14 +59,14 @@ def test_there_are_distill_configs_for_nyu_kitti_synthetic_and_sevenscenes():
 
 @pytest.mark.parametrize("path", DISTILL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path):
-    from disdepth.distill.commands import (
+    from disdepth.engine import dist
+    from disdepth.pipeline.stages import (
         acclimate_stage,
         datasets_for,
         distill_stage,
         student_normalization,
         supervised_stage,
     )
-    from disdepth.engine import dist
 
     cfg = load_config(path)
     assert cfg.distill.levels and cfg.acclimate.ghost_init in ("baseline", "fresh")

@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from disdepth.config import load_config
-from disdepth.distill.acclimation import (
+from disdepth.models.student import build_student
+from disdepth.tasks.acclimation import (
     AcclimationTask,
     FrozenEncoder,
     build_acclimated,
     load_acclimated,
     teacher_level_for,
 )
-from disdepth.distill.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
-from disdepth.distill.kd_losses import (
+from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
+from disdepth.tasks.kd_losses import (
     EPS,
     attentive_feature_loss,
     magnitude_attention,
@@ -27,7 +28,6 @@ from disdepth.distill.kd_losses import (
     standardize_channels,
     uniform_attention,
 )
-from disdepth.models.student import build_student
 from disdepth.teachers.build import build_teacher
 
 TINY = [
@@ -203,8 +203,8 @@ def test_teacher_target_cache_matches_fresh_targets_and_skips_the_teacher():
 
 
 def test_acclimated_artifact_round_trip(tmp_path):
-    from disdepth.distill.acclimation import acclimated_state
     from disdepth.engine.checkpoint import save_checkpoint
+    from disdepth.tasks.acclimation import acclimated_state
 
     cfg = tiny_cfg()
     model, _ = make_acclimated(cfg)

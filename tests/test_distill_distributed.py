@@ -25,9 +25,9 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, acclimated: str
     from test_engine import RampDataset  # noqa: PLC0415
 
     from disdepth.config import load_config
-    from disdepth.distill.commands import build_distillation
     from disdepth.engine import dist
     from disdepth.engine.loop import train
+    from disdepth.pipeline.stages import build_distillation
 
     cfg = load_config(
         overrides=[
@@ -63,8 +63,8 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, acclimated: str
 def test_two_process_gloo_distillation(tmp_path):
     from test_distill_core import make_acclimated, tiny_cfg
 
-    from disdepth.distill.acclimation import acclimated_state
     from disdepth.engine.checkpoint import save_checkpoint
+    from disdepth.tasks.acclimation import acclimated_state
 
     cfg = tiny_cfg()
     model, _ = make_acclimated(cfg)

@@ -9,8 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from disdepth.engine import dist
+from disdepth.engine.evaluation import evaluate_model
 from disdepth.engine.loop import train
-from disdepth.engine.validate import evaluate_model
 from disdepth.eval.protocols import get_protocol
 
 

@@ -12,15 +12,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from disdepth.config import Config, load_config
-from disdepth.distill.losses import bins_chamfer_loss, silog_loss
-from disdepth.distill.tasks import SupervisedTask
 from disdepth.engine.checkpoint import load_checkpoint, load_model_from_checkpoint
+from disdepth.engine.evaluation import evaluate_model, summary_of
 from disdepth.engine.loop import RunDirExists, TrainingAborted, train
 from disdepth.engine.optim import build_optimizer, build_scheduler
 from disdepth.engine.sampling import ResumableSampler
-from disdepth.engine.validate import evaluate_model, summary_of
 from disdepth.eval.protocols import get_protocol
 from disdepth.models.student import build_student
+from disdepth.tasks.losses import bins_chamfer_loss, silog_loss
+from disdepth.tasks.supervised import SupervisedTask
 
 
 class RampDataset(Dataset):

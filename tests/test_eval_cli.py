@@ -12,7 +12,7 @@ import torch
 from disdepth.cli import main
 from disdepth.data.bench import write_kitti_fixture, write_nyu_fixture
 from disdepth.data.io import read_depth, write_depth_png
-from disdepth.eval.evaluate import flip_tta, score_pairs
+from disdepth.eval.scoring import flip_tta, score_pairs
 
 
 def _nyu(tmp_path: Path) -> tuple[Path, list[str]]:

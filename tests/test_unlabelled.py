@@ -12,8 +12,8 @@ from PIL import Image
 from disdepth.config import load_config
 from disdepth.data.csv import CSVDataset
 from disdepth.data.mixing import UNLABELLED_PREFIX, MixedDataset, UnlabelledImages, unlabelled_slots
-from disdepth.distill.commands import add_unlabelled, cache_enabled
 from disdepth.engine.sampling import SeededDataset
+from disdepth.pipeline.stages import add_unlabelled, cache_enabled
 
 
 class Labelled(torch.utils.data.Dataset):

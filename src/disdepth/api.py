@@ -112,8 +112,8 @@ class DepthPredictor:
         cls, path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True, **kwargs: Any
     ) -> DepthPredictor:
         """Load a ``disdepth train``/``distill`` checkpoint (EMA weights when present)."""
+        from disdepth.commands.train import normalization_of
         from disdepth.engine.checkpoint import load_model_from_checkpoint
-        from disdepth.engine.train_cmd import normalization_of
 
         model, cfg = load_model_from_checkpoint(path, use_ema=use_ema)
         mean, std = normalization_of(model)
@@ -142,7 +142,7 @@ class DepthPredictor:
             x = F.interpolate(x, size=(run_h, run_w), mode="bilinear", align_corners=False, antialias=True)
         use_flip = self.flip_tta if flip_tta is None else flip_tta
         if use_flip:
-            from disdepth.eval.evaluate import flip_tta as _flip_tta
+            from disdepth.eval.scoring import flip_tta as _flip_tta
 
             depth = _flip_tta(self._forward, x)
         else:

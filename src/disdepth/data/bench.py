@@ -8,8 +8,6 @@ crop -> flip -> colour -> normalise) under a ``DataLoader``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -128,21 +126,3 @@ def run_bench(
                 rows.append({"dataset": kind, "input": inp, "output": out, "workers": w, "images_per_s": round(ips, 1)})
                 print(f"{kind:6s} {inp:28s} -> {out:8s} workers {w}: {ips:7.1f} images/s", flush=True)
     return rows
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader worker counts")
-    parser.add_argument("--images", type=int, default=48, help="images timed per setting")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--files", type=int, default=8, help="fixture files written per dataset")
-    parser.add_argument("--dataset", action="append", choices=["nyu", "kitti"], help="only these sizes")
-    parser.add_argument("--json", help="write the table as JSON here")
-
-
-def run(args: argparse.Namespace) -> int:
-    print(f"data loading with augmentation, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
-    rows = run_bench(args.workers, args.images, args.batch_size, args.files, args.dataset)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"batch_size": args.batch_size, "rows": rows}, indent=2))
-    return 0

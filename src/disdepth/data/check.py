@@ -8,12 +8,9 @@ valid-pixel statistics. Exit status 1 when any problem was found.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from disdepth.config import Config
@@ -201,34 +198,3 @@ def format_report(stats: dict[str, SplitStats], problems: list[Problem], max_lis
     else:
         lines.append("no problems found")
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.cli import add_config_arguments
-
-    add_config_arguments(parser)
-    parser.add_argument("--split", action="append", choices=["train", "val", "test"], help="only these splits")
-    parser.add_argument("--limit", type=int, default=0, help="check only the first N samples of each split")
-    parser.add_argument("--json", help="write statistics and all problems as JSON here")
-
-
-def run(args: argparse.Namespace) -> int:
-    from disdepth.config import dump_yaml, load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(cfg), end="")
-        return 0
-    stats, problems = check_dataset(cfg, args.split, args.limit, progress=True)
-    print(f"dataset {cfg.data.dataset}")
-    print(format_report(stats, problems))
-    if args.json:
-        out = {
-            "dataset": cfg.data.dataset,
-            "splits": {k: v.summary() for k, v in stats.items()},
-            "n_problems": len(problems),
-            "problems": [p.__dict__ for p in problems],
-        }
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-    return 1 if problems else 0

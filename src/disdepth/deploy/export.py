@@ -271,8 +271,8 @@ def default_size(cfg: Any) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     import disdepth
+    from disdepth.commands.train import normalization_of
     from disdepth.engine.checkpoint import load_model_from_checkpoint
-    from disdepth.engine.train_cmd import normalization_of
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -25,13 +25,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from disdepth.config import Config, save_config, to_dict
-from disdepth.distill.tasks import Task
 from disdepth.engine import dist
 from disdepth.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from disdepth.engine.logging import RunLogger
 from disdepth.engine.optim import build_ema, build_optimizer, build_scheduler
 from disdepth.engine.sampling import ResumableSampler, SeededDataset
 from disdepth.eval.metrics import HIGHER_IS_BETTER
+from disdepth.tasks.supervised import Task
 
 log = logging.getLogger(__name__)
 

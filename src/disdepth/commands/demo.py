@@ -35,7 +35,7 @@ def recipe_path() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``disdepth demo`` options."""
-    from disdepth.cli import add_override_argument
+    from disdepth.commands.common import add_override_argument
 
     parser.add_argument("--quick", action="store_true", help=f"every stage's steps / {QUICK_STEP_DIVISOR} (<= 5 min)")
     parser.add_argument("--out", help="output folder (default runs/demo, or runs/demo_quick with --quick)")
@@ -118,8 +118,8 @@ def side_by_side(models: dict[str, Any], dataset, n: int) -> list[list[np.ndarra
     """Per image: RGB | teacher | baseline | distilled | GT, one depth range (the GT's 2-98th percentile)."""
     import torch
 
+    from disdepth.engine.evaluation import predict_depth
     from disdepth.eval.viz import colorize, denormalize
-    from disdepth.engine.validate import predict_depth
 
     rows = []
     for i in range(min(n, len(dataset))):
@@ -173,11 +173,11 @@ def evaluate(cfg: Any, root: Path, n_test: int, n_side: int) -> tuple[list[dict]
     """Score teacher, baseline and distilled student on the held-out scenes (accuracy + params/GFLOPs/latency)."""
     import torch
 
-    from disdepth.distill.acclimation import TeacherDepth
-    from disdepth.distill.commands import stage_done, student_normalization
-    from disdepth.distill.report import model_entry
     from disdepth.engine.checkpoint import load_model_from_checkpoint
     from disdepth.engine.dist import DistInfo
+    from disdepth.pipeline.report import model_entry
+    from disdepth.pipeline.stages import stage_done, student_normalization
+    from disdepth.tasks.acclimation import TeacherDepth
     from disdepth.teachers.build import build_teacher
 
     one = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -199,10 +199,10 @@ def evaluate(cfg: Any, root: Path, n_test: int, n_side: int) -> tuple[list[dict]
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline from the packaged recipe, score on held-out scenes, print the table, write the report."""
+    from disdepth.commands import pipeline as pipeline_cmd
     from disdepth.config import dump_yaml, load_config
-    from disdepth.distill import pipeline_cmd
-    from disdepth.distill.commands import stage_done
-    from disdepth.distill.report import _save_png, write_report
+    from disdepth.pipeline.report import _save_png, write_report
+    from disdepth.pipeline.stages import stage_done
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     if args.threads > 0:

@@ -40,7 +40,7 @@ def _write_result(run_dir: Path, result: dict, info: dist.DistInfo) -> dict:
 
 def score(model: nn.Module, dataset: Dataset, cfg: Config, info: dist.DistInfo, n_panels: int = 0) -> tuple[dict, list]:
     """(summary metrics, panels) of ``model`` on ``dataset`` under ``cfg.eval`` (protocol, caps, flip TTA)."""
-    from disdepth.engine.validate import evaluate_model, summary_of
+    from disdepth.engine.evaluation import evaluate_model, summary_of
     from disdepth.eval.protocols import get_protocol
 
     protocol = get_protocol(cfg.eval.protocol, cfg.eval.min_depth, cfg.eval.max_depth)
@@ -84,9 +84,9 @@ def supervised_stage(
     overwrite: bool = False,
 ) -> dict:
     """Supervised teacher or baseline student (same as ``disdepth train``)."""
-    from disdepth.distill.tasks import SupervisedTask
+    from disdepth.commands.train import build_model
     from disdepth.engine.loop import train
-    from disdepth.engine.train_cmd import build_model
+    from disdepth.tasks.supervised import SupervisedTask
 
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
@@ -127,16 +127,16 @@ def acclimate_stage(
     overwrite: bool = False,
 ) -> dict:
     """Train FAMs (+ optionally the teacher / ghost decoder); write ``acclimated.pt`` and teacher before/after."""
-    from disdepth.distill.acclimation import (
+    from disdepth.engine.checkpoint import save_checkpoint
+    from disdepth.engine.loop import train
+    from disdepth.models.student import build_student
+    from disdepth.tasks.acclimation import (
         AcclimationTask,
         FrozenEncoder,
         TeacherDepth,
         acclimated_state,
         build_acclimated,
     )
-    from disdepth.engine.checkpoint import save_checkpoint
-    from disdepth.engine.loop import train
-    from disdepth.models.student import build_student
     from disdepth.teachers.build import build_teacher
 
     run_dir, ac = Path(run_dir), cfg.acclimate
@@ -207,9 +207,9 @@ def cache_enabled(cfg: Config) -> bool:
 
 def build_distillation(cfg: Config) -> tuple[nn.Module, bool]:
     """(DistillationTask, pretrained encoder) from a config; loads the acclimated or raw frozen teacher."""
-    from disdepth.distill.acclimation import load_acclimated
-    from disdepth.distill.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
-    from disdepth.engine.train_cmd import build_model
+    from disdepth.commands.train import build_model
+    from disdepth.tasks.acclimation import load_acclimated
+    from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
     from disdepth.teachers.build import build_teacher
 
     dc = cfg.distill
@@ -356,7 +356,7 @@ def datasets_for(cfg: Config, mean: Any, std: Any) -> tuple[Dataset, Dataset | N
 
 
 def student_normalization(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from disdepth.engine.train_cmd import normalization_of
+    from disdepth.commands.train import normalization_of
     from disdepth.models.student import build_student
 
     mcfg = copy.deepcopy(cfg.model)
@@ -389,7 +389,7 @@ def run_cli_stage(args, stage: str) -> int:
 
 
 def add_stage_arguments(parser) -> None:
-    from disdepth.cli import add_config_arguments
+    from disdepth.commands.common import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--run-dir", help="where checkpoints, logs and the resolved config go")

@@ -2,7 +2,7 @@
 
 Ranks take disjoint shards (no padding duplicates), per-image metrics are gathered to every rank, and
 the total of scored + skipped images is checked against the dataset length. Scoring is
-``disdepth.eval.evaluate.score_pairs`` — the same code as ``disdepth eval --pred-dir``.
+``disdepth.eval.scoring.score_pairs`` — the same code as ``disdepth eval --pred-dir``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
-from disdepth.eval.viz import denormalize, depth_panel
 from disdepth.engine import dist
 from disdepth.engine.sampling import ShardSampler
-from disdepth.eval.evaluate import EvalResult, flip_tta, score_pairs
 from disdepth.eval.metrics import MetricAggregator
 from disdepth.eval.protocols import Protocol
+from disdepth.eval.scoring import EvalResult, flip_tta, score_pairs
+from disdepth.eval.viz import denormalize, depth_panel
 
 
 @torch.inference_mode()

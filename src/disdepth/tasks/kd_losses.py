@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from disdepth.distill.losses import resize_like, silog_loss
+from disdepth.tasks.losses import resize_like, silog_loss
 
 EPS = 1e-6
 

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.config import AcclimateConfig, Config, config_from_dict
-from disdepth.distill.kd_losses import attentive_feature_loss, match_size
-from disdepth.distill.losses import resize_like, silog_loss
-from disdepth.distill.tasks import Task
 from disdepth.models.encoder import FeatureInfo
+from disdepth.tasks.kd_losses import attentive_feature_loss, match_size
+from disdepth.tasks.losses import resize_like, silog_loss
+from disdepth.tasks.supervised import Task
 
 
 class FAM(nn.Module):

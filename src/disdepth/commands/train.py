@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.cli import add_config_arguments
+    from disdepth.commands.common import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--run-dir", help="where checkpoints, logs and the resolved config go (default runs/<name>)")
@@ -50,7 +50,7 @@ def build_model(cfg: Config, which: str) -> tuple[nn.Module, bool]:
 def make_evaluator(cfg: Config, mean, std, info):
     """evaluate(model) on the val split under ``cfg.eval``, or None when the dataset has no val list."""
     from disdepth.data.build import build_dataset
-    from disdepth.engine.validate import evaluate_model, summary_of
+    from disdepth.engine.evaluation import evaluate_model, summary_of
     from disdepth.eval.protocols import get_protocol
 
     try:
@@ -73,10 +73,10 @@ def make_evaluator(cfg: Config, mean, std, info):
 
 def run(args: argparse.Namespace) -> int:
     from disdepth.data.build import build_dataset
-    from disdepth.distill.tasks import SupervisedTask
     from disdepth.engine import dist
     from disdepth.engine.launch import start_command
     from disdepth.engine.loop import TrainingAborted, train
+    from disdepth.tasks.supervised import SupervisedTask
 
     started = start_command(args)
     if started is None:

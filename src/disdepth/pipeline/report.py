@@ -40,7 +40,7 @@ def model_entry(
     ``bench_model`` is the model as deployed (a teacher is benchmarked on its own input, not via a wrapper).
     """
     from disdepth.deploy.bench import bench_model as bench
-    from disdepth.distill.commands import score
+    from disdepth.pipeline.stages import score
 
     metrics, panels = score(model, dataset, cfg, info, n_panels)
     paths = []

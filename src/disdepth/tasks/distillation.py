@@ -1,7 +1,7 @@
 """Student distillation (DESIGN.md §1.5): depth loss + attentive KD to acclimated teacher features.
 
 The trainable part is a :class:`DistilledStudent` (the student plus, for classic feature KD only, student-side
-1x1 adapters). The teacher side (a frozen :class:`~disdepth.distill.acclimation.AcclimatedTeacher`, or a raw
+1x1 adapters). The teacher side (a frozen :class:`~disdepth.tasks.acclimation.AcclimatedTeacher`, or a raw
 frozen teacher for classic KD / response KD) lives on the task outside ``task.model``, so DDP never wraps it,
 and runs under ``torch.no_grad()``. Teacher targets can be cached per sample id when they are deterministic
 (augmentation off): the teacher then runs once per training image instead of once per step.
@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from disdepth.config import DistillConfig
-from disdepth.distill.acclimation import AcclimatedTeacher, teacher_level_for
-from disdepth.distill.kd_losses import (
+from disdepth.models.student import DepthStudent
+from disdepth.tasks.acclimation import AcclimatedTeacher, teacher_level_for
+from disdepth.tasks.kd_losses import (
     attentive_feature_loss,
     magnitude_attention,
     match_size,
@@ -25,9 +26,8 @@ from disdepth.distill.kd_losses import (
     standardize_channels,
     uniform_attention,
 )
-from disdepth.distill.losses import resize_like, silog_loss
-from disdepth.distill.tasks import Task, depth_losses
-from disdepth.models.student import DepthStudent
+from disdepth.tasks.losses import resize_like, silog_loss
+from disdepth.tasks.supervised import Task, depth_losses
 
 log = logging.getLogger(__name__)
 

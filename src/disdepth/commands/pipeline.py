@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.distill.commands import add_stage_arguments
+    from disdepth.pipeline.stages import add_stage_arguments
 
     add_stage_arguments(parser)
 
@@ -34,7 +34,7 @@ def _stage_cfg(cfg, stage: str, extra: list[str] | None = None):
 
 def _run_stage(run_dir: Path, fn, overwrite: bool) -> dict:
     """Skip when finished; resume from last.pt when interrupted; otherwise start (over)."""
-    from disdepth.distill.commands import stage_done
+    from disdepth.pipeline.stages import stage_done
 
     done = stage_done(run_dir)
     if done is not None and not overwrite:
@@ -48,10 +48,10 @@ def _run_stage(run_dir: Path, fn, overwrite: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.distill import commands as C
+    from disdepth.commands.train import build_model, normalization_of
     from disdepth.engine import dist
     from disdepth.engine.launch import start_command
-    from disdepth.engine.train_cmd import build_model, normalization_of
+    from disdepth.pipeline import stages as C
 
     started = start_command(args)
     if started is None:
@@ -124,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
 
 def report(cfg, root: Path, teacher_ckpt: str, stages: dict, info) -> Path:
     from disdepth.data.build import build_dataset
-    from disdepth.distill.acclimation import TeacherDepth
-    from disdepth.distill.commands import student_normalization
-    from disdepth.distill.report import model_entry, write_report
     from disdepth.engine.checkpoint import load_model_from_checkpoint
+    from disdepth.pipeline.report import model_entry, write_report
+    from disdepth.pipeline.stages import student_normalization
+    from disdepth.tasks.acclimation import TeacherDepth
     from disdepth.teachers.build import build_teacher
 
     one = dist_single(info)

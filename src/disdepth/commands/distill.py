@@ -11,12 +11,12 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.distill.commands import add_stage_arguments
+    from disdepth.pipeline.stages import add_stage_arguments
 
     add_stage_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.distill.commands import run_cli_stage
+    from disdepth.pipeline.stages import run_cli_stage
 
     return run_cli_stage(args, "distill")

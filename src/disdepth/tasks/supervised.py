@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from disdepth.distill.losses import bins_chamfer_loss, resize_like, silog_loss
+from disdepth.tasks.losses import bins_chamfer_loss, resize_like, silog_loss
 
 
 def depth_losses(

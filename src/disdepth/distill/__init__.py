@@ -1,1 +1,0 @@
-"""disdepth.distill"""

@@ -1,0 +1,1 @@
+"""Tasks and their losses: ``nn.Module``s mapping a batch to named losses (supervised, acclimation, distillation)."""
