@@ -16,7 +16,7 @@ from disdepth.config import ConfigError
 
 # command path -> (module, one-line help). Nested groups use a space: "data check".
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("disdepth.deploy.bench", "parameters, GFLOPs and CPU latency of a model"),
+    "bench": ("disdepth.commands.bench", "parameters, GFLOPs and CPU latency of a model"),
     "train": ("disdepth.engine.train_cmd", "train a baseline student or a teacher (supervised)"),
     "acclimate": ("disdepth.distill.acclimate_cmd", "acclimate a teacher to the student decoder (ghost decoder, FAMs)"),
     "distill": ("disdepth.distill.distill_cmd", "distil a student: depth loss + attentive KD to acclimated features"),
@@ -26,8 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data check": ("disdepth.data.check", "validate a dataset config: counts, bad files, depth statistics"),
     "data synth": ("disdepth.data.synth_cli", "render the synthetic world to disk (BTS layout + CSV)"),
     "data bench": ("disdepth.data.bench", "data-loading throughput with augmentation"),
-    "predict": ("disdepth.deploy.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
-    "export": ("disdepth.deploy.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
+    "predict": ("disdepth.commands.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
+    "export": ("disdepth.commands.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
 }
 
 
