@@ -88,6 +88,31 @@ def _formats(args: argparse.Namespace) -> frozenset[str]:
     return frozenset(formats)
 
 
+def _check_device(text: str) -> None:
+    """Refuse a device torch cannot parse or this machine does not have, naming ``--device``."""
+    if text == "auto":
+        return
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {text!r}: {str(exc).splitlines()[0]}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {text}: CUDA is not available here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+
+
+def _make_out_dir(out: str) -> Path:
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot create the output folder ({exc.strerror or exc})") from None
+    return out_dir
+
+
 def _batches(frames: Iterator[Frame], batch_size: int) -> Iterator[list[Frame]]:
     """Consecutive same-size frames, up to ``batch_size`` at a time (a size change flushes the batch)."""
     batch: list[Frame] = []
@@ -110,10 +135,12 @@ def run(args: argparse.Namespace) -> int:
     formats = _formats(args)
     if args.batch_size < 1 or args.every < 1 or args.ply_stride < 1:
         raise ValueError("--batch-size, --every and --ply-stride must be >= 1")
+    _check_device(args.device)
     sources = collect_sources(args.inputs)
     for s in sources:  # every image's size is known from its header: refuse a too-large one before loading
         if s.size is not None:
             check_run_size(s.path, *s.size, args.size or round_size(*s.size), args.max_megapixels)
+    out_dir = _make_out_dir(args.out)
     with readable_load_errors(args.checkpoint):
         predictor = DepthPredictor.from_checkpoint(
             args.checkpoint, device=args.device, use_ema=not args.no_ema, size=args.size, flip_tta=args.flip_tta
@@ -129,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
         ply_ascii=args.ply_ascii,
         ply_stride=args.ply_stride,
     )
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     n_images = sum(s.kind == "image" for s in sources)
     total = n_images if n_images == len(sources) else None  # video frame counts are not known up front
     entries = []

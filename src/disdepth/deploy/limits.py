@@ -8,6 +8,7 @@ on a typical machine; ``--max-megapixels`` moves it.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -21,14 +22,26 @@ SUGGESTED_LONG_SIDE = 1024  # the --size suggested for a too-large image: long s
 _OOM = re.compile(r"out of memory|can't allocate|cannot allocate|not enough memory|alloc", re.IGNORECASE)
 
 
-def suggest_size(height: int, width: int, long_side: int = SUGGESTED_LONG_SIDE, multiple: int = 32) -> tuple[int, int]:
-    """An (H, W) with the image's aspect ratio, long side ``long_side``, both sides multiples of ``multiple``."""
-    scale = long_side / max(height, width, 1)
-    return tuple(max(multiple, round(v * scale / multiple) * multiple) for v in (height, width))  # type: ignore[return-value]
+def suggest_size(
+    height: int,
+    width: int,
+    max_megapixels: float = MAX_RUN_MEGAPIXELS,
+    long_side: int = SUGGESTED_LONG_SIDE,
+    multiple: int = 32,
+) -> tuple[int, int]:
+    """A network (H, W) for an image: its aspect ratio, long side at most ``long_side``, within the limit.
+
+    Both sides are multiples of ``multiple`` (at least one multiple); the image is never scaled up.
+    """
+    scale = min(1.0, long_side / max(height, width, 1))
+    if max_megapixels > 0:
+        scale = min(scale, math.sqrt(max_megapixels * 1e6 / max(height * width, 1)))
+    return tuple(max(multiple, int(v * scale / multiple) * multiple) for v in (height, width))  # type: ignore[return-value]
 
 
-def _mp(height: int, width: int) -> str:
-    return f"{height * width / 1e6:.1f} MP"
+def _mp(pixels: float) -> str:
+    mp = pixels / 1e6
+    return f"{mp:.1f} MP" if mp >= 1 else f"{mp:.2g} MP"
 
 
 def check_run_size(
@@ -48,13 +61,13 @@ def check_run_size(
     run_h, run_w = run_size
     if max_megapixels <= 0 or run_h * run_w <= max_megapixels * 1e6:
         return
-    sh, sw = suggest_size(height, width)
+    sh, sw = suggest_size(height, width, max_megapixels)
     where = "at its own size" if (run_h, run_w) == (height, width) else f"at {run_h}x{run_w}"
     raise DataError(
         source,
-        f"image is {height}x{width} (HxW, {_mp(height, width)}); the network would run {where} ({_mp(run_h, run_w)}), "
-        f"above the {max_megapixels:.1f} MP limit (--max-megapixels); pass --size HxW to run it smaller, "
-        f"e.g. --size {sh}x{sw}",
+        f"image is {height}x{width} (HxW, {_mp(height * width)}); the network would run {where} "
+        f"({_mp(run_h * run_w)}), above the {_mp(max_megapixels * 1e6)} limit (--max-megapixels); "
+        f"pass --size HxW to run it smaller, e.g. --size {sh}x{sw}",
         "size",
     )
 
@@ -74,11 +87,12 @@ def out_of_memory_error(
 ) -> DataError:
     """The one-line error for running out of memory on ``source`` (raise it ``from None``)."""
     run_h, run_w = run_size
-    sh, sw = suggest_size(height, width)
+    # Suggest at most half the long side that ran out (and never above the usual 1024).
+    sh, sw = suggest_size(height, width, long_side=min(SUGGESTED_LONG_SIDE, max(run_h, run_w) // 2))
     batch_text = f", batch of {batch}; try --batch-size 1" if batch > 1 else ""
     return DataError(
         source,
         f"out of memory predicting a {height}x{width} (HxW) image with the network at {run_h}x{run_w} "
-        f"({_mp(run_h, run_w)}{batch_text}); pass --size HxW to run it smaller, e.g. --size {sh}x{sw}",
+        f"({_mp(run_h * run_w)}{batch_text}); pass --size HxW to run it smaller, e.g. --size {sh}x{sw}",
         "size",
     )
