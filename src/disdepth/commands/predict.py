@@ -140,7 +140,6 @@ def run(args: argparse.Namespace) -> int:
     for s in sources:  # every image's size is known from its header: refuse a too-large one before loading
         if s.size is not None:
             check_run_size(s.path, *s.size, args.size or round_size(*s.size), args.max_megapixels)
-    out_dir = _make_out_dir(args.out)
     with readable_load_errors(args.checkpoint):
         predictor = DepthPredictor.from_checkpoint(
             args.checkpoint, device=args.device, use_ema=not args.no_ema, size=args.size, flip_tta=args.flip_tta
@@ -156,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         ply_ascii=args.ply_ascii,
         ply_stride=args.ply_stride,
     )
+    out_dir = _make_out_dir(args.out)
     n_images = sum(s.kind == "image" for s in sources)
     total = n_images if n_images == len(sources) else None  # video frame counts are not known up front
     entries = []
