@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from disdepth.config import Config, load_config
-from disdepth.pipeline.stages import acclimate_stage, distill_stage, stage_done, supervised_stage
 from disdepth.engine import dist
+from disdepth.pipeline.stages import acclimate_stage, distill_stage, stage_done, supervised_stage
 
 SEVEN_SCENES = Path("/work/shared/data/seven_scenes_redkitchen/index.csv")
 # Sequence split (rows of index.csv = frames 0, 3, ..., 699): train rows 0-164 (frames 0-492), a 10-row gap

@@ -17,10 +17,10 @@ import time
 import torch
 
 from disdepth.config import load_config
+from disdepth.models.student import build_student
 from disdepth.tasks.acclimation import build_acclimated
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets
 from disdepth.tasks.supervised import SupervisedTask
-from disdepth.models.student import build_student
 from disdepth.teachers.build import build_teacher
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from disdepth.commands.common import parse_hw_list
 from disdepth.config import ModelConfig
-from disdepth.deploy.bench import count_flops, parse_resolutions
+from disdepth.deploy.bench import count_flops
 from disdepth.deploy.export import DepthOnly, export_onnx, latency, ort_session, parity
 from disdepth.models.student import build_student
 
@@ -57,7 +58,7 @@ def main() -> int:
             wrapper = DepthOnly(model, model.encoder.mean, model.encoder.std).eval()
             label = encoder + (" +LG-Conv" if lg else "")
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            for h, w in parse_resolutions(args.resolutions):
+            for h, w in parse_hw_list(args.resolutions, "--resolutions", 32):
                 print(f"{label} {h}x{w}: export ...", file=sys.stderr, flush=True)
                 path = Path(tmp) / f"{encoder}_{int(lg)}_{h}x{w}.onnx"
                 exporter = export_onnx(wrapper, path, (h, w), dynamic=False, opset=args.opset)

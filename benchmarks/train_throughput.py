@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from disdepth.config import load_config
-from disdepth.tasks.losses import silog_loss
-from disdepth.tasks.supervised import SupervisedTask
 from disdepth.engine.loop import train
 from disdepth.models.student import build_student
+from disdepth.tasks.losses import silog_loss
+from disdepth.tasks.supervised import SupervisedTask
 
 
 class TensorDepthDataset(Dataset):

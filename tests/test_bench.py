@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from disdepth.cli import main
-from disdepth.deploy.bench import count_flops, parse_resolutions
+from disdepth.commands.common import parse_hw_list
+from disdepth.deploy.bench import count_flops
 
 
 def test_flops_of_a_single_conv_are_two_per_mac():
@@ -18,11 +19,11 @@ def test_flops_of_a_single_conv_are_two_per_mac():
 
 
 def test_parse_resolutions():
-    assert parse_resolutions("480x640,352X1216") == [(480, 640), (352, 1216)]
+    assert parse_hw_list("480x640,352X1216", "--resolutions", 32) == [(480, 640), (352, 1216)]
     try:
-        parse_resolutions("480by640")
+        parse_hw_list("480by640", "--resolutions", 32)
     except ValueError as exc:
-        assert "480by640" in str(exc)
+        assert "480by640" in str(exc) and "--resolutions" in str(exc)
     else:
         raise AssertionError("bad resolution accepted")
 

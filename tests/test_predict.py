@@ -13,7 +13,7 @@ import disdepth
 from disdepth.api import round_size, to_tensor
 from disdepth.cli import main
 from disdepth.data.io import read_depth
-from disdepth.deploy.predict import nice_ticks
+from disdepth.deploy.writers import nice_ticks
 
 SETTINGS = {
     "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",

@@ -44,6 +44,10 @@ def round_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> tuple[
 def to_tensor(image: ImageLike) -> torch.Tensor:
     """Convert a PIL image, an (H, W, 3) uint8 array or a (3, H, W) float tensor in [0, 1] to (3, H, W) float32 [0, 1].
 
+    A PIL image is converted by :func:`disdepth.deploy.sources.to_rgb`: its EXIF orientation is applied (the
+    result is upright, so (H, W) may be swapped relative to the stored pixels), greyscale and palette images
+    become RGB, transparency is composited on white, and a 16/32-bit single-channel image is refused.
+
     Raises:
         TypeError / ValueError: an unsupported type, shape or value range (the message says which).
     """
@@ -61,7 +65,11 @@ def to_tensor(image: ImageLike) -> torch.Tensor:
         from PIL import Image
 
         if isinstance(image, Image.Image):
-            image = np.asarray(image.convert("RGB"))
+            from disdepth.deploy.sources import to_rgb
+
+            # As ``disdepth predict`` reads files: EXIF orientation applied (a photo opened from a file is
+            # predicted upright), greyscale to RGB, alpha on white, 16/32-bit depth-map-like images refused.
+            image, _ = to_rgb(image, getattr(image, "filename", "") or "image")
     except ImportError:  # pillow is a dependency; keep the numpy path working without it anyway
         pass
     if isinstance(image, np.ndarray):

@@ -16,7 +16,7 @@ from disdepth.config import ConfigError
 
 # command path -> (module, one-line help). Nested groups use a space: "data check".
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("disdepth.deploy.bench", "parameters, GFLOPs and CPU latency of a model"),
+    "bench": ("disdepth.commands.bench", "parameters, GFLOPs and CPU latency of a model"),
     "train": ("disdepth.commands.train", "train a baseline student or a teacher (supervised)"),
     "acclimate": ("disdepth.commands.acclimate", "acclimate a teacher to the student decoder (ghost decoder, FAMs)"),
     "distill": ("disdepth.commands.distill", "distil a student: depth loss + attentive KD to acclimated features"),
@@ -26,8 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data check": ("disdepth.commands.data_check", "validate a dataset config: counts, bad files, depth statistics"),
     "data synth": ("disdepth.commands.data_synth", "render the synthetic world to disk (BTS layout + CSV)"),
     "data bench": ("disdepth.commands.data_bench", "data-loading throughput with augmentation"),
-    "predict": ("disdepth.deploy.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
-    "export": ("disdepth.deploy.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
+    "predict": ("disdepth.commands.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
+    "export": ("disdepth.commands.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
 }
 
 

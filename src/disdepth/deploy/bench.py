@@ -1,4 +1,4 @@
-"""``disdepth bench``: parameters, GFLOPs and CPU latency of a model at given resolutions.
+"""Parameters, GFLOPs and CPU latency of a model at given resolutions (the library under ``disdepth bench``).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` and reported as FLOPs (one
 multiply-add = 2 FLOPs), not MACs. Latency is wall time of a batch-1 forward pass in
@@ -8,13 +8,11 @@ with the number of threads stated. Compare figures as ratios within one run: mac
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,85 +105,40 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-def parse_resolutions(text: str) -> list[tuple[int, int]]:
-    """``"480x640,352x1216"`` -> [(480, 640), (352, 1216)]."""
-    out = []
-    for item in text.split(","):
-        try:
-            h, w = (int(v) for v in item.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--resolutions: expected HxW[,HxW...], got {item!r}") from None
-        out.append((h, w))
-    return out
+def models_to_bench(
+    cfg: Any,
+    checkpoint: str | Path | None = None,
+    teacher: bool = False,
+    encoders: list[str] | None = None,
+    compare_lgconv: bool = False,
+) -> list[tuple[str, nn.Module]]:
+    """(label, model) pairs to benchmark: a checkpoint's model, the config's teacher, or students.
 
+    Students are built from ``cfg.model`` with each of ``encoders`` (default: the config's) and, with
+    ``compare_lgconv``, each without and with LG-Conv.
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.cli import add_config_arguments
-
-    add_config_arguments(parser)
-    parser.add_argument("--checkpoint", help="benchmark the model stored in this checkpoint (its saved config)")
-    parser.add_argument("--teacher", action="store_true", help="benchmark the config's teacher instead of the student")
-    parser.add_argument("--encoders", help="comma-separated encoders to benchmark in turn (overrides model.encoder)")
-    parser.add_argument("--compare-lgconv", action="store_true", help="benchmark each model without and with LG-Conv")
-    parser.add_argument("--resolutions", help="HxW list, default bench.resolutions (480x640,352x1216)")
-    parser.add_argument("--runs", type=int, help="timed runs per resolution (default bench.runs)")
-    parser.add_argument("--warmup", type=int, help="untimed warm-up runs (default bench.warmup)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default bench.threads; 0 = torch default)")
-    parser.add_argument("--json", help="also write the results as JSON to this path ('-' = stdout)")
-
-
-def _models_to_bench(args: argparse.Namespace, cfg) -> list[tuple[str, nn.Module]]:
-    """(label, model) pairs for the requested configs, checkpoint or teacher."""
+    Raises:
+        ValueError: a checkpoint whose weights do not fit its model (one line naming the first differing key).
+    """
     import copy
 
     from disdepth.models.student import build_student
 
-    if args.checkpoint:
-        from disdepth.engine.checkpoint import load_model_from_checkpoint
+    if checkpoint:
+        from disdepth.deploy.weights import load_model
 
-        model, _ = load_model_from_checkpoint(args.checkpoint)
-        return [(Path(args.checkpoint).name, model)]
-    if args.teacher:
+        model, _ = load_model(checkpoint)
+        return [(Path(checkpoint).name, model)]
+    if teacher:
         from disdepth.teachers.build import build_teacher
 
         return [(f"teacher:{cfg.teacher.name}", build_teacher(cfg.teacher))]
-    encoders = args.encoders.split(",") if args.encoders else [cfg.model.encoder]
-    variants = [False, True] if args.compare_lgconv else [cfg.model.lgconv.enabled]
+    variants = [False, True] if compare_lgconv else [cfg.model.lgconv.enabled]
     models = []
-    for encoder in encoders:
+    for encoder in encoders or [cfg.model.encoder]:
         for lg in variants:
             model_cfg = copy.deepcopy(cfg.model)
             model_cfg.encoder, model_cfg.lgconv.enabled = encoder, lg
             label = f"{encoder}+{model_cfg.head}" + (" +LG-Conv" if lg else "")
             models.append((label, build_student(model_cfg)))
     return models
-
-
-def run(args: argparse.Namespace) -> int:
-    from disdepth.config import dump_yaml, load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print(dump_yaml(cfg))
-        return 0
-    if args.threads if args.threads is not None else cfg.bench.threads:
-        torch.set_num_threads(args.threads if args.threads is not None else cfg.bench.threads)
-    resolutions = parse_resolutions(args.resolutions) if args.resolutions else [tuple(r) for r in cfg.bench.resolutions]
-    runs = args.runs if args.runs is not None else cfg.bench.runs
-    warmup = args.warmup if args.warmup is not None else cfg.bench.warmup
-    results: list[BenchResult] = []
-    for label, model in _models_to_bench(args, cfg):
-        print(f"benchmarking {label} ...", file=sys.stderr, flush=True)
-        results.extend(bench_model(model, label, resolutions, warmup, runs))
-    print(format_table(results))
-    print(
-        f"\nFLOPs counted by torch.utils.flop_counter (1 MAC = 2 FLOPs); batch 1, {warmup} warm-up + {runs} timed runs;"
-        f" torch {torch.__version__}, {torch.get_num_threads()} threads, CPU."
-    )
-    if args.json:
-        text = json.dumps([asdict(r) for r in results], indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
-    return 0

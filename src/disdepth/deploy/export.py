@@ -1,19 +1,18 @@
-"""``disdepth export CKPT --out model.onnx``: ONNX export of a depth model, checked and timed with ONNX Runtime.
+"""ONNX export of a depth model, checked and timed with ONNX Runtime (the library under ``disdepth export``).
 
 The exported graph (:class:`DepthOnly`) takes ``image``: (B, 3, H, W) float32 **RGB in [0, 1]** and
-normalises it inside with the encoder's mean/std (``--normalized-input`` exports a graph that takes an
+normalises it inside with the encoder's mean/std (``normalized_input=True`` exports a graph that takes an
 already-normalised image instead); it returns ``depth``: (B, 1, H, W) float32 metres at the input
 resolution. Feature lists and bin centres are dropped. The batch axis is always dynamic; H and W are
-fixed at ``--size`` unless ``--dynamic``. The input convention, encoder, head, depth range, mean/std
+fixed at the export size unless ``dynamic``. The input convention, encoder, head, depth range, mean/std
 and size are written to the model's ``metadata_props``.
 
-Exporter: ``--exporter auto`` tries torch's default (dynamo, which needs ``onnxscript``) and falls back
+Exporter: ``exporter="auto"`` tries torch's default (dynamo, which needs ``onnxscript``) and falls back
 to the TorchScript exporter (``dynamo=False``); the one used is printed and stored in the metadata.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -225,43 +224,8 @@ def check_and_time(
     return {"max_abs_diff_m": diffs, **latency(session, wrapper, h, w, warmup, runs)}
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    from disdepth.deploy.predict import _parse_size as parse
-
-    return parse(text)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
-    parser.add_argument("--out", "-o", required=True, help="output .onnx file")
-    parser.add_argument(
-        "--size",
-        type=_parse_size,
-        help="HxW of the example input and of a fixed-size graph "
-        "(default: KITTI 352x1216, NYU 480x640, synthetic its render size, else 480x640)",
-    )
-    parser.add_argument("--dynamic", action="store_true", help="dynamic height and width (batch is always dynamic)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument(
-        "--exporter",
-        choices=["auto", "dynamo", "torchscript"],
-        default="auto",
-        help="auto: dynamo if onnxscript is installed, else torchscript (dynamo=False)",
-    )
-    parser.add_argument(
-        "--normalized-input",
-        action="store_true",
-        help="graph takes a mean/std-normalised image instead of RGB in [0, 1]",
-    )
-    parser.add_argument("--no-ema", action="store_true", help="export the raw weights even if the checkpoint has EMA")
-    parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check and timing")
-    parser.add_argument("--image", help="an image for the real-input parity check (default: a synthetic render)")
-    parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and ORT (0 = torch default)")
-
-
 def default_size(cfg: Any) -> tuple[int, int]:
+    """The export size for a config: the benchmark resolution (KITTI, NYU), the synthetic render size, else 480x640."""
     data = getattr(cfg, "data", None)
     name = getattr(data, "dataset", "")
     if name == "synthetic":
@@ -269,26 +233,27 @@ def default_size(cfg: Any) -> tuple[int, int]:
     return DEFAULT_SIZES.get(name, (480, 640))
 
 
-def run(args: argparse.Namespace) -> int:
+def build_metadata(
+    model: nn.Module,
+    cfg: Any,
+    checkpoint: str | Path,
+    exporter: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    normalized_input: bool,
+    dynamic: bool,
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """The ``metadata_props`` of an exported model: producer, exporter, model, depth range, input convention, size."""
     import disdepth
-    from disdepth.commands.train import normalization_of
-    from disdepth.engine.checkpoint import load_model_from_checkpoint
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, cfg = load_model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
-    mean, std = normalization_of(model)
-    size = tuple(args.size) if args.size else default_size(cfg)
-    wrapper = DepthOnly(model, mean, std, args.normalized_input).eval()
-    exporter = export_onnx(wrapper, args.out, size, args.dynamic, args.opset, args.exporter)
     from disdepth.models.student import DepthStudent
 
     # A teacher checkpoint exports too (same depth contract); its metadata comes from the teacher section.
     mcfg = getattr(cfg, "model" if isinstance(model, DepthStudent) else "teacher", None)
-    metadata = {
+    return {
         "producer": f"disdepth {disdepth.__version__} (torch {torch.__version__})",
         "exporter": "torch.onnx dynamo" if exporter == "dynamo" else "torch.onnx TorchScript (dynamo=False)",
-        "checkpoint": Path(args.checkpoint).name,
+        "checkpoint": Path(checkpoint).name,
         "model": type(model).__name__,
         "encoder": getattr(mcfg, "encoder", getattr(mcfg, "name", "?")),
         "head": getattr(mcfg, "head", "?"),
@@ -298,34 +263,8 @@ def run(args: argparse.Namespace) -> int:
         "mean": list(mean),
         "std": list(std),
         "input": "image (B,3,H,W) float32 "
-        + ("normalised: (rgb - mean) / std" if args.normalized_input else "RGB in [0,1]; normalised inside the graph"),
+        + ("normalised: (rgb - mean) / std" if normalized_input else "RGB in [0,1]; normalised inside the graph"),
         "output": "depth (B,1,H,W) float32 metres",
-        "input_size": "dynamic" if args.dynamic else f"{size[0]}x{size[1]}",
+        "input_size": "dynamic" if dynamic else f"{size[0]}x{size[1]}",
         "export_size": f"{size[0]}x{size[1]}",
     }
-    write_metadata(args.out, metadata)
-    print(
-        f"exported {args.out} ({metadata['exporter']}, opset {args.opset}, input {metadata['input_size']}, "
-        f"{Path(args.out).stat().st_size / 1e6:.1f} MB)"
-    )
-    if args.no_check:
-        return 0
-    image = None
-    if args.image:
-        from disdepth.data.io import read_image
-
-        image = torch.nn.functional.interpolate(
-            read_image(args.image)[None], size=size, mode="bilinear", align_corners=False, antialias=True
-        ).clamp(0, 1)
-    preset = "outdoor" if getattr(getattr(cfg, "data", None), "dataset", "") == "kitti" else "indoor"
-    report = check_and_time(
-        args.out, wrapper, size, args.dynamic, args.normalized_input, image, args.warmup, args.runs, preset
-    )
-    for name, diff in report["max_abs_diff_m"].items():
-        print(f"parity ORT vs PyTorch, {name} input: max |diff| = {diff:.2e} m")
-    print(
-        f"latency {size[0]}x{size[1]} batch 1, median of {args.runs} after {args.warmup} warm-up, "
-        f"{report['threads']} threads: eager {report['eager_ms']:.1f} ms, ONNX Runtime CPU {report['ort_ms']:.1f} ms "
-        f"(ORT {report['speedup']:.2f}x eager)"
-    )
-    return 0

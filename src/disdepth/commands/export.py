@@ -1,0 +1,99 @@
+"""``disdepth export CKPT --out model.onnx``: ONNX export of a depth model, checked and timed with ONNX Runtime.
+
+The graph takes ``image`` (B, 3, H, W) RGB in [0, 1] (or mean/std-normalised with ``--normalized-input``)
+and returns ``depth`` (B, 1, H, W) metres; see :mod:`disdepth.deploy.export` for the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from disdepth.commands.common import hw_type
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
+    parser.add_argument("--out", "-o", required=True, help="output .onnx file")
+    parser.add_argument(
+        "--size",
+        type=hw_type("--size", 32),
+        help="HxW of the example input and of a fixed-size graph "
+        "(default: KITTI 352x1216, NYU 480x640, synthetic its render size, else 480x640)",
+    )
+    parser.add_argument("--dynamic", action="store_true", help="dynamic height and width (batch is always dynamic)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--exporter",
+        choices=["auto", "dynamo", "torchscript"],
+        default="auto",
+        help="auto: dynamo if onnxscript is installed, else torchscript (dynamo=False)",
+    )
+    parser.add_argument(
+        "--normalized-input",
+        action="store_true",
+        help="graph takes a mean/std-normalised image instead of RGB in [0, 1]",
+    )
+    parser.add_argument("--no-ema", action="store_true", help="export the raw weights even if the checkpoint has EMA")
+    parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check and timing")
+    parser.add_argument("--image", help="an image for the real-input parity check (default: a synthetic render)")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and ORT (0 = torch default)")
+
+
+def _read_image(path: str) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]: ``path`` read as ``disdepth predict`` reads it (upright RGB; errors name the file)."""
+    from disdepth.deploy.sources import read_rgb
+
+    rgb, _ = read_rgb(path)
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
+
+
+def run(args: argparse.Namespace) -> int:
+    from disdepth.commands.train import normalization_of
+    from disdepth.deploy.export import (
+        DepthOnly,
+        build_metadata,
+        check_and_time,
+        default_size,
+        export_onnx,
+        write_metadata,
+    )
+    from disdepth.deploy.weights import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = _read_image(args.image) if args.image and not args.no_check else None  # a bad --image fails early
+    model, cfg = load_model(args.checkpoint, use_ema=not args.no_ema)
+    mean, std = normalization_of(model)
+    size = tuple(args.size) if args.size else default_size(cfg)
+    wrapper = DepthOnly(model, mean, std, args.normalized_input).eval()
+    exporter = export_onnx(wrapper, args.out, size, args.dynamic, args.opset, args.exporter)
+    metadata = build_metadata(
+        model, cfg, args.checkpoint, exporter, mean, std, args.normalized_input, args.dynamic, size
+    )
+    write_metadata(args.out, metadata)
+    print(
+        f"exported {args.out} ({metadata['exporter']}, opset {args.opset}, input {metadata['input_size']}, "
+        f"{Path(args.out).stat().st_size / 1e6:.1f} MB)"
+    )
+    if args.no_check:
+        return 0
+    if image is not None:
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    preset = "outdoor" if getattr(getattr(cfg, "data", None), "dataset", "") == "kitti" else "indoor"
+    report = check_and_time(
+        args.out, wrapper, size, args.dynamic, args.normalized_input, image, args.warmup, args.runs, preset
+    )
+    for name, diff in report["max_abs_diff_m"].items():
+        print(f"parity ORT vs PyTorch, {name} input: max |diff| = {diff:.2e} m")
+    print(
+        f"latency {size[0]}x{size[1]} batch 1, median of {args.runs} after {args.warmup} warm-up, "
+        f"{report['threads']} threads: eager {report['eager_ms']:.1f} ms, ONNX Runtime CPU {report['ort_ms']:.1f} ms "
+        f"(ORT {report['speedup']:.2f}x eager)"
+    )
+    return 0

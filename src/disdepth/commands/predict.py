@@ -1,0 +1,188 @@
+"""``disdepth predict CKPT INPUTS... --out DIR``: depth for images, folders and videos, in several formats.
+
+Per input (``NAME`` = file stem; folder inputs keep their relative sub-folders; video frames are
+``NAME/frame_000000``) the formats of :mod:`disdepth.deploy.writers` are written, plus ``predictions.json``
+and ``README.txt`` in DIR. Inputs are found and read by :mod:`disdepth.deploy.sources` (EXIF orientation
+applied, greyscale to RGB, alpha on white, 16-bit depth maps refused). Resizing follows :mod:`disdepth.api`:
+the network runs at ``--size`` or at the image size rounded to a multiple of 32, and the prediction is
+resized back to the input's size; a network size above ``--max-megapixels`` is refused before the model runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from disdepth.commands.common import hw_type
+from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS, check_run_size, is_out_of_memory, out_of_memory_error
+from disdepth.deploy.sources import Frame, collect_sources, iter_frames
+from disdepth.deploy.writers import FORMATS, PNG_UNITS, WriteOptions, auto_png_units, png_note, write_outputs
+
+
+def _parse_intrinsics(text: str) -> tuple[float, float, float, float]:
+    try:
+        fx, fy, cx, cy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fx,fy,cx,cy in pixels, got {text!r}") from None
+    return fx, fy, cx, cy
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
+    parser.add_argument("inputs", nargs="+", help="image files, folders of images, videos (.mp4 ... via PyAV; .gif)")
+    parser.add_argument("--out", "-o", required=True, help="output folder")
+    parser.add_argument(
+        "--size", type=hw_type("--size", 32), help="run the network at HxW (default: input size rounded to /32)"
+    )
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_RUN_MEGAPIXELS,
+        help=f"refuse images the network would run on at more than this (default {MAX_RUN_MEGAPIXELS:.1f} MP = "
+        "4096x4096; 0 = no limit); use --size for larger images",
+    )
+    parser.add_argument(
+        "--formats",
+        default="color,png,npy",
+        help=f"comma list of {','.join(FORMATS)} (default color,png,npy; ply is added by "
+        "--intrinsics/--fov, panel by --panel)",
+    )
+    parser.add_argument(
+        "--png-units",
+        choices=["auto", *sorted(PNG_UNITS)],
+        default="auto",
+        help="16-bit PNG: mm = metres*1000 (NYU, up to 65.5 m), kitti = metres*256 (up to 256 m); "
+        "auto (default) = mm unless the model's max depth exceeds 65 m",
+    )
+    parser.add_argument("--legend", action="store_true", help="add a colour bar in metres to colour maps")
+    parser.add_argument("--panel", action="store_true", help="also write RGB | colour depth side by side")
+    parser.add_argument("--vmin", type=float, help="colour range near end, metres (default: 2nd percentile)")
+    parser.add_argument("--vmax", type=float, help="colour range far end, metres (default: 98th percentile)")
+    parser.add_argument("--intrinsics", type=_parse_intrinsics, help="fx,fy,cx,cy in pixels at the input size")
+    parser.add_argument("--fov", type=float, help="horizontal field of view in degrees (principal point = centre)")
+    parser.add_argument("--ply-ascii", action="store_true", help="ASCII PLY instead of binary")
+    parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th pixel in the point cloud")
+    parser.add_argument("--every", type=int, default=1, help="video: predict every N-th frame")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (same-size runs)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored image's prediction")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA")
+
+
+def _formats(args: argparse.Namespace) -> frozenset[str]:
+    """The requested formats (``--formats`` plus what ``--panel`` / ``--intrinsics`` / ``--fov`` add), checked."""
+    formats = {f.strip() for f in args.formats.split(",") if f.strip()}
+    unknown = formats - set(FORMATS)
+    if unknown:
+        raise ValueError(f"--formats: unknown {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+    if args.panel:
+        formats.add("panel")
+    if args.intrinsics or args.fov:
+        formats.add("ply")
+    elif "ply" in formats:
+        raise ValueError("--formats ply needs camera intrinsics: --intrinsics fx,fy,cx,cy or --fov DEGREES")
+    return frozenset(formats)
+
+
+def _check_device(text: str) -> None:
+    """Refuse a device torch cannot parse or this machine does not have, naming ``--device``."""
+    if text == "auto":
+        return
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {text!r}: {str(exc).splitlines()[0]}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {text}: CUDA is not available here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+
+
+def _make_out_dir(out: str) -> Path:
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot create the output folder ({exc.strerror or exc})") from None
+    return out_dir
+
+
+def _batches(frames: Iterator[Frame], batch_size: int) -> Iterator[list[Frame]]:
+    """Consecutive same-size frames, up to ``batch_size`` at a time (a size change flushes the batch)."""
+    batch: list[Frame] = []
+    for frame in frames:
+        if batch and (len(batch) == batch_size or batch[0].rgb.shape != frame.rgb.shape):
+            yield batch
+            batch = []
+        batch.append(frame)
+    if batch:
+        yield batch
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from disdepth.api import DepthPredictor, round_size
+    from disdepth.deploy.weights import readable_load_errors
+    from disdepth.deploy.writers import write_summary
+
+    formats = _formats(args)
+    if args.batch_size < 1 or args.every < 1 or args.ply_stride < 1:
+        raise ValueError("--batch-size, --every and --ply-stride must be >= 1")
+    _check_device(args.device)
+    sources = collect_sources(args.inputs)
+    for s in sources:  # every image's size is known from its header: refuse a too-large one before loading
+        if s.size is not None:
+            check_run_size(s.path, *s.size, args.size or round_size(*s.size), args.max_megapixels)
+    with readable_load_errors(args.checkpoint):
+        predictor = DepthPredictor.from_checkpoint(
+            args.checkpoint, device=args.device, use_ema=not args.no_ema, size=args.size, flip_tta=args.flip_tta
+        )
+    options = WriteOptions(
+        formats=formats,
+        png_units=auto_png_units(predictor.model) if args.png_units == "auto" else args.png_units,
+        legend=args.legend,
+        vmin=args.vmin,
+        vmax=args.vmax,
+        intrinsics=args.intrinsics,
+        fov=args.fov,
+        ply_ascii=args.ply_ascii,
+        ply_stride=args.ply_stride,
+    )
+    out_dir = _make_out_dir(args.out)
+    n_images = sum(s.kind == "image" for s in sources)
+    total = n_images if n_images == len(sources) else None  # video frame counts are not known up front
+    entries = []
+    with tqdm(total=total, desc="predict", unit="img", file=sys.stderr, disable=None) as bar:
+        for batch in _batches(iter_frames(sources, args.every), args.batch_size):
+            first = batch[0]
+            height, width = first.rgb.shape[:2]
+            run_size = predictor.run_size(height, width)
+            check_run_size(first.source.path, height, width, run_size, args.max_megapixels)  # video frames
+            for frame in batch:
+                if "alpha" in frame.notes:
+                    tqdm.write(f"note: {frame.source.path}: {frame.notes['alpha']}", file=sys.stderr)
+            try:
+                images = torch.stack([torch.from_numpy(f.rgb).permute(2, 0, 1) for f in batch]).float().div(255.0)
+                depth = predictor.predict_tensor(images)
+                for frame, d in zip(batch, depth, strict=True):
+                    entry = write_outputs(out_dir, frame.name, d[0].numpy(), frame.rgb, options)
+                    entry["input"] = str(frame.source.path)
+                    entry["run_size"] = list(run_size)
+                    if frame.notes:
+                        entry["input_notes"] = frame.notes
+                    entries.append(entry)
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise out_of_memory_error(first.source.path, height, width, run_size, len(batch)) from None
+            bar.update(len(batch))
+    write_summary(out_dir, args.checkpoint, predictor.config, options, args.size, args.flip_tta, entries)
+    print(f"wrote {len(entries)} predictions to {out_dir} (16-bit PNG: {png_note(options.png_units)})")
+    return 0
