@@ -203,7 +203,7 @@ def test_teacher_target_cache_matches_fresh_targets_and_skips_the_teacher():
 
 
 def test_acclimated_artifact_round_trip(tmp_path):
-    from disdepth.engine.checkpoint import save_checkpoint
+    from disdepth.checkpoint import save_checkpoint
     from disdepth.tasks.acclimation import acclimated_state
 
     cfg = tiny_cfg()

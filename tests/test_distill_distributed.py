@@ -63,7 +63,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, acclimated: str
 def test_two_process_gloo_distillation(tmp_path):
     from test_distill_core import make_acclimated, tiny_cfg
 
-    from disdepth.engine.checkpoint import save_checkpoint
+    from disdepth.checkpoint import save_checkpoint
     from disdepth.tasks.acclimation import acclimated_state
 
     cfg = tiny_cfg()

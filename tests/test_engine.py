@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from disdepth.config import Config, load_config
-from disdepth.engine.checkpoint import load_checkpoint, load_model_from_checkpoint
+from disdepth.checkpoint import read_checkpoint as load_checkpoint
+from disdepth.deploy.weights import load_model as load_model_from_checkpoint
 from disdepth.engine.evaluation import evaluate_model, summary_of
 from disdepth.engine.loop import RunDirExists, TrainingAborted, train
 from disdepth.engine.optim import build_optimizer, build_scheduler
@@ -112,14 +113,19 @@ def test_chamfer_golden_value():
 
 def test_new_modules_inside_a_pretrained_encoder_learn_at_full_lr():
     """LG-Conv branches and a hybrid teacher's transformer are new: only pretrained weights get the lr scale."""
-    from disdepth.engine.optim import param_groups
     from disdepth.models.encoder import clear_from_scratch
+    from disdepth.tasks.supervised import pretrained_groups
+
+    def lrs(model: nn.Module, pretrained: nn.Module) -> dict[int, float]:
+        groups = pretrained_groups(model, pretrained, cfg.train.encoder_lr_scale)
+        return {id(p): cfg.train.lr * g.lr_scale for g in groups for p in g.params}
+
     from disdepth.teachers.timm_teacher import HybridBackbone
 
     cfg = load_config(overrides=["model.lgconv.enabled=true", "model.lgconv.min_channels=8"], base=tiny_config())
     student = build_student(cfg.model)
     assert student.lgconv_names
-    lr_of = {id(p): g["lr"] for g in param_groups(student, cfg.train, pretrained_encoder=True) for p in g["params"]}
+    lr_of = lrs(student, student.encoder)
     scaled = cfg.train.lr * cfg.train.encoder_lr_scale
     for name, param in student.named_parameters():
         if ".global_branch." in name or not name.startswith("encoder."):
@@ -129,27 +135,28 @@ def test_new_modules_inside_a_pretrained_encoder_learn_at_full_lr():
 
     hybrid = nn.Module()
     hybrid.backbone = HybridBackbone("test_efficientnet", dim=16, depth=1, heads=2)
-    lr_of = {id(p): g["lr"] for g in param_groups(hybrid, cfg.train, pretrained_encoder=True) for p in g["params"]}
+    lr_of = lrs(hybrid, hybrid.backbone)
     for name, param in hybrid.named_parameters():
         expected = scaled if name.startswith("backbone.stem.") else cfg.train.lr
         assert lr_of[id(param)] == pytest.approx(expected), name
 
     clear_from_scratch(hybrid)  # a trained teacher (loaded checkpoint) is fine-tuned with one backbone scale
-    lr_of = {id(p): g["lr"] for g in param_groups(hybrid, cfg.train, pretrained_encoder=True) for p in g["params"]}
+    lr_of = lrs(hybrid, hybrid.backbone)
     assert all(lr_of[id(p)] == pytest.approx(scaled) for p in hybrid.parameters())
 
 
 def test_poly_schedule_and_encoder_lr():
     cfg = tiny_config(steps=10, schedule="poly", warmup_steps=2, end_lr_ratio=0.0, poly_power=1.0)
     model = build_student(cfg.model)
-    opt = build_optimizer(model, cfg.train, pretrained_encoder=True)
+    task = SupervisedTask(model, pretrained=model.encoder, pretrained_lr_scale=cfg.train.encoder_lr_scale)
+    opt = build_optimizer(task.parameter_groups(), cfg.train)
     names = {g["name"]: g["lr"] for g in opt.param_groups}
-    assert names["encoder"] == pytest.approx(cfg.train.lr * cfg.train.encoder_lr_scale)
-    assert names["decoder"] == pytest.approx(cfg.train.lr)
+    assert names["pretrained"] == pytest.approx(cfg.train.lr * cfg.train.encoder_lr_scale)
+    assert names["new"] == pytest.approx(cfg.train.lr) and names["new_no_decay"] == pytest.approx(cfg.train.lr)
     sched = build_scheduler(opt, cfg.train)
     lrs = []
     for _ in range(10):
-        lrs.append(next(g["lr"] for g in opt.param_groups if g["name"] == "decoder"))
+        lrs.append(next(g["lr"] for g in opt.param_groups if g["name"] == "new"))
         opt.step()
         sched.step()
     assert lrs[0] == pytest.approx(cfg.train.lr / 2) and lrs[1] == pytest.approx(cfg.train.lr)

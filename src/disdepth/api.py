@@ -120,12 +120,11 @@ class DepthPredictor:
         cls, path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True, **kwargs: Any
     ) -> DepthPredictor:
         """Load a ``disdepth train``/``distill`` checkpoint (EMA weights when present)."""
-        from disdepth.commands.train import normalization_of
-        from disdepth.engine.checkpoint import load_model_from_checkpoint
+        from disdepth.deploy.weights import load_model
 
-        model, cfg = load_model_from_checkpoint(path, use_ema=use_ema)
-        mean, std = normalization_of(model)
-        return cls(model, mean, std, device=device, config=cfg, **kwargs)
+        model, cfg = load_model(path, use_ema=use_ema)
+        spec = model.input_spec
+        return cls(model, spec.mean, spec.std, device=device, config=cfg, **kwargs)
 
     def run_size(self, height: int, width: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The (h, w) the network runs at for an image of (height, width)."""

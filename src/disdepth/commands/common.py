@@ -47,3 +47,128 @@ def hw_type(flag: str, minimum: int = 1):
 def parse_hw_list(text: str, flag: str, minimum: int = 1) -> list[tuple[int, int]]:
     """``"480x640,352x1216"`` -> [(480, 640), (352, 1216)] (see :func:`parse_hw`)."""
     return [parse_hw(item, flag, minimum) for item in text.split(",")]
+
+
+# --------------------------------------------------------------------------------------------
+# The training commands (train, acclimate, distill, pipeline).
+# --------------------------------------------------------------------------------------------
+
+# Sections that define what a run trains: a --resume must not change them (the checkpoint would not fit, or the
+# resumed run would silently become another experiment).
+RUN_DEFINING = ("seed", "model.", "teacher.", "acclimate.", "distill.", "data.dataset", "data.batch_size")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
+    """Config flags plus ``--run-dir``, ``--overwrite`` and (``resume``) ``--resume``."""
+    add_config_arguments(parser)
+    parser.add_argument("--run-dir", help="where checkpoints, logs and the resolved config go (default runs/<name>)")
+    if resume:
+        parser.add_argument(
+            "--resume", action="store_true", help="continue the run in --run-dir from checkpoints/last.pt (its config)"
+        )
+    parser.set_defaults(resume=False)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a run directory that holds a run (the old run is kept until the new one checkpoints)",
+    )
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
+    """(config, run_dir) of a training command.
+
+    With ``--resume`` the run directory's saved ``config.yaml`` is the base and ``-c``/``--set`` apply on top; a
+    change to a key that defines the run (:data:`RUN_DEFINING`) is refused naming the keys.
+    """
+    from pathlib import Path
+
+    from disdepth.config import ConfigError, load_config, to_dict
+
+    if not args.resume:
+        cfg = load_config(args.config, args.overrides)
+        return cfg, Path(args.run_dir or Path("runs") / default_run_dir.format(name=cfg.name))
+    if not args.run_dir:
+        raise ValueError("--resume needs --run-dir (the run to continue)")
+    saved_path = Path(args.run_dir) / "config.yaml"
+    if not saved_path.is_file():
+        raise FileNotFoundError(f"--resume: {saved_path} not found (is {args.run_dir} a run directory?)")
+    saved = load_config(saved_path)
+    cfg = load_config(args.config, args.overrides, base=load_config(saved_path))
+    before, after = _flat(to_dict(saved)), _flat(to_dict(cfg))
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    defining = [k for k in changed if k.startswith(RUN_DEFINING)]
+    if defining:
+        detail = ", ".join(f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in defining[:6])
+        raise ConfigError(
+            f"--resume: these keys change what {args.run_dir} trains, so its checkpoint cannot continue: {detail}; "
+            "drop them, or start a new run (another --run-dir, or --overwrite)"
+        )
+    return cfg, Path(args.run_dir)
+
+
+def start_run(args: argparse.Namespace, default_run_dir: str):
+    """Resolve the config; with ``--print-config`` print it and return None. Otherwise join the process group
+    (``torchrun`` environment, or a single process), set up console logging on the main rank and return
+    (config, run_dir, dist info). The caller must call ``dist.cleanup()`` when done."""
+    from disdepth.config import dump_yaml
+    from disdepth.engine import dist
+    from disdepth.engine.logging import setup_console_logging
+
+    cfg, run_dir = resolve_run_config(args, default_run_dir)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return None
+    info = dist.setup(cfg.train.device)
+    setup_console_logging(info.is_main)
+    return cfg, run_dir, info
+
+
+def run_stage_command(args: argparse.Namespace, stage: str) -> int:
+    """``train`` (stage = student | teacher), ``acclimate`` and ``distill``: one stage, its result printed.
+
+    Exit codes: 0 done, 1 aborted (non-finite losses), 130 stopped by a signal after writing a checkpoint.
+    """
+    import json
+
+    from disdepth.engine import dist
+    from disdepth.engine.loop import TrainingAborted
+    from disdepth.pipeline import stages
+
+    default_dir = "{name}" if stage in ("student", "teacher") else "{name}_" + stage
+    started = start_run(args, default_dir)
+    if started is None:
+        return 0
+    cfg, run_dir, info = started
+    from disdepth.config import stage_config
+
+    # The stage's budget (pipeline.<stage>) applies here as in the pipeline, so one config file serves both.
+    cfg = stage_config(cfg, {"student": "baseline"}.get(stage, stage))
+    try:
+        spec = stages.model_spec(cfg, "teacher" if stage == "teacher" else "student")
+        train_set = stages.config_datasets(cfg, "train", spec)
+        val_set = stages.config_datasets(cfg, "val", spec)
+        kw = dict(resume=args.resume, overwrite=args.overwrite)
+        if stage in ("student", "teacher"):
+            out = stages.supervised_stage(cfg, run_dir, train_set, val_set, info, **kw, which=stage)
+        elif stage == "acclimate":
+            out = stages.acclimate_stage(cfg, run_dir, train_set, val_set, info, **kw)
+        else:
+            out = stages.distill_stage(cfg, run_dir, train_set, val_set, info, **kw)
+    except TrainingAborted as exc:
+        print(f"disdepth {args.command}: aborted: {exc}")
+        return 1
+    finally:
+        dist.cleanup()
+    if info.is_main:
+        print(json.dumps(out, indent=2, default=float))
+    return 130 if out.get("interrupted") else 0

@@ -3,46 +3,34 @@
 disdepth demo            # full recipe (runs/demo)
 disdepth demo --quick    # steps scaled down (runs/demo_quick)
 
-Runs ``disdepth pipeline`` (teacher -> baseline student -> acclimation -> distillation) from the packaged recipe
-``disdepth/recipes/demo.yaml``, then scores the teacher, the baseline and the distilled student on **held-out**
-synthetic scenes that no stage trained or validated on (scene numbers after the train and validation scenes), and
-prints one table with the KD gain. The report (``report.md``, ``report.json``, ``panels/``) goes to ``--out``; the
-stages live in ``--out/pipeline`` and a re-run reuses the finished ones (``--overwrite`` starts over).
+The recipe is ``disdepth/recipes/demo.yaml``; what runs is :func:`disdepth.pipeline.demo.run_demo` (the pipeline,
+then the teacher, baseline and distilled student scored on held-out scenes). The report (``report.md``,
+``report.json``, ``panels/``) goes to ``--out``; the stages live in ``--out/pipeline`` and a re-run reuses the
+finished ones (``--overwrite`` starts over).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
-import time
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from disdepth.commands.common import add_override_argument
 
-# --quick divides every stage's steps by this (and the held-out set by two): about a third of the full run.
-QUICK_STEP_DIVISOR = 3
-STAGES = ("teacher", "baseline", "acclimate", "distill")
-LABELS = ("teacher", "baseline", "distilled")
-
-
-def recipe_path() -> Path:
-    """The packaged demo recipe (``configs/`` is not installed with the package, so the recipe ships inside it)."""
-    return Path(str(resources.files("disdepth.recipes") / "demo.yaml"))
+QUICK_TEST_IMAGES, FULL_TEST_IMAGES = 50, 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``disdepth demo`` options."""
-    from disdepth.commands.common import add_override_argument
+    from disdepth.pipeline.demo import QUICK_STEP_DIVISOR
 
     parser.add_argument("--quick", action="store_true", help=f"every stage's steps / {QUICK_STEP_DIVISOR} (<= 5 min)")
     parser.add_argument("--out", help="output folder (default runs/demo, or runs/demo_quick with --quick)")
     add_override_argument(
         parser, "override the recipe, e.g. train.steps=50 (stage budgets: pipeline.teacher.steps=100)"
     )
-    parser.add_argument("--test-images", type=int, default=0, help="held-out test scenes (default 100; quick 50)")
+    parser.add_argument(
+        "--test-images", type=int, default=0, help=f"held-out test scenes (default {FULL_TEST_IMAGES}; quick 50)"
+    )
     parser.add_argument("--panels", type=int, default=3, help="held-out images in the side-by-side picture")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of reusing finished stages")
     parser.add_argument(
@@ -51,160 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
 
 
-def stage_steps(cfg: Any) -> dict[str, int]:
-    """Optimizer steps of each stage after its ``pipeline.<stage>`` overrides."""
-    from disdepth.config import stage_config
-
-    return {stage: stage_config(cfg, stage).train.steps for stage in STAGES}
-
-
-def quick_overrides(cfg: Any) -> list[str]:
-    """``--set`` overrides that divide every stage's steps by :data:`QUICK_STEP_DIVISOR` (data unchanged)."""
-    steps = stage_steps(cfg)
-    return [f"pipeline.{stage}.steps={max(1, n // QUICK_STEP_DIVISOR)}" for stage, n in steps.items()]
-
-
-# Scenes n_train + n_val ... + TUNING_SCENES - 1 are where settings get chosen (``benchmarks/distill_ablation.py
-# --split val`` scores there); the demo's test scenes come after them, so nothing it reports was tuned on.
-TUNING_SCENES = 100
-
-
-def held_out_start(cfg: Any) -> int:
-    """First held-out scene: after the train, validation and tuning scenes."""
-    s = cfg.data.synthetic
-    return s.n_train + s.n_val + TUNING_SCENES
-
-
-def held_out_dataset(cfg: Any, n: int, mean: tuple, std: tuple):
-    """Synthetic scenes from :func:`held_out_start`: never seen by training (``< n_train``), validation (the next
-    ``n_val``, which the pipeline's stages score) or the tuning scenes the distillation settings were chosen on."""
-    from disdepth.data.synthetic import SyntheticDepthDataset
-
-    s = cfg.data.synthetic
-    extra = {k: getattr(s, k) for k in ("sparse_density", "depth_noise", "holes") if hasattr(s, k)}
-    return SyntheticDepthDataset(
-        preset=s.preset, length=n, height=s.height, width=s.width, seed=s.seed,
-        index_offset=held_out_start(cfg), sparse=s.sparse, mean=mean, std=std, transform=None, **extra,
-    )  # fmt: skip
-
-
-def _check_same_recipe(out: Path, cfg_text: str, overwrite: bool) -> None:
-    """Stages are reused by folder, so refuse to mix runs made from different recipes (e.g. quick and full)."""
-    saved = out / "demo_config.yaml"
-    if saved.is_file() and saved.read_text() != cfg_text and not overwrite:
-        raise ValueError(
-            f"{out} holds a demo made with a different recipe (--quick or --set changed; see {saved}): "
-            "pass --overwrite to start over, or another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(cfg_text)
-
-
-def comparison_panel(rows: list[list[np.ndarray]], scale: int = 2) -> np.ndarray:
-    """Stack rows of [RGB, teacher, baseline, distilled, GT] tiles under a label strip; (H', W', 3) uint8."""
-    from PIL import Image, ImageDraw
-
-    grid = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
-    grid = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))  # nearest-neighbour upscale: tiny images
-    tile_w = grid.shape[1] // len(rows[0])
-    strip = Image.new("RGB", (grid.shape[1], 14), (255, 255, 255))
-    draw = ImageDraw.Draw(strip)
-    for i, name in enumerate(("RGB", *LABELS, "ground truth")):
-        draw.text((i * tile_w + 4, 1), name, fill=(0, 0, 0))
-    return np.concatenate([np.asarray(strip), grid], axis=0)
-
-
-def side_by_side(models: dict[str, Any], dataset, n: int) -> list[list[np.ndarray]]:
-    """Per image: RGB | teacher | baseline | distilled | GT, one depth range (the GT's 2-98th percentile)."""
-    import torch
-
-    from disdepth.engine.evaluation import predict_depth
-    from disdepth.eval.viz import colorize, denormalize
-
-    rows = []
-    for i in range(min(n, len(dataset))):
-        sample = dataset[i]
-        image = sample["image"][None]
-        gt, valid = sample["depth"][0].numpy(), sample["valid"][0].numpy().astype(bool)
-        vmin, vmax = (float(np.percentile(gt[valid], q)) for q in (2, 98))
-        tiles = [denormalize(sample["image"], dataset.mean, dataset.std)]
-        for label in LABELS:
-            with torch.inference_mode():
-                pred = predict_depth(models[label].eval(), image)[0, 0].float().numpy()
-            tiles.append(colorize(pred, vmin, vmax, np.ones_like(valid)))
-        tiles.append(colorize(gt, vmin, vmax, valid))
-        rows.append(tiles)
-    return rows
-
-
-def kd_gain(entries: list[dict]) -> float:
-    """Relative abs_rel change of the distilled student vs the baseline, percent (negative = distillation helped)."""
-    by = {e["label"]: e["metrics"]["abs_rel"] for e in entries}
-    return 100.0 * (by["distilled"] - by["baseline"]) / by["baseline"]
-
-
-def format_table(entries: list[dict], summary: dict) -> str:
-    """The demo's printed table (plain text) with its protocol line and verdict."""
-    s = summary
-    lines = [
-        f"DisDepth demo ({s['mode']}): synthetic {s['preset']} world at {s['resolution'][0]}x{s['resolution'][1]}, "
-        f"{s['n_train']} train scenes",
-        f"test: {s['test_images']} held-out scenes (#{s['test_scenes'][0]}-{s['test_scenes'][1]}, never trained or "
-        f"validated on), protocol {s['protocol']}, depth {s['caps'][0]:g}-{s['caps'][1]:g} m, flip-TTA off",
-        f"budgets (steps x batch {s['batch_size']}): " + ", ".join(f"{k} {v}" for k, v in s["steps"].items()),
-        f"complexity: {s['bench_hw'][0]}x{s['bench_hw'][1]} input, batch 1, CPU, torch threads {s['threads']}, "
-        "latency = median",
-        "",
-        f"{'model':<10} {'abs_rel':>8} {'rmse':>7} {'δ1':>7} {'params(M)':>10} {'GFLOPs':>7} {'latency(ms)':>12}",
-    ]
-    for e in entries:
-        m = e["metrics"]
-        lines.append(
-            f"{e['label']:<10} {m['abs_rel']:>8.4f} {m['rmse']:>7.4f} {m['d1']:>7.4f} {e['params_m']:>10.2f} "
-            f"{e['gflops']:>7.2f} {e['latency_ms']:>12.1f}"
-        )
-    gain = s["kd_gain_pct"]
-    verdict = "distillation helped" if gain < 0 else "distilled student did NOT beat the baseline in this budget"
-    lines += ["", f"KD gain (abs_rel, distilled vs baseline): {gain:+.1f}% ({verdict})"]
-    return "\n".join(lines)
-
-
-def evaluate(cfg: Any, root: Path, n_test: int, n_side: int) -> tuple[list[dict], list[list[np.ndarray]]]:
-    """Score teacher, baseline and distilled student on the held-out scenes (accuracy + params/GFLOPs/latency)."""
-    import torch
-
-    from disdepth.engine.checkpoint import load_model_from_checkpoint
-    from disdepth.engine.dist import DistInfo
-    from disdepth.pipeline.report import model_entry
-    from disdepth.pipeline.stages import stage_done, student_normalization
-    from disdepth.tasks.acclimation import TeacherDepth
-    from disdepth.teachers.build import build_teacher
-
-    one = DistInfo(0, 1, 0, torch.device("cpu"))
-    mean, std = student_normalization(cfg)
-    test = held_out_dataset(cfg, n_test, mean, std)
-    tcfg = copy.deepcopy(cfg.teacher)
-    teacher_ckpt = cfg.teacher.checkpoint or stage_done(root / "pipeline" / "teacher")["checkpoint"]
-    tcfg.pretrained, tcfg.weights, tcfg.checkpoint = "none", "", teacher_ckpt
-    teacher = build_teacher(tcfg).freeze()
-    models = {"teacher": TeacherDepth(teacher, mean, std).eval()}
-    bench = {"teacher": teacher}
-    for label, stage in (("baseline", "baseline"), ("distilled", "distill")):
-        models[label], _ = load_model_from_checkpoint(stage_done(root / "pipeline" / stage)["checkpoint"])
-        bench[label] = models[label]
-    n_panels = cfg.pipeline.panels
-    entries = [model_entry(lb, models[lb], bench[lb], test, cfg, one, root, n_panels) for lb in LABELS]
-    return entries, side_by_side(models, test, n_side)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run the pipeline from the packaged recipe, score on held-out scenes, print the table, write the report."""
-    from disdepth.commands import pipeline as pipeline_cmd
+    """Resolve the recipe, run the demo, print the table."""
     from disdepth.config import dump_yaml, load_config
-    from disdepth.pipeline.report import _save_png, write_report
-    from disdepth.pipeline.stages import stage_done
+    from disdepth.engine.logging import setup_console_logging
+    from disdepth.pipeline.demo import quick_overrides, recipe_path, run_demo
 
-    start_wall, start_cpu = time.perf_counter(), time.process_time()
     if args.threads > 0:
         import torch
 
@@ -218,63 +58,17 @@ def run(args: argparse.Namespace) -> int:
     if cfg.data.dataset != "synthetic":
         raise ValueError(f"disdepth demo runs on the synthetic world; data.dataset={cfg.data.dataset!r}")
     if args.print_config:
-        print(dump_yaml(cfg))
+        print(dump_yaml(cfg), end="")
         return 0
+    setup_console_logging(True)
     out = Path(args.out or ("runs/demo_quick" if args.quick else "runs/demo"))
-    n_test = args.test_images or (50 if args.quick else 100)
-    _check_same_recipe(out, dump_yaml(cfg), args.overwrite)
-    ns = argparse.Namespace(
-        config=[str(recipe)], overrides=overrides, print_config=False, run_dir=str(out / "pipeline"),
-        overwrite=args.overwrite,
-    )  # fmt: skip
-    rc = pipeline_cmd.run(ns)
-    if rc:
-        return rc
-    pipeline_wall = time.perf_counter() - start_wall
-    entries, rows = evaluate(cfg, out, n_test, args.panels)
-    stages = {s: stage_done(out / "pipeline" / s) or {} for s in STAGES}
-    s = cfg.data.synthetic
-    summary = {
-        "mode": "quick" if args.quick else "full",
-        "preset": s.preset,
-        "resolution": [s.height, s.width],
-        "n_train": s.n_train,
-        "n_val": s.n_val,
-        "test_images": entries[0]["metrics"]["images"],
-        "test_scenes": [held_out_start(cfg), held_out_start(cfg) + n_test - 1],
-        "protocol": cfg.eval.protocol,
-        "caps": [cfg.eval.min_depth or 1e-3, cfg.eval.max_depth or float("inf")],
-        "batch_size": cfg.data.batch_size,
-        "steps": stage_steps(cfg),
-        "bench_hw": entries[0]["bench_hw"],
-        "threads": entries[0]["latency_threads"],
-        "kd_gain_pct": kd_gain(entries),
-        "stage_wall_s": {k: v.get("wall_s") for k, v in stages.items()},
-        "pipeline_wall_s": pipeline_wall,
-        "overrides": overrides,
-        "recipe": "disdepth/recipes/demo.yaml",
-    }
-    if rows:
-        _save_png(comparison_panel(rows), out / "panels" / "side_by_side.png")
-    summary["wall_s"] = time.perf_counter() - start_wall
-    summary["cpu_s"] = time.process_time() - start_cpu
-    table = format_table(entries, summary)
-    md = write_report(entries, cfg, out, {"demo": summary, "stages": stages})
-    report = json.loads((out / "report.json").read_text())
-    (out / "report.json").write_text(json.dumps({**report, "demo": summary}, indent=2, default=float))
-    md.write_text(
-        md.read_text().replace("# DisDepth pipeline report", "# DisDepth demo report", 1)
-        + "\n## Held-out images (RGB | teacher | baseline | distilled | ground truth)\n\n"
-        + "![side by side](panels/side_by_side.png)\n\n```\n"
-        + table
-        + "\n```\n"
-    )
-    (out / "table.txt").write_text(table + "\n")
+    n_test = args.test_images or (QUICK_TEST_IMAGES if args.quick else FULL_TEST_IMAGES)
+    summary = run_demo(cfg, out, n_test, args.panels, args.overwrite, "quick" if args.quick else "full")
     print()
-    print(table)
+    print(summary["table"])
     print(
         f"\ntime: {summary['wall_s'] / 60:.1f} min wall, {summary['cpu_s'] / 60:.1f} min CPU in this process "
         "(stages reused from an earlier run are not counted)"
     )
-    print(f"report: {md}")
+    print(f"report: {summary['report']}")
     return 0

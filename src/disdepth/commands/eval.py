@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     model = None
     if args.checkpoint:
-        from disdepth.engine.checkpoint import load_model_from_checkpoint
+        from disdepth.deploy.weights import load_model
 
-        model, saved = load_model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+        model, saved = load_model(args.checkpoint, use_ema=not args.no_ema)
         cfg = load_config(args.config, args.overrides, base=saved)  # data/eval changes on top of the saved run
     else:
         cfg = load_config(args.config, args.overrides)
@@ -103,15 +103,13 @@ def _report(result: EvalResult, args: argparse.Namespace) -> int:
 
 def _evaluate_checkpoint(args: argparse.Namespace, cfg, model, split: str, protocol: Protocol) -> int:
     """``--checkpoint``: run the model on the split (sharded under torchrun) and score it like saved predictions."""
-    from disdepth.commands.train import normalization_of
     from disdepth.data.build import build_dataset
     from disdepth.engine import dist
     from disdepth.engine.evaluation import evaluate_model
 
     info = dist.setup(cfg.train.device)
     try:
-        mean, std = normalization_of(model)
-        dataset = build_dataset(cfg, split, mean, std)
+        dataset = build_dataset(cfg, split, model.input_spec.mean, model.input_spec.std)
         flip = cfg.eval.flip_tta or bool(args.flip_tta)
         extra = {"checkpoint": str(args.checkpoint), "dataset": cfg.data.dataset, "split": split}
         result, _ = evaluate_model(model.to(info.device), dataset, protocol, flip, info, extra=extra)

@@ -54,7 +54,6 @@ def _read_image(path: str) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.commands.train import normalization_of
     from disdepth.deploy.export import (
         DepthOnly,
         build_metadata,
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     image = _read_image(args.image) if args.image and not args.no_check else None  # a bad --image fails early
     model, cfg = load_model(args.checkpoint, use_ema=not args.no_ema)
-    mean, std = normalization_of(model)
+    mean, std = model.input_spec.mean, model.input_spec.std
     size = tuple(args.size) if args.size else default_size(cfg)
     wrapper = DepthOnly(model, mean, std, args.normalized_input).eval()
     exporter = export_onnx(wrapper, args.out, size, args.dynamic, args.opset, args.exporter)

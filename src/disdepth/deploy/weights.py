@@ -2,12 +2,13 @@
 
 :func:`check_state_dict` checks a state dict against a model before loading it (for eval, resume, any
 loader); :func:`readable_load_errors` turns the ``RuntimeError`` of a strict ``load_state_dict`` raised
-anywhere inside it into the same one-line ``ValueError``; :func:`load_model` is
-``engine.checkpoint.load_model_from_checkpoint`` under it.
+anywhere inside it into the same one-line ``ValueError``; :func:`load_model` rebuilds the deployable model of any
+checkpoint (file or model folder) with these checks.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from disdepth.checkpoint import CheckpointKind, deployable_weights, read_checkpoint
+from disdepth.config import Config, config_from_dict
+from disdepth.models.spec import InputSpec
+from disdepth.models.student import build_student
+from disdepth.teachers.build import build_teacher
+
+log = logging.getLogger(__name__)
 
 _SIZE = re.compile(
     r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from checkpoint, "
@@ -108,9 +117,29 @@ def readable_load_errors(source: str | Path) -> Iterator[None]:
         raise ValueError(message) from None
 
 
-def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Any]:
-    """``load_model_from_checkpoint(path, use_ema)`` with weights that do not fit reported in one line."""
-    from disdepth.engine.checkpoint import load_model_from_checkpoint
+def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Config]:
+    """Rebuild the deployable model of a checkpoint file or model folder, in eval mode, with its Config.
 
-    with readable_load_errors(path):
-        return load_model_from_checkpoint(path, use_ema=use_ema)
+    The model is built from the checkpoint's config without pretrained weights (they come from the checkpoint);
+    EMA weights are used when present and ``use_ema``. Weights that do not fit name the first differing key.
+
+    Raises:
+        FileNotFoundError / ValueError: naming ``path`` (missing, unsafe, not deployable, weights do not fit).
+    """
+    state = read_checkpoint(path)
+    kind = state["kind"]
+    if not kind.deployable:
+        hint = "use its acclimated.pt with distill.acclimated_checkpoint" if kind.value.startswith("acclim") else ""
+        raise ValueError(f"{path}: a {kind.value} checkpoint holds no deployable depth model {hint}".rstrip())
+    cfg = config_from_dict(state["config"])
+    if kind == CheckpointKind.STUDENT:
+        model: nn.Module = build_student(cfg.model, load_weights=False)
+    else:
+        model = build_teacher(cfg.teacher, load_weights=False)
+    weights = deployable_weights(state, use_ema)
+    check_state_dict(model, weights, path)
+    model.load_state_dict(weights)
+    saved = state.get("input_spec")
+    if saved and InputSpec.from_dict(saved) != model.input_spec:
+        log.warning("%s: saved input spec %s differs from the rebuilt model's %s", path, saved, model.input_spec)
+    return model.eval(), cfg

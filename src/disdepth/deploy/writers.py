@@ -72,9 +72,7 @@ class WriteOptions:
 
 def auto_png_units(model: nn.Module) -> str:
     """``"kitti"`` when the model's max depth exceeds 65 m (mm saturates at 65.534 m), else ``"mm"``."""
-    ranges = [getattr(m, "max_depth", None) for m in model.modules()]
-    heads = (r for r in ranges if isinstance(r, (int, float)))
-    return "kitti" if next(heads, 10.0) > 65.0 else "mm"
+    return "kitti" if model.input_spec.max_depth > 65.0 else "mm"
 
 
 def png_note(png_units: str) -> str:

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.engine import dist
 from disdepth.engine.sampling import ShardSampler
 from disdepth.eval.metrics import MetricAggregator
@@ -59,8 +58,7 @@ def evaluate_model(
     info = info or dist.DistInfo(0, 1, 0, next(model.parameters()).device)
     was_training = model.training
     model.eval()
-    mean = getattr(getattr(model, "encoder", None), "mean", IMAGENET_MEAN)
-    std = getattr(getattr(model, "encoder", None), "std", IMAGENET_STD)
+    spec = model.input_spec  # every depth model states its normalisation (models/spec.py)
     full_frame_gt = protocol.full_map and hasattr(dataset, "load_gt")
     # Batch 1: evaluation images may differ in size (KITTI frames are 375x1242 or 370x1224).
     sampler = ShardSampler(len(dataset), info.rank, info.world_size)
@@ -72,7 +70,7 @@ def evaluate_model(
             pred = predict_depth(model, batch["image"].to(info.device), use_flip_tta)[0, 0].float().cpu()
             gt, valid = batch["depth"][0, 0], batch["valid"][0, 0]
             if info.is_main and len(panels) < n_panels:
-                image = denormalize(batch["image"][0], mean, std)
+                image = denormalize(batch["image"][0], spec.mean, spec.std)
                 panels.append(depth_panel(image, pred.numpy(), gt.numpy(), valid.numpy()))
             if full_frame_gt:  # KITTI garg_full / eigen score the uncropped frame
                 full = dataset.load_gt(int(batch["index"][0]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -24,9 +25,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from disdepth.checkpoint import (
+    CheckpointKind,
+    read_checkpoint,
+    remove_stale_temp_files,
+    rng_state,
+    save_checkpoint,
+    save_model_folder,
+    set_rng_state,
+)
 from disdepth.config import Config, save_config, to_dict
 from disdepth.engine import dist
-from disdepth.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from disdepth.engine.logging import RunLogger
 from disdepth.engine.optim import build_ema, build_optimizer, build_scheduler
 from disdepth.engine.sampling import ResumableSampler, SeededDataset
@@ -55,21 +64,36 @@ class TrainResult:
     last_metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless asked; ``--resume`` needs a ``last.pt`` to resume from."""
+PREVIOUS_RUN = "previous_run"  # where --overwrite keeps the old run until the new one has a checkpoint
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Refuse to clobber an existing run unless asked; ``--resume`` needs a ``last.pt`` to resume from.
+
+    ``overwrite`` moves the old run's checkpoints, model folder and log into ``run_dir/previous_run`` (nothing is
+    deleted yet) and returns that folder; the loop deletes it once the new run has written its first checkpoint,
+    so a new run that fails early leaves the old one intact. Temp files of a killed checkpoint write are removed.
+    """
+    remove_stale_temp_files(run_dir / "checkpoints")
+    remove_stale_temp_files(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
     if resume:
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
-        return
-    if (run_dir / "config.yaml").exists() or last.exists():
-        if not overwrite:
-            raise RunDirExists(
-                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
-            )
-        for name in ("last.pt", "best.pt"):
-            (run_dir / "checkpoints" / name).unlink(missing_ok=True)
-        (run_dir / "log.jsonl").unlink(missing_ok=True)
+        return None
+    if not ((run_dir / "config.yaml").exists() or last.exists()):
+        return None
+    if not overwrite:
+        raise RunDirExists(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
+    aside = run_dir / PREVIOUS_RUN
+    if aside.exists() and not (run_dir / "checkpoints").exists():
+        return aside  # an earlier --overwrite failed before its first checkpoint: keep the run set aside then
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir(parents=True)
+    for name in ("checkpoints", "model", "log.jsonl", "config.yaml", "result.json"):
+        if (run_dir / name).exists():
+            (run_dir / name).rename(aside / name)
+    return aside
 
 
 class _StopFlag:
@@ -98,6 +122,10 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def kind_of(state: dict[str, Any]) -> CheckpointKind:
+    return CheckpointKind(state["kind"])
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -113,23 +141,22 @@ def train(
     train_set: Dataset,
     evaluate: EvaluateFn | None = None,
     *,
-    kind: str = "student",
-    pretrained_encoder: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     info: dist.DistInfo | None = None,
 ) -> TrainResult:
     """Train ``task.model`` for ``cfg.train.steps`` optimizer steps; checkpoints go to ``run_dir/checkpoints``.
 
-    Args:
-        kind: what ``task.model`` is ("student" | "teacher"), stored so ``load_model_from_checkpoint`` can rebuild it.
-        pretrained_encoder: apply ``train.encoder_lr_scale`` to parameters under ``encoder.`` / ``backbone.``.
+    Learning rates come from ``task.parameter_groups()``; every checkpoint holds the task's deployable model
+    (``task.deployable``) and the training state for ``resume``. At the end a deployable model is also written to
+    ``run_dir/model`` (safetensors + config.json).
     """
     tc = cfg.train
     info = info or dist.setup(tc.device)
     run_dir = Path(run_dir)
+    previous_run = None
     if info.is_main:
-        prepare_run_dir(run_dir, resume, overwrite)
+        previous_run = prepare_run_dir(run_dir, resume, overwrite)
         save_config(cfg, run_dir / "config.yaml")
     dist.barrier()
     logger = RunLogger(run_dir, enabled=info.is_main)
@@ -143,7 +170,7 @@ def train(
         task.model = DistributedDataParallel(
             raw_model, device_ids=[info.local_rank] if info.device.type == "cuda" else None
         )
-    optimizer = build_optimizer(raw_model, tc, pretrained_encoder)
+    optimizer = build_optimizer(task.parameter_groups(), tc)
     scheduler = build_scheduler(optimizer, tc)
     scaler = torch.amp.GradScaler(info.device.type, enabled=tc.amp == "fp16")
     ema = build_ema(raw_model, tc.ema_decay)
@@ -151,36 +178,63 @@ def train(
 
     step, best = 0, {"metric": tc.best_metric, "value": None, "step": None}
     if resume:
-        state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=info.device)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema_full") is not None:
-            ema.load_state_dict(state["ema_full"])
+        state = read_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=info.device)
+        training = state.get("training")
+        if not training:
+            raise ValueError(f"{run_dir / 'checkpoints' / 'last.pt'}: holds no training state to resume from")
+        raw_model.load_state_dict(training["model"])
+        optimizer.load_state_dict(training["optimizer"])
+        scheduler.load_state_dict(training["scheduler"])
+        if training.get("scaler"):
+            scaler.load_state_dict(training["scaler"])
+        if ema is not None and training.get("ema") is not None:
+            ema.load_state_dict(training["ema"])
         step, best = state["step"], state["best"]
-        set_rng_state(state["rng"])
+        set_rng_state(training["rng"])
         logger.event(step, "resumed", path=str(run_dir / "checkpoints" / "last.pt"))
         log.info("resumed from step %d", step)
+
+    def deployable_state() -> dict[str, Any]:
+        kind, module = task.deployable(raw_model)
+        ema_module = task.deployable(ema.module)[1] if ema is not None and module is not None else None
+        return {
+            "kind": kind.value,
+            "model": module.state_dict() if module is not None else {},
+            "ema": ema_module.state_dict() if ema_module is not None else None,
+            "input_spec": module.input_spec.to_dict() if module is not None else None,
+        }
 
     def checkpoint(name: str) -> None:
         if not info.is_main:
             return
-        state = {
-            "kind": kind,
+        training = {
             "model": raw_model.state_dict(),
-            "ema": ema.module.state_dict() if ema is not None else None,
-            "ema_full": ema.state_dict() if ema is not None else None,
+            "ema": ema.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "step": step,
-            "best": best,
             "rng": rng_state(),
-            "config": to_dict(cfg),
         }
+        state = {**deployable_state(), "step": step, "best": best, "config": to_dict(cfg), "training": training}
         save_checkpoint(state, run_dir / "checkpoints" / f"{name}.pt")
+        nonlocal previous_run
+        if previous_run is not None:  # the new run now has a checkpoint of its own: the old run can go
+            shutil.rmtree(previous_run, ignore_errors=True)
+            previous_run = None
+
+    def write_model_folder() -> None:
+        """The deployable model as shipped: EMA weights when kept, safetensors + config.json + model card."""
+        state = deployable_state()
+        if not info.is_main or not state["model"]:
+            return
+        weights = state["ema"] if state["ema"] is not None else state["model"]
+        card = (
+            f"# {cfg.name}: disdepth {state['kind']}\n\nTrained {step} steps by disdepth on `{cfg.data.dataset}`; "
+            f"best {best['metric']} = {best['value']} (step {best['step']}). Load it with `disdepth.load(folder)` or "
+            "`disdepth predict folder IMAGES --out DIR`. Input spec (normalisation, depth range in metres) and the "
+            "resolved training config are in config.json; weights in model.safetensors.\n"
+        )
+        save_model_folder(run_dir / "model", kind_of(state), weights, state["input_spec"], to_dict(cfg), card)
 
     def run_evaluation() -> dict[str, Any]:
         if evaluate is None:
@@ -240,10 +294,11 @@ def train(
                     if bad_steps >= tc.max_bad_steps:
                         progress.close()
                         logger.close()
+                        last = run_dir / "checkpoints" / "last.pt"
+                        saved = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
                         raise TrainingAborted(
-                            f"{bad_steps} non-finite losses in a row at step {step}; stopped. The last good "
-                            f"checkpoint is {run_dir / 'checkpoints' / 'last.pt'} (lower train.lr, try "
-                            f"train.grad_clip, or check the data with `disdepth data check`)"
+                            f"{bad_steps} non-finite losses in a row at step {step}; stopped, {saved} (lower "
+                            "train.lr, try train.grad_clip, or check the data with `disdepth data check`)"
                         )
                     continue
                 bad_steps = 0
@@ -293,6 +348,7 @@ def train(
     result.last_metrics = run_evaluation()
     if evaluate is not None:
         checkpoint("last")  # stores the best-so-far record updated by the final evaluation
+    write_model_folder()
     logger.event(step, "finished", best=best)
     logger.close()
     result.step, result.best = step, best

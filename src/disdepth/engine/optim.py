@@ -9,44 +9,31 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from disdepth.config import TrainConfig
-from disdepth.models.encoder import is_from_scratch
-
-# Parameter-name prefixes of a pretrained ImageNet encoder (student: encoder.*; timm teachers: backbone.*).
-ENCODER_PREFIXES: tuple[str, ...] = ("encoder.", "backbone.")
+from disdepth.tasks.supervised import ParamGroup
 
 
-def param_groups(model: nn.Module, cfg: TrainConfig, pretrained_encoder: bool) -> list[dict]:
-    """AdamW groups: a pretrained encoder learns at ``lr * encoder_lr_scale``; the rest at ``lr``.
+def build_optimizer(groups: list[ParamGroup], cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over a task's parameter groups: each at ``cfg.lr * lr_scale``.
 
-    Modules marked ``from_scratch`` inside the encoder (``models.encoder.mark_from_scratch``: LG-Conv global
-    branches, a hybrid teacher's transformer) have no pretrained weights to protect and get the full ``lr``.
-    Norm weights and biases get no weight decay (the usual AdamW practice).
+    Norm weights and biases (1-D parameters) get no weight decay (the usual AdamW practice), so each group is
+    split in two.
     """
-    scale = cfg.encoder_lr_scale if pretrained_encoder else 1.0
-    scratch = {id(p) for m in model.modules() if is_from_scratch(m) for p in m.parameters()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_encoder = name.startswith(ENCODER_PREFIXES) and id(param) not in scratch
-        no_decay = param.ndim <= 1
-        groups.setdefault((is_encoder, no_decay), []).append(param)
-    return [
-        {
-            "params": params,
-            "lr": cfg.lr * (scale if is_encoder else 1.0),
-            "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-            "name": f"{'encoder' if is_encoder else 'decoder'}{'_no_decay' if no_decay else ''}",
-        }
-        for (is_encoder, no_decay), params in sorted(groups.items())
-    ]
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig, pretrained_encoder: bool) -> torch.optim.AdamW:
-    groups = param_groups(model, cfg, pretrained_encoder)
-    if not groups:
+    torch_groups = []
+    for group in groups:
+        for no_decay in (False, True):
+            params = [p for p in group.params if (p.ndim <= 1) == no_decay]
+            if params:
+                torch_groups.append(
+                    {
+                        "params": params,
+                        "lr": cfg.lr * group.lr_scale,
+                        "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+                        "name": f"{group.name}{'_no_decay' if no_decay else ''}",
+                    }
+                )
+    if not torch_groups:
         raise ValueError("the model has no trainable parameter")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(torch_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:

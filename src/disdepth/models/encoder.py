@@ -14,6 +14,8 @@ import timm
 import torch
 from torch import nn
 
+from disdepth.models.spec import IMAGENET_MEAN, IMAGENET_STD
+
 # Encoders we test and document. Any timm CNN with ``features_only`` support also works.
 SUPPORTED_ENCODERS: dict[str, str] = {
     "mobilenetv2_100": "MobileNetV2 1.0 (inverted residuals, depthwise 3x3)",
@@ -57,6 +59,17 @@ class FeatureInfo:
     stride: int
 
 
+def encoder_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the ImageNet weights of timm model ``name`` expect (ImageNet's unless timm says otherwise).
+
+    Read from timm's pretrained config without building the model, so datasets can be made before the model.
+    """
+    cfg = timm.models.get_pretrained_cfg(name.split(".")[0])
+    mean = getattr(cfg, "mean", None) or IMAGENET_MEAN
+    std = getattr(cfg, "std", None) or IMAGENET_STD
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 class TimmEncoder(nn.Module):
     """A timm backbone returning its feature pyramid.
 
@@ -93,10 +106,7 @@ class TimmEncoder(nn.Module):
             FeatureInfo(int(c), int(s))
             for c, s in zip(self.body.feature_info.channels(), self.body.feature_info.reduction(), strict=True)
         ]
-        cfg = self.body.pretrained_cfg or {}
-        # Input normalisation of the pretrained weights (ImageNet mean/std unless timm says otherwise).
-        self.mean: tuple[float, float, float] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std: tuple[float, float, float] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        self.mean, self.std = encoder_normalization(name)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """image: (B, 3, H, W) normalised -> list of (B, C_i, H/s_i, W/s_i), shallow to deep."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -11,9 +12,10 @@ from torch import nn
 
 from disdepth.config import ModelConfig
 from disdepth.models.decoder import UNetDecoder
-from disdepth.models.encoder import FeatureInfo, TimmEncoder
+from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
 from disdepth.models.heads import HEADS, BinsHead, SigmoidHead
 from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
+from disdepth.models.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,17 @@ class DepthStudent(nn.Module):
         """Encoder pyramid levels (what distillation matches against the teacher)."""
         return self.encoder.feature_info
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """Normalisation of the encoder's weights, the head's depth range, and the encoder's deepest stride."""
+        return InputSpec(
+            self.encoder.mean,
+            self.encoder.std,
+            self.head.min_depth,
+            self.head.max_depth,
+            max(f.stride for f in self.feature_info),
+        )
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         enc = self.encoder(image)
         dec = self.decoder(enc)
@@ -48,8 +61,14 @@ class DepthStudent(nn.Module):
         return out
 
 
-def build_student(cfg: ModelConfig) -> DepthStudent:
-    """Build a student from its config section (the only place a ModelConfig is read)."""
+def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
+    """Build a student from its config section (the only place a ModelConfig is read).
+
+    ``load_weights=False`` skips the ImageNet weights (``model.pretrained``/``weights``): for a model whose weights
+    come from a checkpoint next.
+    """
+    if not load_weights:
+        cfg = dataclasses.replace(cfg, pretrained="none", weights="")
     if cfg.pretrained == "file" and not cfg.weights:
         raise ValueError("model.pretrained='file' needs model.weights=<path to a weights file>")
     if cfg.weights and cfg.pretrained != "file":
@@ -81,6 +100,12 @@ def build_student(cfg: ModelConfig) -> DepthStudent:
     model = DepthStudent(encoder, decoder, head)
     model.lgconv_names = names
     return model
+
+
+def student_input_spec(cfg: ModelConfig) -> InputSpec:
+    """The :class:`InputSpec` of the student ``cfg`` describes, without building it (equals ``input_spec``)."""
+    mean, std = encoder_normalization(cfg.encoder)
+    return InputSpec(mean, std, cfg.min_depth, cfg.max_depth, 32)  # every timm CNN encoder ends at stride 32
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -14,10 +14,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from disdepth.config import Config
+from disdepth.deploy.bench import bench_model
 from disdepth.engine import dist
+from disdepth.pipeline.stages import score
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
+def save_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +29,7 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 def model_entry(
     label: str,
     model: nn.Module,
-    bench_model: nn.Module,
+    deployed: nn.Module,
     dataset: Dataset,
     cfg: Config,
     info: dist.DistInfo,
@@ -35,21 +37,18 @@ def model_entry(
     n_panels: int = 4,
     runs: int = 5,
 ) -> dict:
-    """Accuracy of ``model`` on ``dataset`` plus ``bench_model``'s params, GFLOPs and CPU latency; saves panels.
+    """Accuracy of ``model`` on ``dataset`` plus ``deployed``'s params, GFLOPs and CPU latency; saves panels.
 
-    ``bench_model`` is the model as deployed (a teacher is benchmarked on its own input, not via a wrapper).
+    ``deployed`` is the model as deployed (a teacher is benchmarked on its own input, not via a wrapper).
     """
-    from disdepth.deploy.bench import bench_model as bench
-    from disdepth.pipeline.stages import score
-
     metrics, panels = score(model, dataset, cfg, info, n_panels)
     paths = []
     for i, panel in enumerate(panels):
         path = out_dir / "panels" / f"{label}_{i}.png"
-        _save_png(panel, path)
+        save_png(panel, path)
         paths.append(str(path.relative_to(out_dir)))
     h, w = cfg.pipeline.bench_resolution
-    b = bench(bench_model, label, [(h, w)], warmup=1, runs=runs)[0]
+    b = bench_model(deployed, label, [(h, w)], warmup=1, runs=runs)[0]
     return {
         "label": label,
         "metrics": metrics,
@@ -62,14 +61,34 @@ def model_entry(
     }
 
 
-def write_report(entries: list[dict], cfg: Config, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """report.md + report.json in ``out_dir``; returns the markdown path."""
+def describe_run(cfg: Config) -> str:
+    """One line naming the student, the teacher (and whether relative), and the data."""
+    m, t, d = cfg.model, cfg.teacher, cfg.data
+    student = f"{m.encoder}{' + LG-Conv' if m.lgconv.enabled else ''} student"
+    kind = {"hf": "Hugging Face", "hybrid": "hybrid CNN-transformer", "timm": "timm transformer"}[t.kind]
+    relative = " (relative: scored after per-image alignment)" if t.metric == "relative" else ""
+    teacher = f"{kind} teacher {t.name}{relative}"
+    data = d.dataset if d.dataset != "csv" else f"csv {d.train_list}"
+    return f"{student}, {teacher}, data {data}"
+
+
+def write_report(
+    entries: list[dict],
+    cfg: Config,
+    out_dir: str | Path,
+    extra: dict | None = None,
+    title: str = "DisDepth pipeline report",
+    appendix: str = "",
+) -> Path:
+    """report.md + report.json in ``out_dir``; returns the markdown path. ``appendix`` is markdown added at the end."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
     h, w = cfg.pipeline.bench_resolution
     lines = [
-        f"# DisDepth pipeline report: {cfg.name}",
+        f"# {title}: {cfg.name}",
+        "",
+        describe_run(cfg) + ".",
         "",
         f"Protocol `{cfg.eval.protocol}`, caps {cfg.eval.min_depth or 'default'}..{cfg.eval.max_depth or 'default'} m, "
         f"{e0.get('images')} images ({e0.get('skipped')} skipped), flip-TTA {'on' if cfg.eval.flip_tta else 'off'}. "
@@ -91,8 +110,7 @@ def write_report(entries: list[dict], cfg: Config, out_dir: str | Path, extra: d
     for e in entries:
         lines += [f"![{e['label']}]({p})" for p in e["panels"]]
     md = out_dir / "report.md"
-    md.write_text("\n".join(lines) + "\n")
-    (out_dir / "report.json").write_text(
-        json.dumps({"entries": entries, "stages": extra or {}}, indent=2, default=float)
-    )
+    md.write_text("\n".join(lines) + "\n" + (f"\n{appendix}" if appendix else ""))
+    report = {"title": title, "run": describe_run(cfg), "entries": entries, "stages": extra or {}}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return md

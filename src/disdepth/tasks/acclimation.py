@@ -23,17 +23,21 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from disdepth.config import AcclimateConfig, Config, config_from_dict
+from disdepth.checkpoint import CheckpointKind, read_checkpoint
+from disdepth.config import Config, config_from_dict, to_dict
 from disdepth.models.encoder import FeatureInfo
+from disdepth.models.spec import InputSpec
+from disdepth.models.student import DepthStudent, build_student
 from disdepth.tasks.kd_losses import attentive_feature_loss, match_size
 from disdepth.tasks.losses import resize_like, silog_loss
-from disdepth.tasks.supervised import Task
+from disdepth.tasks.supervised import ParamGroup, Task
+from disdepth.teachers.base import Teacher
+from disdepth.teachers.build import build_teacher
 
 
 class FAM(nn.Module):
@@ -103,12 +107,13 @@ def teacher_level_for(stride: int, teacher_strides: list[int]) -> int:
     return min(range(len(teacher_strides)), key=lambda i: (abs(math.log2(teacher_strides[i] / stride)), i))
 
 
-def build_fams(teacher_info: list[FeatureInfo], student_info: list[FeatureInfo], cfg: AcclimateConfig) -> nn.ModuleList:
-    """One FAM per student level (all levels: the ghost decoder needs the whole pyramid)."""
+def build_fams(
+    teacher_info: list[FeatureInfo], student_info: list[FeatureInfo], kind: str = "conv", hidden: int = 0
+) -> nn.ModuleList:
+    """One FAM per student level (all levels: the ghost decoder needs the whole pyramid); ``acclimate.fam*``."""
     strides = [f.stride for f in teacher_info]
     return nn.ModuleList(
-        FAM(teacher_info[teacher_level_for(s.stride, strides)].channels, s.channels, cfg.fam, cfg.fam_hidden)
-        for s in student_info
+        FAM(teacher_info[teacher_level_for(s.stride, strides)].channels, s.channels, kind, hidden) for s in student_info
     )
 
 
@@ -123,43 +128,36 @@ class AcclimatedTeacher(nn.Module):
         teacher_features: the teacher's raw pyramid (strides 4..32).
 
     Parts that are not trained are kept as unregistered references (``register_*=False``), so that when this
-    module is the trainable part of a task (acclimation), DDP wraps only what trains. The teacher is
-    registered as ``backbone`` so that the engine's ``encoder_lr_scale`` gives it a small learning rate.
+    module is the trainable part of a task (acclimation), DDP wraps only what trains.
     """
 
     def __init__(
         self,
-        teacher: nn.Module,
+        teacher: Teacher,
         fams: nn.ModuleList,
         ghost: GhostDecoder,
         student_info: list[FeatureInfo],
-        student_mean: tuple[float, ...],
-        student_std: tuple[float, ...],
+        student_spec: InputSpec,
         register_teacher: bool = True,
         register_ghost: bool = True,
     ) -> None:
         super().__init__()
         self.fams = fams
         self.student_info = list(student_info)
-        self.student_mean, self.student_std = tuple(student_mean), tuple(student_std)
-        self.encoder = SimpleNamespace(mean=self.student_mean, std=self.student_std)  # read by evaluation panels
+        self.input_spec = student_spec  # it reads student-normalised images and answers in the student's range
         self.train_teacher = register_teacher and any(p.requires_grad for p in teacher.parameters())
         if register_teacher:
-            self.backbone = teacher
+            self.teacher = teacher
         else:
-            self.__dict__["backbone"] = teacher
+            self.__dict__["teacher"] = teacher
         if register_ghost:
             self.ghost = ghost
         else:
             self.__dict__["ghost"] = ghost
 
-    @property
-    def teacher(self) -> nn.Module:
-        return self.backbone
-
     def acclimate(self, teacher_features: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
         """Teacher pyramid -> student-shaped pyramid for an input of ``size`` (H, W)."""
-        strides = [f.stride for f in self.backbone.feature_info]
+        strides = [f.stride for f in self.teacher.feature_info]
         out = []
         for fam, info in zip(self.fams, self.student_info, strict=True):
             grid = (math.ceil(size[0] / info.stride), math.ceil(size[1] / info.stride))
@@ -169,9 +167,9 @@ class AcclimatedTeacher(nn.Module):
     def forward(self, image: torch.Tensor, with_ghost: bool = True) -> dict:
         """``with_ghost=False`` skips the ghost decoder (no ``depth`` key): distillation targets do not need it."""
         size = tuple(image.shape[-2:])
-        timage = self.backbone.normalize_input(image, self.student_mean, self.student_std)
+        timage = self.teacher.input_spec.renormalize(image, self.input_spec)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_teacher):
-            tout = self.backbone(timage)
+            tout = self.teacher(timage)
         acclimated = self.acclimate(tout["features"], size)
         out = {
             "acclimated": acclimated,
@@ -219,19 +217,33 @@ class AcclimationTask(Task):
         teacher_loss_weight: float = 1.0,
         anchor: FrozenEncoder | None = None,
         anchor_weight: float = 0.0,
+        teacher_lr_scale: float = 0.1,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.teacher_lr_scale = model, teacher_lr_scale
         self.anchor = anchor if anchor_weight > 0 else None
         self.anchor_weight = anchor_weight
         # Registered on the task (not on ``model``) so ``task.to(device)`` moves them; DDP never sees them.
-        frozen = [model.backbone, model.ghost] + ([self.anchor] if self.anchor is not None else [])
+        frozen = [model.teacher, model.ghost] + ([self.anchor] if self.anchor is not None else [])
         self.frozen_parts = nn.ModuleList(frozen)
         self.variance_focus, self.silog_scale, self.teacher_loss_weight = (
             variance_focus,
             silog_scale,
             teacher_loss_weight,
         )
+
+    def parameter_groups(self) -> list[ParamGroup]:
+        """FAMs (and a trained ghost decoder) at ``train.lr``; a fine-tuned teacher at ``lr * teacher_lr_scale``."""
+        teacher = {id(p) for p in self.model.teacher.parameters()}
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [
+            ParamGroup("acclimation", [p for p in trainable if id(p) not in teacher]),
+            ParamGroup("teacher", [p for p in trainable if id(p) in teacher], self.teacher_lr_scale),
+        ]
+        return [g for g in groups if g.params]
+
+    def deployable(self, trained: nn.Module) -> tuple[CheckpointKind, nn.Module | None]:
+        return CheckpointKind.ACCLIMATION, None  # the artifact is acclimated.pt, written by the stage
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(batch["image"])
@@ -255,16 +267,19 @@ class AcclimationTask(Task):
 
 
 class TeacherDepth(nn.Module):
-    """View of a teacher (or an acclimated teacher) that predicts from student-normalised images (for evaluation)."""
+    """View of a teacher that predicts from images normalised for ``spec`` (the student's), for evaluation.
 
-    def __init__(self, teacher: nn.Module, student_mean: tuple[float, ...], student_std: tuple[float, ...]) -> None:
+    Its ``input_spec`` is ``spec`` with the teacher's depth range and metric flag.
+    """
+
+    def __init__(self, teacher: Teacher, spec: InputSpec) -> None:
         super().__init__()
         self.teacher = teacher
-        self.student_mean, self.student_std = tuple(student_mean), tuple(student_std)
-        self.encoder = SimpleNamespace(mean=self.student_mean, std=self.student_std)
+        t = teacher.input_spec
+        self.input_spec = InputSpec(spec.mean, spec.std, t.min_depth, t.max_depth, t.size_multiple, t.metric)
 
     def forward(self, image: torch.Tensor) -> dict:
-        out = self.teacher(self.teacher.normalize_input(image, self.student_mean, self.student_std))
+        out = self.teacher(self.teacher.input_spec.renormalize(image, self.input_spec))
         return {"depth": resize_like(out["depth"], image)}
 
 
@@ -273,7 +288,7 @@ class TeacherDepth(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def build_acclimated(cfg: Config, teacher: nn.Module, student: nn.Module, train: bool = True) -> AcclimatedTeacher:
+def build_acclimated(cfg: Config, teacher: Teacher, student: DepthStudent, train: bool = True) -> AcclimatedTeacher:
     """Ghost decoder from ``student`` (already holding baseline weights if any) + fresh FAMs around ``teacher``.
 
     With ``train=True`` the teacher is frozen unless ``acclimate.train_teacher`` and the ghost decoder unless
@@ -281,13 +296,13 @@ def build_acclimated(cfg: Config, teacher: nn.Module, student: nn.Module, train:
     """
     ac = cfg.acclimate
     ghost = GhostDecoder.from_student(student)
-    fams = build_fams(teacher.feature_info, student.feature_info, ac)
-    mean, std = tuple(student.encoder.mean), tuple(student.encoder.std)
+    fams = build_fams(teacher.feature_info, student.feature_info, ac.fam, ac.fam_hidden)
+    spec = student.input_spec
     if not train:
         teacher.freeze()
         ghost.freeze()
         fams.requires_grad_(False)
-        return AcclimatedTeacher(teacher, fams, ghost, student.feature_info, mean, std).eval()
+        return AcclimatedTeacher(teacher, fams, ghost, student.feature_info, spec).eval()
     if ac.train_teacher:
         teacher.unfreeze()
     else:
@@ -299,8 +314,7 @@ def build_acclimated(cfg: Config, teacher: nn.Module, student: nn.Module, train:
         fams,
         ghost,
         student.feature_info,
-        mean,
-        std,
+        spec,
         register_teacher=ac.train_teacher,
         register_ghost=ac.train_ghost,
     )
@@ -308,35 +322,30 @@ def build_acclimated(cfg: Config, teacher: nn.Module, student: nn.Module, train:
 
 def acclimated_state(model: AcclimatedTeacher, cfg: Config, metrics: dict | None = None) -> dict:
     """The ``acclimated.pt`` artifact: teacher, FAM and ghost weights, the config and the accuracy report."""
-    from disdepth.config import to_dict
-
     return {
-        "kind": "acclimated_teacher",
-        "teacher": model.backbone.state_dict(),
-        "fams": model.fams.state_dict(),
-        "ghost": model.ghost.state_dict(),
-        "model": {},  # keeps the generic checkpoint reader (which wants "model" and "config") happy
+        "kind": CheckpointKind.ACCLIMATED_TEACHER.value,
+        "model": {},
+        "extra": {
+            "teacher": model.teacher.state_dict(),
+            "fams": model.fams.state_dict(),
+            "ghost": model.ghost.state_dict(),
+            "metrics": metrics or {},
+        },
+        "input_spec": model.input_spec.to_dict(),
         "config": to_dict(cfg),
-        "metrics": metrics or {},
     }
 
 
 def load_acclimated(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[AcclimatedTeacher, Config]:
     """Rebuild a frozen :class:`AcclimatedTeacher` (eval mode) from ``acclimated.pt``."""
-    from disdepth.engine.checkpoint import load_checkpoint
-    from disdepth.models.student import build_student
-    from disdepth.teachers.build import build_teacher
-
-    state = load_checkpoint(path, map_location)
-    if state.get("kind") != "acclimated_teacher":
-        raise ValueError(f"{path}: not an acclimated teacher (kind={state.get('kind')!r}); run `disdepth acclimate`")
+    state = read_checkpoint(path, map_location)
+    if state["kind"] != CheckpointKind.ACCLIMATED_TEACHER:
+        raise ValueError(f"{path}: not an acclimated teacher (kind {state['kind'].value}); run `disdepth acclimate`")
     cfg = config_from_dict(state["config"])
-    tcfg = copy.deepcopy(cfg.teacher)
-    tcfg.pretrained, tcfg.weights, tcfg.checkpoint = "none", "", ""
-    mcfg = copy.deepcopy(cfg.model)
-    mcfg.pretrained, mcfg.weights = "none", ""
-    model = build_acclimated(cfg, build_teacher(tcfg), build_student(mcfg), train=False)
-    model.backbone.load_state_dict(state["teacher"])
-    model.fams.load_state_dict(state["fams"])
-    model.ghost.load_state_dict(state["ghost"])
+    teacher = build_teacher(cfg.teacher, load_weights=False)
+    model = build_acclimated(cfg, teacher, build_student(cfg.model, load_weights=False), train=False)
+    parts = state["extra"]
+    model.teacher.load_state_dict(parts["teacher"])
+    model.fams.load_state_dict(parts["fams"])
+    model.ghost.load_state_dict(parts["ghost"])
     return model.eval(), cfg

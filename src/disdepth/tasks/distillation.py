@@ -14,7 +14,8 @@ import logging
 import torch
 from torch import nn
 
-from disdepth.config import DistillConfig
+from disdepth.checkpoint import CheckpointKind
+from disdepth.models.spec import InputSpec
 from disdepth.models.student import DepthStudent
 from disdepth.tasks.acclimation import AcclimatedTeacher, teacher_level_for
 from disdepth.tasks.kd_losses import (
@@ -27,7 +28,7 @@ from disdepth.tasks.kd_losses import (
     uniform_attention,
 )
 from disdepth.tasks.losses import resize_like, silog_loss
-from disdepth.tasks.supervised import Task, depth_losses
+from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
 
 log = logging.getLogger(__name__)
 
@@ -71,34 +72,39 @@ class TeacherTargets(nn.Module):
 
     Args:
         teacher: an :class:`AcclimatedTeacher` (feature_target=acclimated) or a raw ``Teacher`` (raw / none).
-        cfg: the distill section.
         kd_strides: student strides distilled.
-        student_mean, student_std: the student's input normalisation (raw teachers re-normalise).
+        student_spec: the student's input spec (a raw teacher re-normalises the student's input).
+        feature_target: "acclimated" (FAM outputs), "raw" (teacher features) or "none" (``distill.feature_target``).
+        attention: "magnitude", "saliency" or "none"; ``tau`` and ``attention_floor`` shape it (``distill.*``).
         cache: keep targets per sample id (valid only when targets are deterministic per id).
+        variance_focus, silog_scale: the SILog of the saliency gradient.
     """
 
     def __init__(
         self,
         teacher: nn.Module,
-        cfg: DistillConfig,
         kd_strides: list[int],
-        student_mean: tuple[float, ...],
-        student_std: tuple[float, ...],
+        student_spec: InputSpec,
+        feature_target: str = "acclimated",
+        attention: str = "magnitude",
+        tau: float = 1.0,
+        attention_floor: float = 0.0,
         cache: bool = False,
         variance_focus: float = 0.85,
         silog_scale: float = 10.0,
     ) -> None:
         super().__init__()
-        self.teacher, self.cfg, self.kd_strides = teacher, cfg, list(kd_strides)
-        self.student_mean, self.student_std = tuple(student_mean), tuple(student_std)
+        self.teacher, self.kd_strides, self.student_spec = teacher, list(kd_strides), student_spec
+        self.feature_target, self.attention = feature_target, attention
+        self.tau, self.attention_floor = tau, attention_floor
         self.use_cache, self.cache = cache, {}
         self.variance_focus, self.silog_scale = variance_focus, silog_scale
         self.acclimated = isinstance(teacher, AcclimatedTeacher)
-        if cfg.feature_target == "acclimated" and not self.acclimated:
+        if feature_target == "acclimated" and not self.acclimated:
             raise ValueError(
                 "distill.feature_target=acclimated needs an acclimated teacher (distill.acclimated_checkpoint)"
             )
-        if cfg.attention == "saliency" and not self.acclimated:
+        if attention == "saliency" and not self.acclimated:
             raise ValueError("distill.attention=saliency needs the ghost decoder of an acclimated teacher")
 
     def train(self, mode: bool = True) -> TeacherTargets:
@@ -106,11 +112,10 @@ class TeacherTargets(nn.Module):
         return super().train(False)
 
     def _attention(self, feats: list[torch.Tensor], grads: list[torch.Tensor] | None) -> list[torch.Tensor]:
-        c = self.cfg
-        if c.attention == "magnitude":
-            return [magnitude_attention(f, c.tau, c.attention_floor) for f in feats]
-        if c.attention == "saliency":
-            return [saliency_attention(g, c.tau, c.attention_floor) for g in grads or []]
+        if self.attention == "magnitude":
+            return [magnitude_attention(f, self.tau, self.attention_floor) for f in feats]
+        if self.attention == "saliency":
+            return [saliency_attention(g, self.tau, self.attention_floor) for g in grads or []]
         return [uniform_attention(f) for f in feats]
 
     def _saliency_grads(self, acclimated: list[torch.Tensor], index: list[int], batch: dict) -> list[torch.Tensor]:
@@ -131,15 +136,15 @@ class TeacherTargets(nn.Module):
             out = self.teacher(image, with_ghost=False)  # targets need the acclimated features, not the ghost depth
             strides = [f.stride for f in self.teacher.student_info]
             index = [strides.index(s) for s in self.kd_strides]
-            if self.cfg.feature_target == "acclimated":
+            if self.feature_target == "acclimated":
                 feats = [out["acclimated"][i] for i in index]
             else:
-                t_strides = [f.stride for f in self.teacher.backbone.feature_info]
+                t_strides = [f.stride for f in self.teacher.teacher.feature_info]
                 feats = [out["teacher_features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
-            grads = self._saliency_grads(out["acclimated"], index, batch) if self.cfg.attention == "saliency" else None
+            grads = self._saliency_grads(out["acclimated"], index, batch) if self.attention == "saliency" else None
             depth = out["teacher_depth"]
         else:
-            tout = self.teacher(self.teacher.normalize_input(image, self.student_mean, self.student_std))
+            tout = self.teacher(self.teacher.input_spec.renormalize(image, self.student_spec))
             t_strides = [f.stride for f in self.teacher.feature_info]
             feats = [tout["features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
             grads, depth = None, resize_like(tout["depth"], image)
@@ -174,40 +179,59 @@ class DistillationTask(Task):
 
     Losses: ``silog`` (+ ``chamfer`` for a bins head), ``kd_s{stride}`` per distilled level (each already
     multiplied by ``feature_weight / n_levels``), ``response_kd``; ``loss`` = their sum.
+
+    Args:
+        model: the student (+ classic-KD adapters) being trained.
+        targets: the teacher side; None when no KD term is on.
+        pretrained_lr_scale: learning-rate scale of the student encoder's ImageNet weights; 1 = none.
+        feature_target, feature_weight, normalize, standardize, response_weight: ``distill.*`` (config.py).
     """
 
     def __init__(
         self,
         model: DistilledStudent,
-        targets: TeacherTargets,
-        cfg: DistillConfig,
+        targets: TeacherTargets | None,
+        pretrained_lr_scale: float = 1.0,
+        feature_target: str = "acclimated",
+        feature_weight: float = 1.0,
+        normalize: bool = True,
+        standardize: bool = True,
+        response_weight: float = 0.0,
         variance_focus: float = 0.85,
         silog_scale: float = 10.0,
         chamfer_weight: float = 0.1,
     ) -> None:
         super().__init__()
-        self.model, self.targets, self.cfg = model, targets, cfg
+        self.model, self.targets, self.pretrained_lr_scale = model, targets, pretrained_lr_scale
+        self.feature_target, self.feature_weight = feature_target, feature_weight
+        self.normalize, self.standardize, self.response_weight = normalize, standardize, response_weight
         self.variance_focus, self.silog_scale, self.chamfer_weight = variance_focus, silog_scale, chamfer_weight
+
+    def parameter_groups(self) -> list[ParamGroup]:
+        pretrained = self.model.encoder if self.pretrained_lr_scale != 1.0 else None
+        return pretrained_groups(self.model, pretrained, self.pretrained_lr_scale)
+
+    def deployable(self, trained: nn.Module) -> tuple[CheckpointKind, nn.Module | None]:
+        return CheckpointKind.STUDENT, trained.to_student()  # the KD adapters are training-only
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(batch["image"])
         losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight)
-        c = self.cfg
-        need_features = c.feature_target != "none" and c.feature_weight > 0
-        if need_features or c.response_weight > 0:
+        need_features = self.feature_target != "none" and self.feature_weight > 0
+        if need_features or self.response_weight > 0:
             target = self.targets(batch)
             if need_features:
-                weight = c.feature_weight / len(self.targets.kd_strides)
+                weight = self.feature_weight / len(self.targets.kd_strides)
                 for stride, s, t, a in zip(
                     self.targets.kd_strides, out["kd_features"], target["features"], target["attention"], strict=True
                 ):
                     t = t.to(s.dtype)
                     s = match_size(s, t)
-                    if c.standardize:
+                    if self.standardize:
                         s, t = standardize_channels(s), standardize_channels(t)
-                    losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, c.normalize)
-            if c.response_weight > 0:
-                losses["response_kd"] = c.response_weight * response_kd_loss(
+                    losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, self.normalize)
+            if self.response_weight > 0:
+                losses["response_kd"] = self.response_weight * response_kd_loss(
                     out["depth"], target["depth"], self.variance_focus, self.silog_scale
                 )
         losses["loss"] = sum(losses.values())

@@ -1,17 +1,57 @@
 """Tasks: ``nn.Module``s mapping a batch to a dict of named losses (``loss`` = total), driven by one loop.
 
-A task keeps the part it trains in ``self.model``; the training loop wraps exactly that attribute in
-DistributedDataParallel (a frozen teacher lives elsewhere on the task and is never wrapped) and reads
-``predict`` for evaluation. The acclimation and distillation tasks join this file with the
-distillation issue.
+A task states everything the training loop needs to know about what it trains:
+
+* ``model``: the trainable module; the loop wraps exactly this attribute in DistributedDataParallel (a frozen
+  teacher lives elsewhere on the task and is never wrapped);
+* :meth:`Task.parameter_groups`: which parameters learn at which learning-rate scale (no name-prefix rules);
+* :meth:`Task.deployable`: the checkpoint kind and the module a user deploys (a student without its training-only
+  KD adapters, a teacher), or no module for a training-only state (acclimation);
+* ``predict``: depth for evaluation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from disdepth.checkpoint import CheckpointKind
+from disdepth.models.encoder import is_from_scratch
 from disdepth.tasks.losses import bins_chamfer_loss, resize_like, silog_loss
+
+
+@dataclass
+class ParamGroup:
+    """Parameters that share a learning rate: ``train.lr * lr_scale`` (weight decay is split off by the engine)."""
+
+    name: str
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+
+
+def pretrained_groups(model: nn.Module, pretrained: nn.Module | None, lr_scale: float) -> list[ParamGroup]:
+    """Two groups: ``pretrained`` (the ImageNet weights under ``pretrained``) at ``lr_scale``, ``new`` (the rest).
+
+    Modules marked ``from_scratch`` inside ``pretrained`` (``models.encoder.mark_from_scratch``: LG-Conv global
+    branches, a hybrid teacher's transformer) have no pretrained weights to protect and join ``new``.
+    """
+    protected: set[int] = set()
+    if pretrained is not None:
+        scratch = {id(p) for m in pretrained.modules() if is_from_scratch(m) for p in m.parameters()}
+        protected = {id(p) for p in pretrained.parameters()} - scratch
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        ParamGroup("pretrained", [p for p in trainable if id(p) in protected], lr_scale),
+        ParamGroup("new", [p for p in trainable if id(p) not in protected], 1.0),
+    ]
+    return [g for g in groups if g.params]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return model.module if hasattr(model, "module") else model
 
 
 def depth_losses(
@@ -35,10 +75,17 @@ class Task(nn.Module):
 
     model: nn.Module
 
+    def parameter_groups(self) -> list[ParamGroup]:
+        """Every trainable parameter of ``model`` at the full learning rate; tasks with a pretrained part override."""
+        return [ParamGroup("all", [p for p in self.model.parameters() if p.requires_grad])]
+
+    def deployable(self, trained: nn.Module) -> tuple[CheckpointKind, nn.Module | None]:
+        """(kind, module to deploy) for ``trained`` (``model`` or its EMA copy, unwrapped)."""
+        raise NotImplementedError
+
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """image: (B, 3, H, W) normalised -> depth (B, 1, H, W) metres from the (unwrapped) trained model."""
-        model = self.model.module if hasattr(self.model, "module") else self.model
-        return model(image)["depth"]
+        return unwrap(self.model)(image)["depth"]
 
 
 class SupervisedTask(Task):
@@ -46,14 +93,34 @@ class SupervisedTask(Task):
 
     Works for any model whose forward returns ``{"depth": (B, 1, H, W) metres[, "bin_centers": (B, K)]}``:
     baseline students and trainable teachers alike.
+
+    Args:
+        kind: what ``model`` is (student or teacher), stored in its checkpoints.
+        pretrained: the submodule holding ImageNet weights (a student's ``encoder``, a teacher's ``backbone``),
+            which learns at ``train.lr * pretrained_lr_scale``; None = everything at ``train.lr``.
     """
 
     def __init__(
-        self, model: nn.Module, variance_focus: float = 0.85, silog_scale: float = 10.0, chamfer_weight: float = 0.1
+        self,
+        model: nn.Module,
+        kind: CheckpointKind = CheckpointKind.STUDENT,
+        pretrained: nn.Module | None = None,
+        pretrained_lr_scale: float = 1.0,
+        variance_focus: float = 0.85,
+        silog_scale: float = 10.0,
+        chamfer_weight: float = 0.1,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.kind = model, kind
+        self.__dict__["pretrained"] = pretrained  # a view into ``model``, not a second registration
+        self.pretrained_lr_scale = pretrained_lr_scale
         self.variance_focus, self.silog_scale, self.chamfer_weight = variance_focus, silog_scale, chamfer_weight
+
+    def parameter_groups(self) -> list[ParamGroup]:
+        return pretrained_groups(self.model, self.pretrained, self.pretrained_lr_scale)
+
+    def deployable(self, trained: nn.Module) -> tuple[CheckpointKind, nn.Module | None]:
+        return self.kind, trained
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         losses = depth_losses(

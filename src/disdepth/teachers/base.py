@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disdepth.checkpoint import load_weights_only
 from disdepth.models.encoder import FeatureInfo
+from disdepth.models.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,14 @@ class Teacher(nn.Module):
         self.is_metric, self.relative_space = is_metric, relative_space
         self._frozen = False
 
+    # Input sides that keep the pyramid aligned; subclasses with other rules (ViT patch 14/16) override it.
+    size_multiple: int = 32
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The teacher's own normalisation and depth range (``metric=False`` for a relative teacher)."""
+        return InputSpec(self.mean, self.std, self.min_depth, self.max_depth, self.size_multiple, self.is_metric)
+
     # -- normalisation ---------------------------------------------------------------------------
 
     def normalize_input(
@@ -288,11 +297,9 @@ def load_teacher_checkpoint(teacher: nn.Module, path: str | Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"teacher.checkpoint: file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Training checkpoints also hold RNG states (numpy objects); this is the user's own local file.
-        log.warning("%s holds non-tensor objects; loading it with weights_only=False (trust only your own files)", path)
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_weights_only(path)
+    except ValueError as exc:
+        raise ValueError(f"teacher.checkpoint: {exc}") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from disdepth.config import TeacherConfig
@@ -36,8 +37,11 @@ def _check_weights(cfg: TeacherConfig) -> None:
         raise FileNotFoundError(f"teacher.checkpoint: file not found: {cfg.checkpoint}")
 
 
-def build_teacher(cfg: TeacherConfig) -> Teacher:
+def build_teacher(cfg: TeacherConfig, load_weights: bool = True) -> Teacher:
     """Build a teacher from its config section.
+
+    ``load_weights=False`` skips ``teacher.pretrained``/``weights``/``checkpoint`` (the weights come from a
+    checkpoint next); a Hugging Face teacher still reads its folder, which holds its architecture.
 
     kind=timm: ``make_timm_backbone(cfg.name)`` (Swin/PVTv2 via ``features_only``, ViTs via reassemble) + DPT
     decoder + head; kind=hybrid: ``cfg.name`` is the CNN stem under ``hybrid_depth`` transformer blocks;
@@ -47,6 +51,8 @@ def build_teacher(cfg: TeacherConfig) -> Teacher:
     Raises:
         ValueError / FileNotFoundError naming the ``teacher.*`` key at fault.
     """
+    if not load_weights:
+        cfg = dataclasses.replace(cfg, pretrained="none", weights="", checkpoint="")
     if not 0 < cfg.min_depth < cfg.max_depth:
         raise ValueError(f"teacher.min_depth/max_depth: need 0 < min < max, got {cfg.min_depth}, {cfg.max_depth}")
     if cfg.input_size and (len(cfg.input_size) != 2 or min(cfg.input_size) <= 0):

@@ -1,0 +1,190 @@
+"""One pipeline API: :func:`run_stages` (teacher -> baseline -> acclimate -> distill) and :func:`score_models`.
+
+The ``pipeline`` and ``demo`` commands and ``benchmarks/distill_ablation.py`` all call these two functions.
+
+Each stage has its own run directory under ``root`` (teacher/, baseline/, acclimate/, distill/) and writes
+``result.json`` when it finishes. A re-run reuses a finished stage only when nothing that determines it changed:
+its resolved config (saved as ``config.yaml`` by the engine) and its input checkpoints (size and modification time,
+recorded in ``result.json``). Otherwise it is refused with the differing keys named (``--overwrite`` or another run
+directory to go on). An interrupted stage resumes from its ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from disdepth.config import Config, ConfigError, load_config, stage_config, to_dict
+from disdepth.deploy.weights import load_model
+from disdepth.engine import dist
+from disdepth.pipeline import stages as S
+from disdepth.pipeline.report import model_entry
+from disdepth.tasks.acclimation import TeacherDepth
+from disdepth.teachers.build import build_teacher
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("teacher", "baseline", "acclimate", "distill")
+# Keys that do not change what a stage trains or scores: a re-run may differ in them and still reuse the stage.
+NOT_DETERMINING = ("train.device", "data.num_workers", "train.log_every", "train.image_panels", "pipeline.", "bench.")
+
+
+class StageInterrupted(KeyboardInterrupt):
+    """A stage stopped on a signal after writing its checkpoint; re-running resumes it."""
+
+
+class StaleStage(ConfigError):
+    """A finished or interrupted stage was made with settings that differ from this run's."""
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def input_files(cfg: Config) -> dict[str, list[int] | None]:
+    """(size, mtime_ns) of the checkpoints a stage starts from: a retrained teacher or baseline makes it stale."""
+    paths = [cfg.teacher.checkpoint, cfg.acclimate.baseline_checkpoint, cfg.distill.acclimated_checkpoint]
+    out: dict[str, list[int] | None] = {}
+    for path in filter(None, paths):
+        p = Path(path)
+        out[path] = [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
+    return out
+
+
+def stale_keys(run_dir: Path, cfg: Config) -> list[str]:
+    """What differs between the stage in ``run_dir`` and ``cfg`` (config keys, then changed input files)."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    before, after = _flat(to_dict(load_config(saved_path))), _flat(to_dict(cfg))
+    keys = [k for k in sorted(after) if after[k] != before.get(k) and not k.startswith(NOT_DETERMINING)]
+    done = S.stage_done(run_dir)
+    if done is not None and "inputs" in done:
+        now = input_files(cfg)
+        keys += [f"{path} (file changed)" for path, stamp in done["inputs"].items() if now.get(path) != stamp]
+    return keys
+
+
+def run_stage(name: str, run_dir: Path, cfg: Config, fn, overwrite: bool) -> dict:
+    """Reuse a finished stage made from the same settings; resume an interrupted one; otherwise start (over).
+
+    ``fn(resume=..., overwrite=...)`` runs the stage. Raises :class:`StaleStage` naming the differing keys.
+    """
+    if not overwrite:
+        stale = stale_keys(run_dir, cfg)
+        if stale:
+            raise StaleStage(
+                f"stage {name} in {run_dir} was made with other settings ({', '.join(stale[:8])}"
+                f"{' ...' if len(stale) > 8 else ''}); pass --overwrite to redo it, or use another run directory"
+            )
+        done = S.stage_done(run_dir)
+        if done is not None:
+            log.info("stage %s: finished earlier with the same settings, reused", name)
+            return done
+    resume = (run_dir / "checkpoints" / "last.pt").is_file() and not overwrite
+    inputs = input_files(cfg)
+    out = fn(resume=resume, overwrite=not resume)
+    if out.get("interrupted"):
+        raise StageInterrupted(f"stage {name} interrupted at step {out.get('step')}; re-run to resume")
+    if S.stage_done(run_dir) is not None:  # record the inputs next to the result (rank 0 wrote it)
+        out["inputs"] = inputs
+        S._write_result(run_dir, out, dist.DistInfo(0, 1, 0, torch.device("cpu")))
+    return out
+
+
+def teacher_config(cfg: Config, checkpoint: str) -> Config:
+    """``cfg`` with the teacher loaded from ``checkpoint`` (a trained teacher; "" = as configured)."""
+    out = copy.deepcopy(cfg)
+    if checkpoint:
+        out.teacher = dataclasses.replace(cfg.teacher, pretrained="none", weights="", checkpoint=checkpoint)
+    return out
+
+
+def run_stages(
+    cfg: Config,
+    root: str | Path,
+    datasets: S.DatasetFn = S.config_datasets,
+    info: dist.DistInfo | None = None,
+    overwrite: bool = False,
+) -> dict[str, dict]:
+    """The DisDepth pipeline: teacher (trained, or ``teacher.checkpoint``) -> baseline student -> acclimation
+    (ghost decoder = the baseline's decoder) -> distillation. Returns each stage's result dict.
+
+    Args:
+        cfg: the resolved config; ``pipeline.<stage>`` budgets apply per stage.
+        root: the pipeline's folder; stage ``s`` runs in ``root/s``.
+        datasets: ``(stage config, split, input spec) -> dataset or None``; the teacher gets its own normalisation.
+        info: the process group (``torchrun``) or None for one process.
+        overwrite: redo every stage instead of reusing or refusing.
+
+    Raises:
+        StageInterrupted: a stage stopped on a signal (its checkpoint is written; re-run to resume).
+        StaleStage: a stage was made with other settings (names the keys).
+    """
+    root = Path(root)
+    info = info or dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    results: dict[str, dict] = {}
+
+    def stage(name: str, stage_cfg: Config, which: str, fn) -> dict:
+        spec = S.model_spec(stage_cfg, which)
+        train_set, val_set = datasets(stage_cfg, "train", spec), datasets(stage_cfg, "val", spec)
+        results[name] = run_stage(
+            name, root / name, stage_cfg, lambda **kw: fn(stage_cfg, root / name, train_set, val_set, info, **kw),
+            overwrite,
+        )  # fmt: skip
+        return results[name]
+
+    if cfg.teacher.checkpoint or cfg.teacher.kind == "hf":  # a given teacher is used as it is
+        teacher_ckpt = cfg.teacher.checkpoint
+        results["teacher"] = {"stage": "teacher", "checkpoint": teacher_ckpt, "loaded": True}
+    else:
+        train_teacher = functools.partial(S.supervised_stage, which="teacher")
+        teacher_ckpt = stage("teacher", stage_config(cfg, "teacher"), "teacher", train_teacher)["checkpoint"]
+    baseline = stage("baseline", stage_config(cfg, "baseline"), "student", S.supervised_stage)
+    acfg = teacher_config(stage_config(cfg, "acclimate"), teacher_ckpt)
+    acfg.acclimate.baseline_checkpoint = baseline["checkpoint"]
+    acclimated = stage("acclimate", acfg, "student", S.acclimate_stage)
+    dcfg = teacher_config(stage_config(cfg, "distill"), teacher_ckpt)
+    dcfg.distill.acclimated_checkpoint = acclimated["checkpoint"]
+    stage("distill", dcfg, "student", S.distill_stage)
+    return results
+
+
+def pipeline_models(cfg: Config, results: dict[str, dict]) -> dict[str, tuple[nn.Module, nn.Module]]:
+    """label -> (model to score on student-normalised images, model as deployed) for teacher/baseline/distilled."""
+    spec = S.model_spec(cfg, "student")
+    teacher = build_teacher(teacher_config(cfg, results["teacher"]["checkpoint"]).teacher).freeze()
+    models = {"teacher": (TeacherDepth(teacher, spec).eval(), teacher)}
+    for label, stage in (("baseline", "baseline"), ("distilled", "distill")):
+        model, _ = load_model(results[stage]["checkpoint"])
+        models[label] = (model, model)
+    return models
+
+
+def score_models(
+    cfg: Config,
+    models: dict[str, tuple[nn.Module, nn.Module]],
+    test_set: Dataset,
+    out_dir: str | Path,
+    n_panels: int = 0,
+) -> list[dict]:
+    """Every model on the same test set and protocol (rank 0 alone): accuracy, params, GFLOPs, CPU latency."""
+    one = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    return [
+        model_entry(label, scored, deployed, test_set, cfg, one, Path(out_dir), n_panels)
+        for label, (scored, deployed) in models.items()
+    ]
