@@ -1,4 +1,5 @@
-"""Every distillation config resolves; with tiny stand-in models each runs one acclimate and one distill step;
+"""Every distillation config (``configs/<dataset>/disdepth.yaml``, ``configs/sevenscenes/``, the packaged
+``recipe:demo``) resolves; with tiny stand-in models each runs one acclimate and one distill step;
 ``disdepth pipeline`` runs end to end, writes its report, and a re-run skips finished stages."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from disdepth.cli import main
 from disdepth.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-DISTILL_CONFIGS = sorted(
-    [
-        *ROOT.glob("configs/*/distill_*.yaml"),
-        *ROOT.glob("configs/synthetic/*.yaml"),
-        *ROOT.glob("configs/sevenscenes/*.yaml"),
-    ]
-)
+# The smoke-scale recipe ships inside the package: ``-c recipe:demo`` (src/disdepth/recipes/demo.yaml).
+DEMO = "recipe:demo"
+DISTILL_CONFIGS = [
+    *sorted(ROOT.glob("configs/*/disdepth.yaml")),
+    *sorted(ROOT.glob("configs/sevenscenes/*.yaml")),
+    DEMO,
+]
 # Tiny stand-ins for the heavy parts (hub weights, full-size data) so one step runs offline in seconds.
 SHRINK = [
     "model.encoder=test_efficientnet",
@@ -52,12 +53,18 @@ SHRINK = [
 ]
 
 
+def _id(path: Path | str) -> str:
+    return path if isinstance(path, str) else f"{path.parent.name}/{path.name}"
+
+
 def test_there_are_distill_configs_for_nyu_kitti_synthetic_and_sevenscenes():
-    names = {p.parent.name for p in DISTILL_CONFIGS}
-    assert {"nyu", "kitti", "synthetic", "sevenscenes"} <= names
+    names = {_id(p).split("/")[0] for p in DISTILL_CONFIGS}
+    assert {"nyu", "kitti", DEMO, "sevenscenes"} <= names
+    for path in DISTILL_CONFIGS:  # every one holds the typed stage budgets of `disdepth pipeline`
+        assert load_config(path).pipeline.acclimate.steps > 0
 
 
-@pytest.mark.parametrize("path", DISTILL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", DISTILL_CONFIGS, ids=_id)
 def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path):
     from disdepth.engine import dist
     from disdepth.pipeline.stages import (
@@ -86,8 +93,7 @@ def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path)
 
 
 def test_pipeline_cli_end_to_end_then_rerun_skips_finished_stages(tmp_path, capsys):
-    config = ROOT / "configs/synthetic/pipeline_indoor_tiny.yaml"
-    args = ["pipeline", "-c", str(config), "--run-dir", str(tmp_path / "p")]
+    args = ["pipeline", "-c", DEMO, "--run-dir", str(tmp_path / "p")]
     for item in [*SHRINK, "pipeline.teacher.steps=0", "pipeline.teacher.lr=0", "pipeline.acclimate.steps=0"]:
         args += ["--set", item]
     assert main(args) == 0
@@ -103,8 +109,7 @@ def test_pipeline_cli_end_to_end_then_rerun_skips_finished_stages(tmp_path, caps
 
 
 def test_acclimate_and_distill_cli_print_results(tmp_path, capsys):
-    config = str(ROOT / "configs/synthetic/pipeline_indoor_tiny.yaml")
-    common = ["-c", config] + [x for item in SHRINK for x in ("--set", item)]
+    common = ["-c", DEMO] + [x for item in SHRINK for x in ("--set", item)]
     assert main(["train", "--model", "teacher", *common, "--run-dir", str(tmp_path / "t")]) == 0
     assert main(["train", *common, "--run-dir", str(tmp_path / "b")]) == 0
     assert (

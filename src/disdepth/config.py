@@ -1,7 +1,8 @@
 """Typed configuration: dataclass defaults, YAML files holding only the changes, ``--set a.b=v`` last.
 
 Resolution order (later wins): dataclass defaults -> each YAML file in order -> ``--set`` overrides.
-A YAML file may name a ``base:`` file (relative to itself) that it changes. Every key is checked
+A YAML file may name a ``base:`` file (relative to itself) that it changes; ``recipe:NAME`` (as a file or a
+``base:``) is the recipe ``NAME.yaml`` shipped inside the package (``disdepth.recipes``). Every key is checked
 against the dataclass field it targets: an unknown key or a value of the wrong type raises
 :class:`ConfigError` naming the full dotted key and what is allowed.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -396,6 +398,30 @@ def _merge(obj: Any, delta: dict[str, Any], prefix: str = "") -> None:
             setattr(obj, key, _coerce(value, hints[key], full))
 
 
+RECIPE_PREFIX = "recipe:"
+
+
+def resolve_config_path(ref: str | Path, relative_to: Path | None = None) -> Path:
+    """The file a config reference names.
+
+    ``recipe:NAME`` is ``NAME.yaml`` shipped inside the package (``disdepth.recipes``; ``configs/`` is not
+    installed); any other text is a path, taken relative to ``relative_to`` (the folder of the file that names it
+    as ``base:``) unless absolute, else relative to the working directory.
+    """
+    text = str(ref)
+    if not text.startswith(RECIPE_PREFIX):
+        path = Path(text).expanduser()
+        return path if relative_to is None or path.is_absolute() else relative_to / path
+    from importlib import resources
+
+    name = text[len(RECIPE_PREFIX) :]
+    folder = resources.files("disdepth.recipes")
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and (folder / f"{name}.yaml").is_file():
+        return Path(str(folder / f"{name}.yaml"))
+    known = sorted(RECIPE_PREFIX + p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    raise ConfigError(f"{text}: no such packaged recipe; known: {', '.join(known)}")
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     """Read a YAML delta and its ``base:`` chain; returns deltas in application order."""
     path = path.resolve()
@@ -410,7 +436,9 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of config keys")
     base = data.pop("base", None)
-    chain = _read_yaml((path.parent / base), (*seen, path)) if base else []
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a file name or recipe:NAME, got {base!r}")
+    chain = _read_yaml(resolve_config_path(base, path.parent), (*seen, path)) if base else []
     return [*chain, data]
 
 
@@ -441,6 +469,8 @@ def load_config(
 ) -> Config:
     """Resolve a config: defaults (or ``base``) -> YAML files in order -> ``--set`` overrides.
 
+    A path may be ``recipe:NAME``, a recipe shipped inside the package (e.g. ``recipe:demo``).
+
     Raises:
         ConfigError: naming the dotted key (and the file) for unknown keys or wrong types.
     """
@@ -450,7 +480,7 @@ def load_config(
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     for path in paths:
-        for delta in _read_yaml(Path(path)):
+        for delta in _read_yaml(resolve_config_path(path)):
             try:
                 _merge(cfg, delta)
             except ConfigError as exc:
