@@ -6,9 +6,11 @@ python benchmarks/distill_ablation.py --dataset synthetic --seeds 0 1 2 --out ru
 python benchmarks/distill_ablation.py --dataset sevenscenes --seeds 0 1 2 --out runs/ablation_7s
 
 Data are rendered/loaded once, resized and kept in memory (augmentation off, so teacher targets are cached).
-One teacher per dataset (seed 0, longer budget) is shared by every student; each seed trains its own baseline,
-LG-Conv baseline (whose decoder is the ghost decoder), acclimation, and the three KD students. Every stage
-writes result.json in its run directory and is skipped when re-run.
+The recipe is configs/benchmarks/distill_ablation.yaml plus the flags; every stage is a stage of the pipeline API
+(disdepth.pipeline.stages, run through disdepth.pipeline.run.run_stage: a stage finished with the same settings is
+reused, one made with other settings is refused naming the keys). One teacher per dataset (seed 0, longer budget)
+is shared by every student; each seed trains its own baseline, LG-Conv baseline (whose decoder is the ghost
+decoder), acclimation, and the three KD students.
 """
 
 from __future__ import annotations
@@ -26,10 +28,18 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from disdepth.config import Config, load_config
+from disdepth.data.views import InMemory, renormalized
 from disdepth.engine import dist
-from disdepth.pipeline.stages import acclimate_stage, distill_stage, stage_done, supervised_stage
+from disdepth.models.spec import InputSpec
+from disdepth.pipeline.run import run_stage
+from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, stage_done, supervised_stage
 
-SEVEN_SCENES = Path("/work/shared/data/seven_scenes_redkitchen/index.csv")
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "benchmarks" / "distill_ablation.yaml"
+# The shared real data sit beside the repository (../shared/data), as the tests find them.
+SEVEN_SCENES = ROOT.parent / "shared" / "data" / "seven_scenes_redkitchen" / "index.csv"
+# In-memory samples are stored in ImageNet normalisation; each model sees them in its own (InputSpec).
+STORED = InputSpec()
 # Sequence split (rows of index.csv = frames 0, 3, ..., 699): train rows 0-164 (frames 0-492), a 10-row gap
 # (frames 495-522) so near-duplicate neighbours never straddle the split, test rows 175-233 (frames 525-699).
 TRAIN_ROWS, TEST_ROWS = range(0, 165), range(175, 234)
@@ -41,19 +51,6 @@ ROWS = [
     ("acclimated_kd", "+ ghost-decoder acclimation (uniform weights on FAM features)"),
     ("disdepth", "+ attentive loss (full DisDepth)"),
 ]
-
-
-class MemoryDataset(Dataset):
-    """Samples held in memory (already normalised, resized): list of DepthSample dicts."""
-
-    def __init__(self, samples: list[dict]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> dict:
-        return dict(self.samples[i])
 
 
 class Flipped(Dataset):
@@ -70,24 +67,6 @@ class Flipped(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.flip(dict(self.inner[i]))
-
-
-class Renormalised(Dataset):
-    """A view of a student-normalised dataset in a teacher's normalisation (for training the teacher)."""
-
-    def __init__(self, inner: Dataset, src: tuple, dst: tuple) -> None:
-        self.inner = inner
-        (sm, ss), (tm, ts) = src, dst
-        view = lambda v: torch.tensor(v).view(3, 1, 1)  # noqa: E731
-        self.scale, self.shift = view(ss) / view(ts), (view(sm) - view(tm)) / view(ts)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, i: int) -> dict:
-        sample = dict(self.inner[i])
-        sample["image"] = sample["image"] * self.scale + self.shift
-        return sample
 
 
 def _resize(sample: dict, size: tuple[int, int]) -> dict:
@@ -118,8 +97,8 @@ def load_data(
         raise ValueError("--split val exists for the synthetic world only (its scenes are unlimited)")
     path = cache / f"{name}_{size[0]}x{size[1]}_{n_train}_{n_val}{'_val' if split == 'val' else ''}.pt"
     if path.is_file():
-        train, test = torch.load(path, weights_only=False)
-        return MemoryDataset(train), MemoryDataset(test)
+        train, test = torch.load(path, weights_only=True)
+        return InMemory(train), InMemory(test)
     if name == "synthetic":
         from disdepth.data.synthetic import SyntheticDepthDataset
 
@@ -135,6 +114,8 @@ def load_data(
     else:
         from disdepth.data.csv import CSVDataset
 
+        if not SEVEN_SCENES.is_file():
+            raise FileNotFoundError(f"{SEVEN_SCENES}: the 7-Scenes frames are not beside this repository")
         rows = list(csv.DictReader(SEVEN_SCENES.open()))
         full = CSVDataset(SEVEN_SCENES, require_depth=True)
         assert len(full) == len(rows) == 234, len(full)
@@ -142,7 +123,7 @@ def load_data(
         test = [_resize(full[i], size) for i in TEST_ROWS]
     cache.mkdir(parents=True, exist_ok=True)
     torch.save((train, test), path)
-    return MemoryDataset(train), MemoryDataset(test)
+    return InMemory(train), InMemory(test)
 
 
 # Extra teacher-only scenes start here: far from the students' train/test/val scene numbers (0 .. a few hundred).
@@ -165,49 +146,41 @@ def extra_synthetic(
         world = SyntheticDepthDataset("indoor", length=n, height=size[0], width=size[1], seed=0, index_offset=offset)
         cache.mkdir(parents=True, exist_ok=True)
         torch.save([world[i] for i in range(n)], path)
-    return MemoryDataset(torch.load(path, weights_only=False))
+    return InMemory(torch.load(path, weights_only=True))
 
 
 def base_config(args: argparse.Namespace, seed: int) -> Config:
+    """The recipe file plus what the flags set (seed, student, budgets, sizes), then ``--base-set``."""
     h, w = args.size
+    weights = ["model.pretrained=file", f"model.weights={args.student_weights}"] if args.student_weights else []
     return load_config(
-        overrides=[
+        RECIPE,
+        [
             f"seed={seed}",
             f"model.encoder={args.student}",
-            *(
-                ["model.pretrained=file", f"model.weights={args.student_weights}"]
-                if args.student_weights
-                else ["model.pretrained=none"]
-            ),
+            *weights,
             f"model.max_depth={args.max_depth}",
-            "model.decoder_channels=[96,64,32,24,16]",
-            "model.lgconv.min_channels=32",
-            "teacher.kind=hybrid",
-            "teacher.name=tf_efficientnet_lite0",
-            "teacher.pretrained=file",
-            "teacher.weights=package:efficientnet-lite0",
             f"teacher.max_depth={args.max_depth}",
-            "teacher.hybrid_dim=192",
-            "teacher.hybrid_depth=4",
-            "teacher.hybrid_heads=4",
-            "teacher.decoder_channels=64",
             f"train.steps={args.steps}",
             f"train.lr={args.lr}",
-            "train.eval_every=0",
-            "train.checkpoint_every=0",
-            "train.log_every=50",
-            "train.image_panels=0",
-            "train.device=cpu",
             f"data.batch_size={args.batch}",
-            "data.num_workers=0",
-            "data.augment.enabled=false",
-            "eval.protocol=none",
             f"eval.max_depth={args.max_depth}",
             f"data.synthetic.height={h}",
             f"data.synthetic.width={w}",
             *args.base_set,
-        ]
+        ],
     )
+
+
+class Splits:
+    """The pipeline's ``datasets(cfg, split, spec)`` over in-memory sets: train, and the held-out frames as
+    "val" (scored at the end of every stage); each model sees them in its own normalisation."""
+
+    def __init__(self, train: Dataset, held_out: Dataset) -> None:
+        self.sets = {"train": train, "val": held_out}
+
+    def __call__(self, cfg: Config, split: str, spec: InputSpec) -> Dataset:
+        return renormalized(self.sets[split], STORED, spec)
 
 
 def run_seed(
@@ -215,19 +188,21 @@ def run_seed(
 ) -> dict[str, dict]:
     results: dict[str, dict] = {}
 
-    def stage(key: str, fn, cfg: Config, *extra, data: Dataset = train, name: str = "") -> dict:
+    def stage(key: str, fn, cfg: Config, data: Dataset = train, name: str = "") -> dict:
+        """One stage through the pipeline's reuse rule (finished with the same settings: reused; else refused)."""
         run_dir = out / f"seed{seed}" / (name or key)  # name: a run directory that records the row's settings
-        done = stage_done(run_dir)
-        if done is None:
-            done = fn(cfg, run_dir, *extra, data, test, info, overwrite=True)
-        results[key] = done
-        return done
+        splits = Splits(data, test)
+        spec = model_spec(cfg, "student")
+        train_set, val_set = splits(cfg, "train", spec), splits(cfg, "val", spec)
+        run = lambda **kw: fn(cfg, run_dir, train_set, val_set, info, **kw)  # noqa: E731
+        results[key] = run_stage(key, run_dir, cfg, run, overwrite=False)
+        return results[key]
 
     cfg = base_config(args, seed)
-    stage("baseline", supervised_stage, cfg, "student")
+    stage("baseline", supervised_stage, cfg)
     lg = ["model.lgconv.enabled=true"]
     cfg = load_config(overrides=lg, base=base_config(args, seed))
-    lg_ckpt = stage("lgconv", supervised_stage, cfg, "student")["checkpoint"]
+    lg_ckpt = stage("lgconv", supervised_stage, cfg)["checkpoint"]
     kd = [
         *lg,
         f"teacher.checkpoint={teacher_ckpt}",
@@ -391,31 +366,25 @@ def main() -> None:
         cfg = load_config(
             overrides=[f"train.steps={args.teacher_steps}", "train.lr=5e-4", *init], base=base_config(args, 0)
         )
-        from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
-        from disdepth.teachers.build import build_teacher
-
-        t = build_teacher(cfg.teacher)
-        norm = ((IMAGENET_MEAN, IMAGENET_STD), (t.mean, t.std))
         teacher_data = train
         if args.teacher_extra:
             extra = extra_synthetic(args.teacher_extra, tuple(args.size), args.out / "data")
             teacher_data = ConcatDataset([train, extra])
-        teacher_train = Renormalised(teacher_data, *norm)
         if args.teacher_flip:
-            teacher_train = Flipped(teacher_train)
-        teacher = supervised_stage(cfg, tdir, "teacher", teacher_train, Renormalised(test, *norm), info, overwrite=True)
+            teacher_data = Flipped(teacher_data)
+        splits, spec = Splits(teacher_data, test), model_spec(cfg, "teacher")
+        teacher = run_stage(
+            "teacher", tdir, cfg,
+            lambda **kw: supervised_stage(cfg, tdir, splits(cfg, "train", spec), splits(cfg, "val", spec), info, **kw,
+                                          which="teacher"),
+            overwrite=False,
+        )  # fmt: skip
         recipe = {"steps": args.teacher_steps, "init": args.teacher_init or "ImageNet lite0 stem"}
         recipe.update(flip=args.teacher_flip, extra_scenes=args.teacher_extra)
         (tdir / "recipe.json").write_text(json.dumps(recipe))
     print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
     if args.teacher_only:
         return
-    if args.student_weights:  # a pretrained student reads its weights' normalisation (lite0: mean = std = 0.5)
-        from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
-        from disdepth.pipeline.stages import student_normalization
-
-        norm = ((IMAGENET_MEAN, IMAGENET_STD), student_normalization(base_config(args, 0)))
-        train, test = Renormalised(train, *norm), Renormalised(test, *norm)
     unlabelled = None
     if args.unlabelled:
         if args.dataset != "synthetic":
@@ -423,8 +392,6 @@ def main() -> None:
         unlabelled = extra_synthetic(
             args.unlabelled, tuple(args.size), args.out / "data", UNLABELLED_SCENE_OFFSET, "unlabelled"
         )
-        if args.student_weights:
-            unlabelled = Renormalised(unlabelled, *norm)
     per_seed = {}
     for seed in args.seeds:
         per_seed[seed] = run_seed(args, seed, args.out, train, test, teacher["checkpoint"], info, unlabelled)

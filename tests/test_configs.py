@@ -94,8 +94,8 @@ def test_every_config_loads(path):
 @pytest.mark.parametrize("path", [*ALL_YAML, *RECIPES], ids=_id)
 def test_base_chain_is_one_level_and_the_base_is_the_dataset_file(path):
     base = raw(path).get("base")
-    if path in RECIPES or path.name == "base.yaml" or path.parent.name == "teachers":
-        assert base is None, f"{path}: a dataset file, teacher file or packaged recipe has no base"
+    if path in RECIPES or path.name == "base.yaml" or path.parent.name in ("teachers", "benchmarks"):
+        assert base is None, f"{path}: a dataset, teacher or benchmark file, or a packaged recipe, has no base"
         return
     assert base is not None, f"{path}: a dataset folder's recipe starts from its dataset file"
     target = resolve_config_path(base, path.parent).resolve()

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from disdepth.cli import main
-from disdepth.commands import demo
+from disdepth.pipeline import demo
 from disdepth.config import load_config
+from disdepth.models.spec import InputSpec
 
 # The packaged recipe (hybrid teacher with the offline Lite0 stem, mobilenetv2 + LG-Conv student) at a tiny budget.
 TINY = [
@@ -92,7 +93,7 @@ def test_kd_gain_sign_and_verdict():
 
 def test_held_out_scenes_follow_train_validation_and_tuning_scenes():
     cfg = load_config(demo.recipe_path(), ["data.synthetic.n_train=5", "data.synthetic.n_val=3"])
-    test = demo.held_out_dataset(cfg, 2, (0.5,) * 3, (0.5,) * 3)
+    test = demo.held_out_dataset(cfg, 2, InputSpec((0.5,) * 3, (0.5,) * 3))
     assert len(test) == 2 and test.index_offset == 8 + demo.TUNING_SCENES
 
 

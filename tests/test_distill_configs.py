@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import disdepth
 from disdepth.cli import main
 from disdepth.config import load_config
 
@@ -66,29 +68,14 @@ def test_there_are_distill_configs_for_nyu_kitti_synthetic_and_sevenscenes():
 
 @pytest.mark.parametrize("path", DISTILL_CONFIGS, ids=_id)
 def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path):
-    from disdepth.engine import dist
-    from disdepth.pipeline.stages import (
-        acclimate_stage,
-        datasets_for,
-        distill_stage,
-        student_normalization,
-        supervised_stage,
-    )
+    from disdepth.pipeline.run import run_stages
 
     cfg = load_config(path)
     assert cfg.distill.levels and cfg.acclimate.ghost_init in ("baseline", "fresh")
-    cfg = load_config(path, SHRINK)
-    info = dist.setup("cpu")
-    train, val = datasets_for(cfg, *student_normalization(cfg))
-    teacher = supervised_stage(cfg, tmp_path / "t", "teacher", train, val, info)["checkpoint"]
-    base = supervised_stage(cfg, tmp_path / "b", "student", train, val, info)["checkpoint"]
-    acfg = load_config(path, [*SHRINK, f"teacher.checkpoint={teacher}", f"acclimate.baseline_checkpoint={base}"])
-    acc = acclimate_stage(acfg, tmp_path / "a", train, val, info)
-    assert set(acc["metrics"]) == {"teacher_before", "teacher_after", "ghost"}
-    dcfg = load_config(
-        path, [*SHRINK, f"teacher.checkpoint={teacher}", f"distill.acclimated_checkpoint={acc['checkpoint']}"]
-    )
-    out = distill_stage(dcfg, tmp_path / "d", train, val, info)
+    cfg = load_config(path, [*SHRINK, "pipeline.teacher.steps=1", "pipeline.acclimate.steps=1"])
+    results = run_stages(cfg, tmp_path)
+    assert set(results["acclimate"]["metrics"]) == {"teacher_before", "teacher_after", "ghost"}
+    out = results["distill"]
     assert Path(out["checkpoint"]).is_file() and out["step"] == 1
 
 
@@ -141,7 +128,13 @@ def test_acclimate_and_distill_cli_print_results(tmp_path, capsys):
         )
         == 0
     )
-    assert (tmp_path / "d/checkpoints/student.pt").is_file()
+    # The distilled student ships as a safetensors model folder and as last.pt, both without the KD adapters.
+    from disdepth.checkpoint import read_checkpoint
+
+    for shipped in (tmp_path / "d/model", tmp_path / "d/checkpoints/last.pt"):
+        state = read_checkpoint(shipped)
+        assert state["kind"].value == "student" and not any(k.startswith("adapters.") for k in state["model"])
+    assert disdepth.load(tmp_path / "d/model").predict(np.zeros((32, 32, 3), np.uint8)).shape == (32, 32)
     # The same distillation with unlabelled images (an rgb-only CSV) mixed into its epochs.
     from PIL import Image
 
@@ -155,7 +148,7 @@ def test_acclimate_and_distill_cli_print_results(tmp_path, capsys):
     assert main(["distill", *common, *accl, *unlabelled, "--run-dir", str(tmp_path / "du")]) == 0
     log = capsys.readouterr().err  # the console log (logging.basicConfig on stderr)
     assert "3 unlabelled images from" in log and "4 of every 8 samples" in log  # 4 labelled train scenes
-    assert (tmp_path / "du/checkpoints/student.pt").is_file()
+    assert (tmp_path / "du/model/model.safetensors").is_file()
     # A missing acclimated checkpoint is a clear error, not a traceback.
     assert main(["distill", *common, "--run-dir", str(tmp_path / "e")]) == 2
     assert "acclimated_checkpoint" in capsys.readouterr().err

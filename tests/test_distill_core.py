@@ -44,6 +44,19 @@ TINY = [
 ]
 
 
+
+def targets_for(acclimated, student, dc, cache: bool = False) -> TeacherTargets:
+    """The teacher side of a distillation task from the ``distill`` section, as ``build_distillation`` makes it."""
+    return TeacherTargets(
+        acclimated, dc.levels, student.input_spec, dc.feature_target, dc.attention, dc.tau, dc.attention_floor, cache
+    )
+
+
+def task_for(model, targets, dc) -> DistillationTask:
+    return DistillationTask(
+        model, targets, 1.0, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize, dc.response_weight
+    )
+
 def tiny_cfg(*extra: str):
     return load_config(overrides=[*TINY, *extra])
 
@@ -100,7 +113,7 @@ def test_acclimation_step_trains_fams_only_and_every_fam_parameter_gets_a_gradie
     cfg = tiny_cfg()
     model, _ = make_acclimated(cfg)
     task = AcclimationTask(model)
-    teacher0, ghost0, fams0 = snapshot(model.backbone), snapshot(model.ghost), snapshot(model.fams)
+    teacher0, ghost0, fams0 = snapshot(model.teacher), snapshot(model.ghost), snapshot(model.fams)
     trainable = [p for p in task.model.parameters() if p.requires_grad]
     assert {id(p) for p in trainable} == {id(p) for p in model.fams.parameters()}  # DDP would wrap only FAMs
     losses, opt = step(task, trainable)
@@ -108,7 +121,7 @@ def test_acclimation_step_trains_fams_only_and_every_fam_parameter_gets_a_gradie
     for name, p in model.fams.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     opt.step()
-    assert same(teacher0, snapshot(model.backbone)) and same(ghost0, snapshot(model.ghost))  # incl. BN buffers
+    assert same(teacher0, snapshot(model.teacher)) and same(ghost0, snapshot(model.ghost))  # incl. BN buffers
     assert not same(fams0, snapshot(model.fams))
 
 
@@ -140,7 +153,12 @@ def test_acclimation_with_teacher_finetuning_keeps_teacher_loss_and_grads_reach_
     model, _ = make_acclimated(cfg)
     task = AcclimationTask(model, teacher_loss_weight=1.0)
     names = {n for n, p in task.model.named_parameters() if p.requires_grad}
-    assert any(n.startswith("backbone.") for n in names)  # engine's encoder_lr_scale applies to the teacher
+    assert any(n.startswith("teacher.") for n in names)
+    groups = {g.name: g for g in task.parameter_groups()}  # the teacher learns at its own, smaller rate
+    assert groups["teacher"].lr_scale == task.teacher_lr_scale < 1 and groups["acclimation"].lr_scale == 1
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert all(id(p) in teacher_ids for p in groups["teacher"].params)
+    assert not any(id(p) in teacher_ids for p in groups["acclimation"].params)
     losses, _ = step(task, [p for p in task.model.parameters() if p.requires_grad])
     assert "teacher_silog" in losses
     for name, p in task.model.named_parameters():
@@ -164,10 +182,10 @@ def test_distillation_step_frozen_teacher_side_and_student_gradients(extra):
     dc = cfg.distill
     adapters = None
     if dc.feature_target == "raw":
-        adapters = build_adapters(student.feature_info, acclimated.backbone.feature_info, dc.levels)
+        adapters = build_adapters(student.feature_info, acclimated.teacher.feature_info, dc.levels)
     model = DistilledStudent(student, dc.levels, adapters)
-    targets = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std)
-    task = DistillationTask(model, targets, dc)
+    targets = targets_for(acclimated, student, dc)
+    task = task_for(model, targets, dc)
     frozen0 = snapshot(acclimated)
     student0 = snapshot(model)
     losses, opt = step(task, [p for p in task.model.parameters() if p.requires_grad])
@@ -186,8 +204,8 @@ def test_teacher_target_cache_matches_fresh_targets_and_skips_the_teacher():
     cfg = tiny_cfg()
     acclimated, student = make_acclimated(cfg, train=False)
     dc = cfg.distill
-    fresh = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std, cache=False)
-    cached = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std, cache=True)
+    fresh = targets_for(acclimated, student, dc, cache=False)
+    cached = targets_for(acclimated, student, dc, cache=True)
     b = batch()
     want, first = fresh(b), cached(b)
     calls = []
@@ -294,7 +312,7 @@ def test_option_errors_name_the_key():
     cfg = tiny_cfg()
     teacher = build_teacher(cfg.teacher).freeze()
     with pytest.raises(ValueError, match="acclimated"):
-        TeacherTargets(teacher, cfg.distill, [4], (0.5,) * 3, (0.5,) * 3)
+        TeacherTargets(teacher, [4], teacher.input_spec, "acclimated")
     with pytest.raises(ValueError, match="distill.levels"):
         DistilledStudent(build_student(cfg.model), [64])
 
@@ -305,8 +323,8 @@ def test_unlabelled_images_carry_kd_only_and_get_uniform_saliency():
     cfg = tiny_cfg("distill.attention=saliency")
     acclimated, student = make_acclimated(cfg, train=False)
     dc = cfg.distill
-    targets = TeacherTargets(acclimated, dc, dc.levels, student.encoder.mean, student.encoder.std)
-    task = DistillationTask(DistilledStudent(student, dc.levels), targets, dc)
+    targets = targets_for(acclimated, student, dc)
+    task = task_for(DistilledStudent(student, dc.levels), targets, dc)
     b = batch(size=64)  # 2x2 positions at stride 32: room for a non-flat map
     b["valid"][1] = False  # image 1 is unlabelled
     b["depth"][1] = 0.0

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from disdepth.config import Config, load_config
 from disdepth.checkpoint import read_checkpoint as load_checkpoint
+from disdepth.config import Config, load_config
 from disdepth.deploy.weights import load_model as load_model_from_checkpoint
 from disdepth.engine.evaluation import evaluate_model, summary_of
 from disdepth.engine.loop import RunDirExists, TrainingAborted, train

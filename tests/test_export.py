@@ -11,10 +11,10 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from disdepth.checkpoint import save_checkpoint  # noqa: E402
 from disdepth.cli import main  # noqa: E402
 from disdepth.config import Config, to_dict  # noqa: E402
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session, parity, read_metadata  # noqa: E402
-from disdepth.checkpoint import save_checkpoint  # noqa: E402
 from disdepth.models.lgconv import GlobalBranch  # noqa: E402
 from disdepth.models.student import build_student  # noqa: E402
 

@@ -14,12 +14,12 @@ from PIL import Image
 
 import disdepth
 from disdepth.api import DepthPredictor, to_tensor
+from disdepth.checkpoint import save_checkpoint
 from disdepth.cli import main
 from disdepth.config import Config, to_dict
 from disdepth.deploy.limits import is_out_of_memory, suggest_size
 from disdepth.deploy.sources import read_rgb
 from disdepth.deploy.weights import check_state_dict, describe_load_error
-from disdepth.checkpoint import save_checkpoint
 from disdepth.models.student import build_student
 
 

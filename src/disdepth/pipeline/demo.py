@@ -192,6 +192,6 @@ def run_demo(cfg: Config, out: Path, n_test: int, n_side: int, overwrite: bool =
         "## Held-out images (RGB | teacher | baseline | distilled | ground truth)\n\n"
         f"![side by side](panels/side_by_side.png)\n\n```\n{table}\n```\n"
     )
-    md = write_report(entries, cfg, out, {"demo": summary, "stages": results}, "DisDepth demo report", appendix)
+    md = write_report(entries, cfg, out, results, "DisDepth demo report", appendix, {"demo": summary})
     (out / "table.txt").write_text(table + "\n")
     return {**summary, "table": table, "report": str(md)}

@@ -76,11 +76,16 @@ def write_report(
     entries: list[dict],
     cfg: Config,
     out_dir: str | Path,
-    extra: dict | None = None,
+    stages: dict | None = None,
     title: str = "DisDepth pipeline report",
     appendix: str = "",
+    summary: dict | None = None,
 ) -> Path:
-    """report.md + report.json in ``out_dir``; returns the markdown path. ``appendix`` is markdown added at the end."""
+    """report.md + report.json in ``out_dir``; returns the markdown path.
+
+    ``stages``: the stage results (shown in the markdown); ``appendix``: markdown added at the end; ``summary``:
+    top-level entries added to report.json (the demo's ``demo`` summary).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
@@ -104,13 +109,13 @@ def write_report(
             f"{m['d1']:.4f} | {m['d2']:.4f} | {m['d3']:.4f} | {e['params_m']:.2f} | {e['gflops']:.2f} | "
             f"{e['latency_ms']:.1f} |"
         )
-    if extra:
-        lines += ["", "## Stages", "", "```json", json.dumps(extra, indent=2, default=float), "```"]
+    if stages:
+        lines += ["", "## Stages", "", "```json", json.dumps(stages, indent=2, default=float), "```"]
     lines += ["", "## Panels (RGB | prediction | ground truth | error)", ""]
     for e in entries:
         lines += [f"![{e['label']}]({p})" for p in e["panels"]]
     md = out_dir / "report.md"
     md.write_text("\n".join(lines) + "\n" + (f"\n{appendix}" if appendix else ""))
-    report = {"title": title, "run": describe_run(cfg), "entries": entries, "stages": extra or {}}
+    report = {"title": title, "run": describe_run(cfg), "entries": entries, "stages": stages or {}, **(summary or {})}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return md
