@@ -123,7 +123,12 @@ def test_data_error_from_one_string() -> None:
         "disdepth.data.io.DataError: /d/0.png: depth has 3 NaN/inf values\n"
     )
     err = DataError(text)
-    assert (str(err), err.path, err.message) == ("/d/0.png: depth has 3 NaN/inf values", "/d/0.png", err.message)
+    assert (str(err), err.path, err.message) == (
+        "/d/0.png: depth has 3 NaN/inf values",
+        "/d/0.png",
+        "depth has 3 NaN/inf values",
+    )
+    assert str(DataError("plain message without a path")) == "plain message without a path"
     assert DataError("/d/1.png", "bad", "8bit").reason.startswith("8-bit depth image")
 
 
@@ -152,7 +157,7 @@ def test_unlabelled_image_of_the_wrong_size_is_a_data_error() -> None:
 
 def test_eight_bit_and_colour_depth_are_refused(tmp_path: Path) -> None:
     Image.fromarray(np.full((4, 5), 200, np.uint8)).save(tmp_path / "d8.png")  # mode L
-    with pytest.raises(DataError, match=r"d8.png: depth image is a 8-bit greyscale PNG, not 16-bit.*uint16") as err:
+    with pytest.raises(DataError, match=r"d8.png: depth image is an 8-bit greyscale PNG, not 16-bit.*uint16") as err:
         read_depth(tmp_path / "d8.png", 1000.0)
     assert err.value.problem == "8bit" and err.value.reason == "8-bit depth image (depth PNGs must be 16-bit)"
     Image.fromarray(np.full((4, 5), 200, np.uint8)).convert("P").save(tmp_path / "viz.png")
@@ -187,9 +192,9 @@ def test_eight_bit_depth_in_training_and_check(tmp_path: Path, capsys: pytest.Ca
     index = _dataset(tmp_path / "ds")
     Image.fromarray(np.full((H, W), 2, np.uint8)).save(tmp_path / "ds" / "1.png")
     rc, out, _ = _cli(_check(index), capsys)
-    assert rc == 1 and f"8bit: {tmp_path / 'ds' / '1.png'}: depth image is a 8-bit greyscale PNG" in out
+    assert rc == 1 and f"8bit: {tmp_path / 'ds' / '1.png'}: depth image is an 8-bit greyscale PNG" in out
     rc, _, line = _cli(_train(index, tmp_path, "--set", "data.num_workers=0"), capsys)
-    assert rc == 2 and line.startswith(f"disdepth: error: {tmp_path / 'ds' / '1.png'}: depth image is a 8-bit")
+    assert rc == 2 and line.startswith(f"disdepth: error: {tmp_path / 'ds' / '1.png'}: depth image is an 8-bit")
 
 
 # --- 3. scales and ranges -------------------------------------------------------------------------------
@@ -208,7 +213,7 @@ def test_every_bad_depth_scale_row_is_named(tmp_path: Path, capsys: pytest.Captu
     assert "got nan" in problems[0].message and "outside 0.01..1e+06" in problems[4].message
     assert stats["test"].ok == 1  # the good row is still read
     rc, _, line = _cli(_train(index, tmp_path), capsys)
-    assert rc == 2 and line.startswith(f"disdepth: error: {index}:3: column depth_scale must be a finite number")
+    assert rc == 2 and line.startswith(f"disdepth: error: {index}:3: column 'depth_scale' must be a finite number")
     assert "and 5 more problem(s)" in line
 
 
@@ -216,20 +221,17 @@ def test_bad_config_depth_scale(tmp_path: Path, capsys: pytest.CaptureFixture) -
     index = tmp_path / "index.csv"
     index.write_text("rgb,depth\na.jpg,a.png\nb.jpg,b.png\n")
     rc, _, line = _cli(_check(index, "--set", "data.depth_scale=nan"), capsys)
-    assert (
-        rc == 2
-        and line == "disdepth: config error: data.depth_scale: must be finite and >= 0 (0 = dataset default), got nan"
+    assert rc == 2 and line == (
+        "disdepth: config error: data.depth_scale: must be finite and >= 0 (0 = dataset default), got nan"
     )
     # A value of the right type but absurd: one problem for the key, not one per row or file.
-    stats, problems = check_dataset(
-        load_config(overrides=["data.dataset=csv", f"data.test_list={index}", "data.depth_scale=1e-40"])
-    )
-    assert [(p.kind, p.path) for p in problems] == [("scale", str(index))] and "(data.depth_scale)" in problems[
-        0
-    ].message
+    cfg = load_config(overrides=["data.dataset=csv", f"data.test_list={index}", "data.depth_scale=1e-40"])
+    _, problems = check_dataset(cfg)
+    assert [(p.kind, p.path) for p in problems] == [("scale", str(index))]
+    assert problems[0].message.startswith(f"{index}: data.depth_scale 1e-40 is outside 0.01..1e+06")
     lst = tmp_path / "list.txt"
     lst.write_text("a.jpg a.png 721.5\n")
-    with pytest.raises(DataError, match=r"list.txt: depth_scale 1e-40 is outside .*\(data.depth_scale\)"):
+    with pytest.raises(DataError, match=r"list.txt: data.depth_scale 1e-40 is outside 0.01..1e\+06"):
         read_bts_list(lst, tmp_path, "", 1e-40, 1.0)
 
 

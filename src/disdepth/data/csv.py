@@ -84,9 +84,9 @@ def _row_scale(row: dict[str, str], where: str, fallback: float) -> float | None
         scale = float(text)
     except ValueError:
         raise DataError(where, f"column 'depth_scale' is not a number: {text!r}", "scale") from None
-    problem = depth_scale_problem(scale)
+    problem = depth_scale_problem(scale, "column 'depth_scale'")
     if problem:
-        raise DataError(where, f"column {problem}", "scale")
+        raise DataError(where, problem, "scale")
     return scale
 
 
@@ -161,7 +161,7 @@ def csv_records(
         records.append(record)
     if any(scale_problem_of(r) for r in records):  # rows' own cells are checked: this is data.depth_scale
         # One problem for the config value, not one per row that relies on it.
-        found.insert(0, DataError(csv_file, f"{depth_scale_problem(depth_scale)} (data.depth_scale)", "scale"))
+        found.insert(0, DataError(csv_file, str(depth_scale_problem(depth_scale, "data.depth_scale")), "scale"))
     return finish_records(csv_file, records, found, errors)
 
 

@@ -112,13 +112,16 @@ def first_error(errors: list[DataError]) -> DataError:
     return DataError(first.path, first.message + more, first.problem)
 
 
-def depth_scale_problem(scale: float) -> str | None:
-    """Why ``scale`` (PNG units per metre) cannot decode depth PNGs, or None when it can."""
+def depth_scale_problem(scale: float, name: str = "depth_scale") -> str | None:
+    """Why ``scale`` (PNG units per metre) cannot decode depth PNGs, or None when it can.
+
+    ``name`` starts the message: the CSV column or config key the value came from.
+    """
     lo, hi = DEPTH_SCALE_RANGE
     if not math.isfinite(scale) or scale <= 0:
-        return f"depth_scale must be a finite number > 0 (PNG units per metre: 1000 = mm, 256 = KITTI), got {scale}"
+        return f"{name} must be a finite number > 0 (PNG units per metre: 1000 = mm, 256 = KITTI), got {scale}"
     if not lo <= scale <= hi:
-        return f"depth_scale {scale:g} is outside {lo:g}..{hi:g} (one PNG unit would be {1 / scale:g} m)"
+        return f"{name} {scale:g} is outside {lo:g}..{hi:g} (one PNG unit would be {1 / scale:g} m)"
     return None
 
 
@@ -196,8 +199,8 @@ def _depth_mode_error(path: Path, mode: str, fmt: str) -> DataError | None:
         return None
     if mode in ("L", "LA", "1"):
         # 8 bits give 255 depth levels (1 m of range in KITTI's /256): a visualisation, not metric depth.
-        bits = "1-bit" if mode == "1" else "8-bit greyscale"
-        return DataError(path, f"depth image is a {bits} {fmt}, not 16-bit: {_CONVERT_HINT}", "8bit")
+        bits = "a 1-bit" if mode == "1" else "an 8-bit greyscale"
+        return DataError(path, f"depth image is {bits} {fmt}, not 16-bit: {_CONVERT_HINT}", "8bit")
     if mode in ("P", "PA"):
         return DataError(
             path, f"depth image is a palette (colour-mapped) {fmt}: a depth visualisation; {_CONVERT_HINT}", "8bit"
@@ -516,9 +519,9 @@ def read_bts_list(
     text = read_text_file(list_file, "list file")
     root, gt_root = Path(root), Path(gt_root or root)
     found: list[DataError] = []
-    problem = depth_scale_problem(depth_scale)
+    problem = depth_scale_problem(depth_scale, "data.depth_scale")
     if problem:  # one problem for the file, not one per depth file
-        found.append(DataError(list_file, f"{problem} (data.depth_scale)", "scale"))
+        found.append(DataError(list_file, problem, "scale"))
     records: list[Record] = []
     for n, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
