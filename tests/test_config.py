@@ -69,3 +69,75 @@ def test_cli_print_config_and_bad_key(capsys):
     assert "encoder: resnet18" in capsys.readouterr().out
     assert main(["bench", "--print-config", "--set", "model.nope=1"]) == 2
     assert "model.nope: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.batch_size=0", "data.batch_size: must be >= 1, got 0"),
+        ("data.num_workers=-1", "data.num_workers: must be >= 0"),
+        ("train.steps=0", "train.steps: must be >= 1"),
+        ("train.log_every=0", "train.log_every: must be >= 1"),
+        ("train.eval_every=-1", "train.eval_every: must be >= 0"),
+        ("train.checkpoint_every=-5", "train.checkpoint_every: must be >= 0"),
+        ("train.lr=0", "train.lr: must be finite and > 0, got 0.0"),
+        ("train.lr=.nan", "train.lr: must be finite and > 0, got nan"),
+        ("train.lr=inf", "train.lr: must be finite and > 0, got inf"),
+        ("train.encoder_lr_scale=-0.1", "train.encoder_lr_scale: must be finite and >= 0"),
+        ("train.weight_decay=-1e-2", "train.weight_decay: must be finite and >= 0"),
+        ("train.ema_decay=1.0", "train.ema_decay: must be in [0, 1)"),
+        ("train.max_bad_steps=0", "train.max_bad_steps: must be >= 1"),
+        ("train.warmup_steps=-1", "train.warmup_steps: must be >= 0"),
+        ("model.min_depth=0", "model.min_depth/max_depth: must be 0 < min_depth < max_depth (metres), got 0.0..10.0"),
+        ("model.max_depth=1e-4", "model.min_depth/max_depth: must be 0 < min_depth < max_depth"),
+        ("teacher.max_depth=.inf", "teacher.min_depth/max_depth: must be 0 < min_depth < max_depth"),
+        ("eval.min_depth=-1", "eval.min_depth: must be > 0 (metres) or null, got -1.0"),
+        ("data.depth_scale=-256", "data.depth_scale: must be finite and >= 0 (0 = dataset default), got -256.0"),
+        ("data.depth_scale=.nan", "data.depth_scale: must be finite and >= 0"),
+        ("eval.pred_scale=-1", "eval.pred_scale: must be finite and >= 0"),
+        ("distill.levels=[]", "distill.levels: must be a non-empty list of encoder strides"),
+        ("distill.levels=[4,12]", "distill.levels: must be a non-empty list of encoder strides (powers of two"),
+        ("distill.levels=[0]", "distill.levels: must be"),
+        ("distill.feature_weight=-1", "distill.feature_weight: must be finite and >= 0"),
+        ("distill.response_weight=.inf", "distill.response_weight: must be finite and >= 0"),
+        ("distill.tau=0", "distill.tau: must be finite and > 0"),
+        ("bench.resolutions=[[480, 640], [0, 10]]", "bench.resolutions[1]: must be [height, width] in pixels"),
+        ("bench.resolutions=[[480]]", "bench.resolutions[0]: must be [height, width]"),
+        ("pipeline.teacher.steps=-1", "pipeline.teacher.steps: must be >= 0 (0 = train.steps)"),
+        ("pipeline.distill.lr=-1e-4", "pipeline.distill.lr: must be finite and >= 0 (0 = train.lr)"),
+        ("pipeline.acclimate.batch_size=-2", "pipeline.acclimate.batch_size: must be >= 0"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_range(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_range_limits_that_stay_valid(tmp_path):
+    """The documented zeros (off / inherit / only at the end) and eval caps left to the protocol load fine."""
+    cfg = load_config(
+        overrides=[
+            "train.eval_every=0",
+            "train.checkpoint_every=0",
+            "train.ema_decay=0",
+            "train.warmup_steps=0",
+            "data.num_workers=0",
+            "data.depth_scale=0",
+            "pipeline.teacher.steps=0",
+            "pipeline.teacher.lr=0",
+            "eval.min_depth=0.5",
+            "eval.max_depth=.inf",
+            "distill.levels=[8]",
+        ]
+    )
+    assert cfg.train.eval_every == 0 and cfg.eval.max_depth == float("inf")
+    (tmp_path / "bad.yaml").write_text("train:\n  steps: 0\n  lr: 0\n")
+    with pytest.raises(ConfigError, match=r"train.steps: must be >= 1, got 0; train.lr: must be finite and > 0"):
+        load_config(tmp_path / "bad.yaml")  # every bad key in one line
+
+
+def test_cli_out_of_range_is_one_line(capsys):
+    assert main(["bench", "--print-config", "--set", "data.batch_size=0"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "disdepth: config error: data.batch_size: must be >= 1, got 0\n" and "Traceback" not in out

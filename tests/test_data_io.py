@@ -25,8 +25,8 @@ def test_depth_png_roundtrip_and_invalid_values(tmp_path: Path) -> None:
     with Image.open(p) as im:
         assert im.mode in ("I;16", "I")
     depth, valid = read_depth(p, 256.0)
-    assert depth.shape == (1, 2, 3) and depth.dtype == torch.float32
-    assert torch.allclose(depth[0], torch.from_numpy(d), atol=1 / 512)
+    assert depth.shape == (1, 2, 3) and depth.dtype == torch.float64  # exact decode (see eval.metrics)
+    assert torch.allclose(depth[0], torch.from_numpy(d).double(), atol=1 / 512)
     assert valid[0].tolist() == [[False, True, True], [True, False, True]]
     Image.fromarray(np.array([[65535, 1000]], np.uint16)).save(tmp_path / "s.png")  # 7-Scenes invalid marker
     depth, valid = read_depth(tmp_path / "s.png", 1000.0)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from disdepth.data.io import read_depth
 from disdepth.eval.metrics import METRIC_NAMES, MetricAggregator, compute_metrics, format_metrics_table
+from disdepth.eval.protocols import evaluate_image
 
 
 def _t(*values: float) -> torch.Tensor:
@@ -85,3 +91,70 @@ def test_aggregator_is_mean_of_images() -> None:
         agg.add("a", {})
     assert all(math.isnan(v) for v in MetricAggregator().mean().values())
     assert "abs_rel" in format_metrics_table(agg.mean())
+
+
+# --- exact-ratio pixels (integer PNG encodings): the strict delta test must match exact arithmetic -------
+
+
+def _exact_ratio_codes(k: int, limit: int = 60000) -> tuple[np.ndarray, np.ndarray]:
+    """(gt, pred) integer code pairs whose ratio is exactly 1.25^k, both ways round, and their +-1 neighbours.
+
+    Codes start at 8 so every depth is above the 1 mm cap even at /5000 (no pixel is dropped or clamped).
+    """
+    n, m = 4**k, 5**k
+    small = np.arange(8, limit * n // m, dtype=np.int64)
+    small = small[(small * m) % n == 0]
+    big = small * m // n
+    gt = np.concatenate([big, small, big + 1, big - 1, small + 1])
+    pred = np.concatenate([small, big, small, small, big])
+    return gt, pred
+
+
+def _exact_deltas(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """d1..d3 in integer arithmetic: max(a, b) / min(a, b) < 5^k / 4^k  <=>  max * 4^k < min * 5^k."""
+    hi, lo = np.maximum(gt, pred), np.minimum(gt, pred)
+    return {f"d{k}": float((hi * 4**k < lo * 5**k).mean()) for k in (1, 2, 3)}
+
+
+@pytest.mark.parametrize("scale", [1000.0, 256.0, 5000.0])  # mm (NYU), KITTI /256, TUM /5000
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_deltas_of_decoded_pngs_match_exact_arithmetic(tmp_path: Path, scale: float, k: int) -> None:
+    gt_codes, pred_codes = _exact_ratio_codes(k)
+    for name, codes in (("gt", gt_codes), ("pred", pred_codes)):
+        Image.fromarray(codes.astype(np.uint16)[None]).save(tmp_path / f"{name}.png")
+    gt, valid = read_depth(tmp_path / "gt.png", scale)
+    pred, _ = read_depth(tmp_path / "pred.png", scale)
+    metrics, _ = evaluate_image(pred, gt, valid, "none")
+    exact = _exact_deltas(gt_codes, pred_codes)
+    assert metrics is not None and {key: metrics[key] for key in exact} == exact
+    assert 0 < exact[f"d{k}"] < 1  # the set really straddles the threshold
+
+
+def test_eight_hundred_mm_against_one_metre_is_a_miss(tmp_path: Path) -> None:
+    """The protocol bug: gt 800 mm, pred 1000 mm has ratio exactly 1.25, not < 1.25 (BTS float32 agrees)."""
+    Image.fromarray(np.array([[800]], np.uint16)).save(tmp_path / "gt.png")
+    Image.fromarray(np.array([[1000]], np.uint16)).save(tmp_path / "pred.png")
+    gt, valid = read_depth(tmp_path / "gt.png", 1000.0)
+    pred, _ = read_depth(tmp_path / "pred.png", 1000.0)
+    assert compute_metrics(pred, gt)["d1"] == 0.0
+    metrics, _ = evaluate_image(pred, gt, valid, "none")
+    assert metrics is not None and metrics["d1"] == 0.0 and metrics["d2"] == 1.0
+    # Why decoding must be float64: 0.8 in float32 is 0.8000000119, and 1 / that is 1.24999998 < 1.25.
+    assert compute_metrics(pred.float(), gt.float())["d1"] == 1.0
+
+
+def test_eval_pred_dir_scores_exact_ratios(tmp_path: Path) -> None:
+    """``disdepth eval --pred-dir`` end to end: ground truth and predictions decoded exactly."""
+    from disdepth.cli import main
+
+    gt_codes, pred_codes = _exact_ratio_codes(1, limit=4000)
+    Image.fromarray(np.zeros((1, gt_codes.size, 3), np.uint8)).save(tmp_path / "im.png")
+    Image.fromarray(gt_codes.astype(np.uint16)[None]).save(tmp_path / "gt.png")
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(pred_codes.astype(np.uint16)[None]).save(tmp_path / "pred" / "im.png")
+    (tmp_path / "index.csv").write_text("rgb,depth,depth_scale\nim.png,gt.png,1000\n")
+    out = tmp_path / "eval.json"
+    args = ["eval", "--set", "data.dataset=csv", "--set", f"data.test_list={tmp_path / 'index.csv'}"]
+    assert main([*args, "--pred-dir", str(tmp_path / "pred"), "--pred-scale", "1000", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert {k: metrics[k] for k in ("d1", "d2", "d3")} == _exact_deltas(gt_codes, pred_codes)

@@ -487,7 +487,7 @@ def load_config(
                 raise ConfigError(f"{path}: {exc}") from None
     for text in overrides or []:
         _merge(cfg, parse_override(text))
-    return cfg
+    return check_ranges(cfg)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -515,3 +515,135 @@ def save_config(cfg: Any, path: str | Path) -> Path:
     tmp.write_text(dump_yaml(cfg))
     tmp.replace(path)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges: values of the right type that no run can use, caught when the config is loaded.
+# --------------------------------------------------------------------------------------------
+
+
+def _finite(x: float) -> bool:
+    """Not NaN and not +-inf (imported here: this section is appended to a module others edit above)."""
+    from math import isfinite
+
+    return isfinite(x)
+
+
+def _depth_range_problems(key: str, lo: float | None, hi: float | None, optional: bool = False) -> list[str]:
+    """``0 < min_depth < max_depth`` in metres (min finite; max finite, or inf for the eval caps).
+
+    With ``optional`` (eval caps) either may be None, meaning the protocol's value.
+    """
+    if optional and (lo is None or hi is None):
+        given = [(name, v) for name, v in (("min_depth", lo), ("max_depth", hi)) if v is not None]
+        return [f"{key}.{name}: must be > 0 (metres) or null, got {v!r}" for name, v in given if not v > 0]
+    max_ok = _finite(hi) or (optional and hi == float("inf"))  # type: ignore[arg-type]
+    if _finite(lo) and lo > 0 and max_ok and hi > lo:  # type: ignore[arg-type, operator]
+        return []
+    return [f"{key}.min_depth/max_depth: must be 0 < min_depth < max_depth (metres), got {lo!r}..{hi!r}"]
+
+
+def _range_problems(cfg: Config) -> list[str]:
+    """Every out-of-range value as ``"<dotted key>: must be <allowed>, got <value>"``."""
+    d, t, dc, ac = cfg.data, cfg.train, cfg.distill, cfg.acclimate
+    rules: list[tuple[str, Any, bool, str]] = [
+        ("data.batch_size", d.batch_size, d.batch_size >= 1, ">= 1"),
+        ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
+        (
+            "data.depth_scale",
+            d.depth_scale,
+            _finite(d.depth_scale) and d.depth_scale >= 0,
+            "finite and >= 0 (0 = dataset default)",
+        ),
+        (
+            "eval.pred_scale",
+            cfg.eval.pred_scale,
+            _finite(cfg.eval.pred_scale) and cfg.eval.pred_scale >= 0,
+            "finite and >= 0 (0 = the dataset's)",
+        ),
+        ("train.steps", t.steps, t.steps >= 1, ">= 1"),
+        ("train.log_every", t.log_every, t.log_every >= 1, ">= 1"),
+        ("train.eval_every", t.eval_every, t.eval_every >= 0, ">= 0 (0 = only at the end)"),
+        ("train.checkpoint_every", t.checkpoint_every, t.checkpoint_every >= 0, ">= 0"),
+        ("train.lr", t.lr, _finite(t.lr) and t.lr > 0, "finite and > 0"),
+        (
+            "train.encoder_lr_scale",
+            t.encoder_lr_scale,
+            _finite(t.encoder_lr_scale) and t.encoder_lr_scale >= 0,
+            "finite and >= 0",
+        ),
+        ("train.weight_decay", t.weight_decay, _finite(t.weight_decay) and t.weight_decay >= 0, "finite and >= 0"),
+        ("train.grad_clip", t.grad_clip, _finite(t.grad_clip) and t.grad_clip >= 0, "finite and >= 0 (0 = off)"),
+        ("train.ema_decay", t.ema_decay, 0 <= t.ema_decay < 1, "in [0, 1) (0 = off)"),
+        ("train.max_bad_steps", t.max_bad_steps, t.max_bad_steps >= 1, ">= 1"),
+        ("train.warmup_steps", t.warmup_steps, t.warmup_steps >= 0, ">= 0"),
+        ("distill.tau", dc.tau, _finite(dc.tau) and dc.tau > 0, "finite and > 0"),
+        (
+            "distill.feature_weight",
+            dc.feature_weight,
+            _finite(dc.feature_weight) and dc.feature_weight >= 0,
+            "finite and >= 0",
+        ),
+        (
+            "distill.response_weight",
+            dc.response_weight,
+            _finite(dc.response_weight) and dc.response_weight >= 0,
+            "finite and >= 0",
+        ),
+        ("distill.attention_floor", dc.attention_floor, 0 <= dc.attention_floor <= 1, "in [0, 1]"),
+        ("distill.unlabelled_fraction", dc.unlabelled_fraction, 0 <= dc.unlabelled_fraction < 1, "in [0, 1)"),
+        (
+            "acclimate.anchor_weight",
+            ac.anchor_weight,
+            _finite(ac.anchor_weight) and ac.anchor_weight >= 0,
+            "finite and >= 0",
+        ),
+        (
+            "acclimate.teacher_loss_weight",
+            ac.teacher_loss_weight,
+            _finite(ac.teacher_loss_weight) and ac.teacher_loss_weight >= 0,
+            "finite and >= 0",
+        ),
+        (
+            "acclimate.teacher_lr_scale",
+            ac.teacher_lr_scale,
+            _finite(ac.teacher_lr_scale) and ac.teacher_lr_scale >= 0,
+            "finite and >= 0",
+        ),
+    ]
+    levels_ok = bool(dc.levels) and all(v > 0 and v & (v - 1) == 0 for v in dc.levels)
+    rules.append(
+        ("distill.levels", dc.levels, levels_ok, "a non-empty list of encoder strides (powers of two: 4, 8, 16, 32)")
+    )
+    for i, hw in enumerate(cfg.bench.resolutions):
+        rules.append(
+            (f"bench.resolutions[{i}]", hw, len(hw) == 2 and min(hw) >= 1, "[height, width] in pixels, both >= 1")
+        )
+    p = cfg.pipeline.bench_resolution
+    rules.append(("pipeline.bench_resolution", p, len(p) == 2 and min(p) >= 1, "[height, width] in pixels, both >= 1"))
+    for stage in PIPELINE_STAGES:
+        b: StageBudget = getattr(cfg.pipeline, stage)
+        key = f"pipeline.{stage}"
+        rules.append((f"{key}.steps", b.steps, b.steps >= 0, ">= 0 (0 = train.steps)"))
+        rules.append((f"{key}.lr", b.lr, _finite(b.lr) and b.lr >= 0, "finite and >= 0 (0 = train.lr)"))
+        rules.append((f"{key}.batch_size", b.batch_size, b.batch_size >= 0, ">= 0 (0 = data.batch_size)"))
+    problems = [f"{key}: must be {allowed}, got {value!r}" for key, value, ok, allowed in rules if not ok]
+    problems += _depth_range_problems("model", cfg.model.min_depth, cfg.model.max_depth)
+    problems += _depth_range_problems("teacher", cfg.teacher.min_depth, cfg.teacher.max_depth)
+    problems += _depth_range_problems("eval", cfg.eval.min_depth, cfg.eval.max_depth, optional=True)
+    return problems
+
+
+def check_ranges(cfg: Config) -> Config:
+    """Check that every numeric setting is in the range the code can use (after types are checked).
+
+    Returns ``cfg`` unchanged. Zero keeps its documented meaning where a key has one (``eval_every: 0`` = only
+    at the end, ``pipeline.<stage>.steps: 0`` = inherit ``train.steps``).
+
+    Raises:
+        ConfigError: one line naming every out-of-range dotted key, its allowed range and the value given.
+    """
+    problems = _range_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return cfg

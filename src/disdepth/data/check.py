@@ -1,9 +1,11 @@
 """``disdepth data check``: validate a dataset config and report *every* problem, not just the first.
 
-For each configured split (train/val/test list) it reads every listed pair and reports counts,
-missing or unreadable files (by name), image/depth size mismatches, NaN/negative depth, frames
-without a valid pixel, frames too small for the KB crop or the training crop, and depth-range and
-valid-pixel statistics. Exit status 1 when any problem was found.
+For each configured split (train/val/test list) it parses every line of the list or CSV (malformed lines,
+bad numbers, bad or absurd depth_scale values are collected, each named ``file:line``), then reads every
+listed pair and reports counts, missing or unreadable files (by name), 8-bit or colour depth images,
+image/depth size mismatches, NaN/negative/out-of-range depth, frames without a valid pixel, frames too small
+for the KB crop or the training crop, and depth-range and valid-pixel statistics. A list without any depth
+is not a problem but a note (images for label-free distillation). Exit status 1 when any problem was found.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from disdepth.data.transforms import KB_HEIGHT, KB_WIDTH
 @dataclass
 class Problem:
     split: str
-    sample: str  # sample id or list file
-    path: str  # the offending file
-    kind: str  # missing, unreadable, size, nan, negative, no_valid, format, crop
+    sample: str  # sample id, or "-" for a problem of the list file itself
+    path: str  # the offending file (or ``list:line``)
+    kind: str  # a key of disdepth.data.io.PROBLEMS (missing, unreadable, 8bit, size, range, crop ...)
     message: str
+
+    @classmethod
+    def of(cls, split: str, sample: str, error: DataError) -> Problem:
+        return cls(split, sample, error.path, error.problem, str(error))
 
 
 @dataclass
@@ -41,9 +47,17 @@ class SplitStats:
     valid_pixels: int = 0
     valid_fractions: list[float] = field(default_factory=list)
 
+    @property
+    def note(self) -> str:
+        """Not a problem, but what the split can be used for: a list without any depth holds images only."""
+        if self.listed and not self.with_depth:
+            return f"{self.listed} images, no depth: usable for label-free distillation (distill.unlabelled_list)"
+        return ""
+
     def summary(self) -> dict[str, Any]:
         vf = self.valid_fractions
         return {
+            "note": self.note,
             "listed": self.listed,
             "with_depth": self.with_depth,
             "ok": self.ok,
@@ -57,7 +71,12 @@ class SplitStats:
         }
 
 
-def _records(cfg: Config, split: str, list_file: str) -> list[Record]:
+def _records(cfg: Config, split: str, list_file: str, errors: list[DataError]) -> list[Record]:
+    """Every well-formed record of a split's list; malformed lines go to ``errors``.
+
+    Raises:
+        DataError / FileNotFoundError: the list file as a whole is unusable (missing, not UTF-8, no header).
+    """
     from disdepth.data.build import roots_for_split
 
     d = cfg.data
@@ -65,14 +84,16 @@ def _records(cfg: Config, split: str, list_file: str) -> list[Record]:
     if d.dataset == "kitti":
         from disdepth.data.kitti import kitti_records
 
-        return kitti_records(list_file, root, gt_root, d.depth_scale)
+        return kitti_records(list_file, root, gt_root, d.depth_scale, errors)
     if d.dataset == "nyu":
         from disdepth.data.nyu import nyu_records
 
-        return nyu_records(list_file, root, gt_root, d.depth_scale)
-    from disdepth.data.csv import csv_records
+        return nyu_records(list_file, root, gt_root, d.depth_scale, errors)
+    from disdepth.data.csv import csv_columns, csv_records
 
-    return csv_records(list_file, root, d.depth_scale)
+    # A CSV without a depth column is an images-only list (a note, see SplitStats.note), not a broken one.
+    images_only = "depth" not in csv_columns(list_file)
+    return csv_records(list_file, root, d.depth_scale, images_only=images_only, errors=errors)
 
 
 def check_records(
@@ -96,6 +117,10 @@ def check_records(
     seen_paths: set[str] = set()
     for r in todo:
         stats.with_depth += r.depth is not None
+        if r.depth is not None and r.depth == r.rgb:
+            msg = f"{r.rgb}: listed as both image and depth ({r.source})"
+            problems.append(Problem(split, r.id, str(r.rgb), "format", msg))
+            continue
         # Report each missing file separately so one listing shows all of them.
         missing = [p for p in (r.rgb, r.depth) if p is not None and not p.is_file()]
         for p in missing:
@@ -105,7 +130,7 @@ def check_records(
         try:
             s = load_record(r, with_image=True)
         except DataError as exc:
-            problems.append(Problem(split, r.id, exc.path, exc.problem, str(exc)))
+            problems.append(Problem.of(split, r.id, exc))
             continue
         except (FileNotFoundError, OSError, ValueError) as exc:
             problems.append(Problem(split, r.id, str(r.rgb), "unreadable", str(exc)))
@@ -159,11 +184,16 @@ def check_dataset(
         if not list_file:
             problems.append(Problem(split, "-", "-", "format", f"data.{split}_list is empty"))
             continue
+        errors: list[DataError] = []
         try:
-            records = _records(cfg, split, list_file)
-        except (DataError, FileNotFoundError) as exc:
-            problems.append(Problem(split, "-", list_file, "format", str(exc)))
+            records = _records(cfg, split, list_file, errors)
+        except DataError as exc:
+            problems.append(Problem.of(split, "-", exc))
             continue
+        except FileNotFoundError as exc:
+            problems.append(Problem(split, "-", list_file, "missing", str(exc)))
+            continue
+        problems += [Problem.of(split, "-", e) for e in errors]
         min_h, min_w = (KB_HEIGHT, KB_WIDTH) if kb_crop_enabled(cfg) else (0, 0)
         t = build_transform(cfg, split) if split == "train" else None
         for step in getattr(t, "transforms", []):  # the random crop must fit (after the KB crop)
@@ -176,6 +206,11 @@ def check_dataset(
 
 
 def format_report(stats: dict[str, SplitStats], problems: list[Problem], max_list: int = 50) -> str:
+    """The human-readable report: per-split counts and statistics, then every problem (up to ``max_list``).
+
+    The last line is ``no problems found`` only when every split is usable as configured; a split without any
+    depth ends the report with its note (images for label-free distillation) instead.
+    """
     lines = []
     for split, st in stats.items():
         s = st.summary()
@@ -195,6 +230,8 @@ def format_report(stats: dict[str, SplitStats], problems: list[Problem], max_lis
             lines.append(f"  [{p.split}] {p.kind}: {p.message}")
         if len(problems) > max_list:
             lines.append(f"  ... {len(problems) - max_list} more (see --json)")
-    else:
+    notes = [f"[{split}] {st.note}" for split, st in stats.items() if st.note]
+    lines += notes
+    if not problems and not notes:
         lines.append("no problems found")
     return "\n".join(lines)

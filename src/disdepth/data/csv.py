@@ -4,32 +4,119 @@ Required columns: ``rgb``, ``depth`` (paths relative to the base folder: ``data.
 own folder; an empty ``depth`` cell means no ground truth). Optional: ``id``, ``depth_scale`` (PNG
 units per metre; else ``data.depth_scale``), ``fx, fy, cx, cy`` (pixels at the file's resolution) or
 ``focal``. Other columns are ignored. ``.npy`` depth files hold float metres and need no scale.
+A CSV without a ``depth`` column (or with every depth cell empty) holds images only: usable as
+``distill.unlabelled_list`` for label-free distillation, not for supervised training.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 from pathlib import Path
 
-from disdepth.data.io import DataError, FileDepthDataset, Record, Transform, path_id
+from disdepth.data.io import (
+    DataError,
+    FileDepthDataset,
+    Record,
+    Transform,
+    depth_scale_problem,
+    finish_records,
+    path_id,
+    positive_number,
+    read_text_file,
+    scale_problem_of,
+    with_depth,
+)
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.data.transforms import KBCrop
 
 DEFAULT_FOCAL = 500.0  # used only when a row has neither fx nor focal; metric depth does not need it
 
 
-def _float(row: dict[str, str], key: str, where: str) -> float | None:
-    text = (row.get(key) or "").strip()
+def read_csv_table(csv_file: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header (stripped column names) and the non-blank rows with their line numbers.
+
+    Raises:
+        MissingFileError: no such file. DataError naming the file: not UTF-8, no header, or text the
+        CSV parser rejects (``file:line``).
+    """
+    csv_file = Path(csv_file)
+    reader = csv.reader(io.StringIO(read_text_file(csv_file, "CSV index"), newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise DataError(f"{csv_file}:{reader.line_num}", f"malformed CSV ({exc})", "format") from None
+    if not rows:
+        raise DataError(csv_file, "CSV index is empty (no header row)", "format")
+    (_, header), *body = rows
+    return [c.strip() for c in header], body
+
+
+def csv_columns(csv_file: str | Path) -> list[str]:
+    """The column names of a CSV index (``data check`` uses them to tell an images-only CSV)."""
+    return read_csv_table(csv_file)[0]
+
+
+def _cell(row: dict[str, str], key: str, where: str) -> float | None:
+    """A numeric cell: None when empty, else a finite float (DataError naming the column otherwise)."""
+    text = row.get(key, "").strip()
     if not text:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise DataError(where, f"column {key!r} is not a number: {text!r}", "format") from None
+    if not math.isfinite(value):
+        raise DataError(where, f"column {key!r} must be finite, got {text!r}", "format")
+    return value
+
+
+def _row_scale(row: dict[str, str], where: str, fallback: float) -> float | None:
+    """The row's ``depth_scale`` cell (checked), else ``fallback`` (0 = none given -> None; checked by the caller)."""
+    text = row.get("depth_scale", "").strip()
+    if not text:
+        return fallback or None
+    try:
+        scale = float(text)
+    except ValueError:
+        raise DataError(where, f"column 'depth_scale' is not a number: {text!r}", "scale") from None
+    problem = depth_scale_problem(scale, "column 'depth_scale'")
+    if problem:
+        raise DataError(where, problem, "scale")
+    return scale
+
+
+def _record(row: dict[str, str], base: Path, where: str, depth_scale: float, images_only: bool) -> Record:
+    """One CSV row as a :class:`Record`; any bad cell is a DataError naming ``file:line`` and the column."""
+    rgb = row["rgb"].strip()
+    if not rgb:
+        raise DataError(where, "empty 'rgb' cell", "format")
+    depth_rel = "" if images_only else row.get("depth", "").strip()
+    depth = None if depth_rel in ("", "None") else base / depth_rel
+    scale = None if images_only else _row_scale(row, where, depth_scale)
+    if depth is not None and depth.suffix.lower() != ".npy" and not scale:
+        raise DataError(where, "PNG depth needs a depth_scale (column, or data.depth_scale)", "scale")
+    fx, fy, cx, cy = (_cell(row, k, where) for k in ("fx", "fy", "cx", "cy"))
+    for key, value in (("fx", fx), ("fy", fy)):
+        if value is not None and value <= 0:
+            raise DataError(where, f"column {key!r} must be > 0 (pixels), got {value:g}", "format")
+    focal_text = row.get("focal", "").strip()
+    focal = fx or (positive_number(focal_text, "column 'focal'", where) if focal_text else DEFAULT_FOCAL)
+    intr = (fx, fy or fx, cx, cy) if fx and cx is not None and cy is not None else None
+    sample_id = row.get("id", "").strip() or path_id(rgb)
+    return Record(base / rgb, depth, scale or 1.0, focal, intr, sample_id, where)  # type: ignore[arg-type]
 
 
 def csv_records(
-    csv_file: str | Path, root: str | Path = "", depth_scale: float = 0.0, images_only: bool = False
+    csv_file: str | Path,
+    root: str | Path = "",
+    depth_scale: float = 0.0,
+    images_only: bool = False,
+    errors: list[DataError] | None = None,
 ) -> list[Record]:
     """Parse a CSV index into records.
 
@@ -39,45 +126,43 @@ def csv_records(
         depth_scale: PNG units per metre for rows without a ``depth_scale`` cell (0 = none given).
         images_only: only ``rgb`` is required and any ``depth`` cell is ignored (unlabelled images for
             ``distill.unlabelled_list``).
+        errors: collect bad rows here and skip them (``data check`` reports every one); None = raise
+            after reading the whole file (the first bad row, plus how many more).
 
     Raises:
-        FileNotFoundError: no such CSV. DataError (naming ``file:row``): missing columns, bad numbers,
-        a PNG depth with no scale anywhere, duplicate ids.
+        MissingFileError: no such CSV. DataError (naming ``file`` or ``file:line``): not UTF-8, missing
+        columns, no rows; without ``errors`` also bad rows: a cell count that differs from the header's,
+        non-numeric or non-positive numbers, a bad or missing depth_scale, duplicate ids.
     """
     csv_file = Path(csv_file)
-    if not csv_file.is_file():
-        raise FileNotFoundError(f"{csv_file}: CSV index not found")
     base = Path(root) if root else csv_file.parent
-    with csv_file.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in (("rgb",) if images_only else ("rgb", "depth")) if c not in columns]
-        if missing:
-            raise DataError(csv_file, f"missing column(s) {missing}; found {columns}", "format")
-        rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
+    columns, body = read_csv_table(csv_file)
+    missing = [c for c in (("rgb",) if images_only else ("rgb", "depth")) if c not in columns]
+    if missing:
+        hint = " (a CSV of images only is for distill.unlabelled_list)" if missing == ["depth"] else ""
+        raise DataError(csv_file, f"missing column(s) {missing}; found {columns}{hint}", "format")
+    found: list[DataError] = []
     records: list[Record] = []
     seen: dict[str, str] = {}
-    for n, row in enumerate(rows, start=2):  # row 1 is the header
-        where = f"{csv_file}:{n}"
-        rgb = row["rgb"].strip()
-        if not rgb:
-            raise DataError(where, "empty 'rgb' cell", "format")
-        depth_rel = "" if images_only else row["depth"].strip()
-        depth = None if depth_rel in ("", "None") else base / depth_rel
-        scale = None if images_only else _float(row, "depth_scale", where) or depth_scale
-        if depth is not None and depth.suffix.lower() != ".npy" and not scale:
-            raise DataError(where, "PNG depth needs a depth_scale (column, or data.depth_scale)", "format")
-        fx, fy, cx, cy = (_float(row, k, where) for k in ("fx", "fy", "cx", "cy"))
-        focal = fx or _float(row, "focal", where) or DEFAULT_FOCAL
-        intr = (fx, fy or fx, cx, cy) if fx and cx is not None and cy is not None else None
-        sample_id = row.get("id", "").strip() or path_id(rgb)
-        if sample_id in seen:
-            raise DataError(where, f"duplicate id {sample_id!r} (first at {seen[sample_id]})", "format")
-        seen[sample_id] = where
-        records.append(Record(base / rgb, depth, scale or 1.0, focal, intr, sample_id, where))  # type: ignore[arg-type]
-    if not records:
-        raise DataError(csv_file, "CSV index has no rows", "format")
-    return records
+    for line, cells in body:
+        where = f"{csv_file}:{line}"
+        try:
+            if len(cells) != len(columns):
+                raise DataError(
+                    where, f"row has {len(cells)} cells but the header has {len(columns)} columns", "format"
+                )
+            record = _record(dict(zip(columns, cells, strict=True)), base, where, depth_scale, images_only)
+            if record.id in seen:
+                raise DataError(where, f"duplicate id {record.id!r} (first at {seen[record.id]})", "format")
+        except DataError as exc:
+            found.append(exc)
+            continue
+        seen[record.id] = where
+        records.append(record)
+    if any(scale_problem_of(r) for r in records):  # rows' own cells are checked: this is data.depth_scale
+        # One problem for the config value, not one per row that relies on it.
+        found.insert(0, DataError(csv_file, str(depth_scale_problem(depth_scale, "data.depth_scale")), "scale"))
+    return finish_records(csv_file, records, found, errors)
 
 
 class CSVDataset(FileDepthDataset):
@@ -88,7 +173,7 @@ class CSVDataset(FileDepthDataset):
         kb_crop: KB crop to 352x1216 (for KITTI-like CSVs such as ``kitti_samples``).
         pre: another fixed crop before augmentation (e.g. ``NYUBorderCrop``), instead of ``kb_crop``.
         transform: augmentation (train only).
-        require_depth: drop rows without depth.
+        require_depth: drop rows without depth; a CSV with no depth at all is a DataError (``no_depth``).
         images_only: see :func:`csv_records`.
     """
 
@@ -107,7 +192,14 @@ class CSVDataset(FileDepthDataset):
     ) -> None:
         if kb_crop and pre is not None:
             raise ValueError("CSVDataset: give kb_crop or pre, not both")
+        if require_depth and not images_only and "depth" not in csv_columns(csv_file):
+            raise DataError(
+                csv_file,
+                "no 'depth' column: supervised training needs depth; a CSV of images only is usable for "
+                "label-free distillation (distill.unlabelled_list)",
+                "no_depth",
+            )
         records = csv_records(csv_file, root, depth_scale, images_only)
         if require_depth:
-            records = [r for r in records if r.depth is not None]
+            records = with_depth(records, csv_file)
         super().__init__(records, pre=KBCrop() if kb_crop else pre, transform=transform, mean=mean, std=std)

@@ -1,12 +1,15 @@
 """File IO for RGB-D datasets: images, 16-bit depth PNGs, list records and the file-backed dataset base.
 
-Every reader raises an error whose message names the file and the problem (DESIGN.md §3): a missing
-file is :class:`FileNotFoundError`, anything else wrong with a file is :class:`DataError` (a
-``ValueError``), so the CLI prints one line instead of a traceback and ``data check`` can collect them.
+Every reader raises an error whose message names the file and the problem (DESIGN.md §3): anything wrong
+with a file is a :class:`DataError` (a ``ValueError``; a missing file is its subclass
+:class:`MissingFileError`, also a ``FileNotFoundError``), so the CLI prints one line instead of a traceback
+and ``data check`` can collect them. Both survive a trip through a DataLoader worker.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,26 +22,136 @@ from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD, DepthSample, RawSa
 
 # 16-bit depth PNGs mark missing depth with 0; 7-Scenes and some Kinect tools use 65535 instead.
 INVALID_RAW_VALUES: tuple[int, ...] = (0, 65535)
+# Accepted ``depth_scale`` (PNG units per metre): one unit between 100 m and 1 um. Real encodings are
+# 1000 (mm: NYU, 7-Scenes, SUN), 256 (KITTI), 5000 (TUM); outside this a scale is a typo or a unit mix-up.
+DEPTH_SCALE_RANGE: tuple[float, float] = (1e-2, 1e6)
+# Largest depth believed, metres: beyond every depth sensor and the synthetic world. Larger values mean a
+# wrong scale or an "infinity" marker (sky) that should have been written as 0.
+MAX_DEPTH_M = 1e4
+# PIL modes of single-channel 16-bit images (I;16N is the native-endian variant some decoders give).
+_MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+_CONVERT_HINT = "save depth in metres x depth_scale as a uint16 PNG (Image.fromarray(arr.astype(np.uint16)))"
+
+# DataError.problem -> a short reason shared by every file with that problem (for skip counts and summaries).
+PROBLEMS: dict[str, str] = {
+    "missing": "file not found",
+    "unreadable": "unreadable file",
+    "encoding": "not UTF-8 text",
+    "format": "wrong file format or malformed line",
+    "8bit": "8-bit depth image (depth PNGs must be 16-bit)",
+    "size": "depth and image sizes differ",
+    "nan": "NaN/inf depth",
+    "negative": "negative depth",
+    "range": f"depth beyond {MAX_DEPTH_M:g} m (wrong depth_scale?)",
+    "scale": "invalid depth_scale",
+    "no_valid": "no valid depth pixel",
+    "no_depth": "no depth in the list",
+    "transform": "sample does not fit the transform",
+    "crop": "frame smaller than the crop",
+    "duplicate": "depth file listed twice",
+    "invalid": "invalid data",
+}
 
 
 class DataError(ValueError):
     """A dataset file is present but wrong (unreadable, wrong size, NaN/negative depth ...).
 
+    ``str(error)`` is one line, ``"<path>: <message>"``. Constructed from that single string (as torch's
+    DataLoader does when it re-raises a worker's exception: ``DataError(worker_text)``) it recovers path and
+    message from the worker's traceback text, so the main process gets the same one-line error.
+
     Attributes:
-        path: the offending file.
-        problem: a short machine-friendly category (``unreadable``, ``size``, ``nan``, ``negative``,
-            ``no_valid``, ``format``) used by ``data check`` to count problems.
+        path: the offending file (or ``file:line``, or a config key).
+        message: the problem, without the path.
+        problem: a key of :data:`PROBLEMS` (``unreadable``, ``size``, ``nan``, ``8bit``, ``no_valid`` ...)
+            used by ``data check`` to count problems; ``invalid`` when rebuilt from a worker's text.
     """
 
-    def __init__(self, path: str | Path, message: str, problem: str = "invalid") -> None:
-        super().__init__(f"{path}: {message}")
+    problem_default = "invalid"
+
+    def __init__(self, path: str | Path, message: str | None = None, problem: str | None = None) -> None:
+        if message is None:
+            path, message = _split_line(_original_line(str(path), type(self).__name__))
+        super().__init__(f"{path}: {message}" if str(path) else message)
         self.path = str(path)
-        self.problem = problem
+        self.message = message
+        self.problem = problem or self.problem_default
+
+    @property
+    def reason(self) -> str:
+        """Short text for the problem kind, the same for every file (e.g. to count skipped images)."""
+        return PROBLEMS.get(self.problem, self.problem)
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A listed file does not exist (``problem`` = ``missing``); caught by ``except FileNotFoundError`` too."""
+
+    problem_default = "missing"
+
+
+def _original_line(text: str, name: str) -> str:
+    """Our one-line message inside torch's ``Caught X in DataLoader worker ...\\nOriginal Traceback ...``."""
+    if "\n" not in text.strip():
+        return text
+    # The traceback ends with "<module>.<name>: <our message>"; take the last such line (the raised one).
+    lines = re.findall(rf"^(?:[\w.]+\.)?{re.escape(name)}: (.*)$", text, flags=re.MULTILINE)
+    return lines[-1] if lines else text.strip().splitlines()[-1]
+
+
+def _split_line(line: str) -> tuple[str, str]:
+    path, sep, message = line.partition(": ")
+    return (path, message) if sep else ("", line)
+
+
+def first_error(errors: list[DataError]) -> DataError:
+    """One error standing for several problems of a file: the first, plus how many more there are."""
+    first = errors[0]
+    if len(errors) == 1:
+        return first
+    more = f" (and {len(errors) - 1} more problem(s); `disdepth data check` lists them all)"
+    return DataError(first.path, first.message + more, first.problem)
+
+
+def depth_scale_problem(scale: float, name: str = "depth_scale") -> str | None:
+    """Why ``scale`` (PNG units per metre) cannot decode depth PNGs, or None when it can.
+
+    ``name`` starts the message: the CSV column or config key the value came from.
+    """
+    lo, hi = DEPTH_SCALE_RANGE
+    if not math.isfinite(scale) or scale <= 0:
+        return f"{name} must be a finite number > 0 (PNG units per metre: 1000 = mm, 256 = KITTI), got {scale}"
+    if not lo <= scale <= hi:
+        return f"{name} {scale:g} is outside {lo:g}..{hi:g} (one PNG unit would be {1 / scale:g} m)"
+    return None
 
 
 def _require(path: Path, what: str) -> None:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
+        raise MissingFileError(path, f"{what} file not found")
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a list file or CSV index (UTF-8; a BOM as Excel writes it is dropped).
+
+    Raises:
+        MissingFileError: no such file. DataError (``encoding``): not UTF-8 or binary, naming the file.
+    """
+    path = Path(path)
+    _require(path, what)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        message = f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8"
+        raise DataError(path, message, "encoding") from None
+    if "\x00" in text:
+        raise DataError(path, f"{what} contains NUL bytes: a binary file, not a text {what}", "encoding")
+    return text
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
+    return DataError(path, f"unreadable {what} ({exc.__class__.__name__}: {exc})", "unreadable")
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -48,16 +161,23 @@ def read_image(path: str | Path) -> torch.Tensor:
         (3, H, W) float32 in [0, 1].
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        DataError: PIL cannot decode it.
+        MissingFileError: the file does not exist.
+        DataError: PIL cannot decode it (``unreadable``: truncated, corrupt), or it is a 16-bit/float
+            single-channel map - a depth file in the image column (``format``).
     """
     path = Path(path)
     _require(path, "image")
     try:
         with Image.open(path) as im:
+            if im.mode in (*_MODES_16BIT, "I", "F"):
+                raise DataError(
+                    path, f"image is a single-channel {im.mode} map (a depth file?), not a colour image", "format"
+                )
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except DataError:
+        raise
     except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError)
-        raise DataError(path, f"unreadable image ({exc.__class__.__name__}: {exc})", "unreadable") from None
+        raise _unreadable(path, "image", exc) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -69,57 +189,120 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
     except Exception as exc:
-        raise DataError(path, f"unreadable image ({exc.__class__.__name__}: {exc})", "unreadable") from None
+        raise _unreadable(path, "image", exc) from None
     return h, w
 
 
-def read_depth(path: str | Path, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _depth_mode_error(path: Path, mode: str, fmt: str) -> DataError | None:
+    """Why an image of PIL ``mode`` cannot be a depth map, or None for single-channel 16-bit (and 32-bit int)."""
+    if mode in (*_MODES_16BIT, "I"):
+        return None
+    if mode in ("L", "LA", "1"):
+        # 8 bits give 255 depth levels (1 m of range in KITTI's /256): a visualisation, not metric depth.
+        bits = "a 1-bit" if mode == "1" else "an 8-bit greyscale"
+        return DataError(path, f"depth image is {bits} {fmt}, not 16-bit: {_CONVERT_HINT}", "8bit")
+    if mode in ("P", "PA"):
+        return DataError(
+            path, f"depth image is a palette (colour-mapped) {fmt}: a depth visualisation; {_CONVERT_HINT}", "8bit"
+        )
+    if mode == "F":
+        return DataError(path, "depth image is 32-bit float: save float metres as .npy instead", "format")
+    return DataError(
+        path,
+        f"depth image is a {mode} colour {fmt} (the RGB image?), not single-channel 16-bit; {_CONVERT_HINT}",
+        "format",
+    )
+
+
+def _raw_depth_png(path: Path) -> np.ndarray:
+    """The integer values of a single-channel 16-bit depth image, (H, W) int64; anything else is a DataError."""
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            error = _depth_mode_error(path, mode, im.format or path.suffix.lstrip(".").upper())
+            if error is not None:
+                raise error
+            raw = np.asarray(im).astype(np.int64)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise _unreadable(path, "depth image", exc) from None
+    if mode == "I" and raw.size and (raw.min() < 0 or raw.max() > 65535):  # 32-bit integer TIFF and the like
+        raise DataError(path, f"depth values {raw.min()}..{raw.max()} do not fit 16 bits: {_CONVERT_HINT}", "format")
+    return raw
+
+
+def _metric_depth_npy(path: Path) -> np.ndarray:
+    """Float metres from a ``.npy`` map, (H, W) float64; NaN/inf and negative values are DataErrors."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise _unreadable(path, "depth array", exc) from None
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise DataError(path, f"depth array has dtype {arr.dtype}, expected float metres", "format")
+    arr = np.asarray(arr, dtype=np.float64)
+    while arr.ndim > 2 and 1 in (arr.shape[0], arr.shape[-1]):  # (1, H, W) or (H, W, 1); keeps a 1xW map 2-D
+        arr = arr[0] if arr.shape[0] == 1 else arr[..., 0]
+    if arr.ndim != 2:
+        raise DataError(path, f"depth must be a 2-D map, got shape {arr.shape}", "format")
+    if not np.isfinite(arr).all():
+        raise DataError(path, f"depth has {int((~np.isfinite(arr)).sum())} NaN/inf values", "nan")
+    if (arr < 0).any():
+        raise DataError(path, f"depth has {int((arr < 0).sum())} negative values (min {arr.min():g})", "negative")
+    return arr
+
+
+def read_depth(
+    path: str | Path, scale: float, dtype: torch.dtype = torch.float64, require_valid: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a depth map in metres.
 
-    ``.png`` (16-bit or 8-bit greyscale): metres = value / ``scale``; 0 and 65535 mean no depth.
-    ``.npy``: float metres as stored (``scale`` ignored); 0, NaN-free and non-negative required.
+    ``.npy``: float metres as stored (``scale`` ignored). Anything else (PNG, TIFF): a single-channel
+    **16-bit** image, metres = value / ``scale``; 0 and 65535 mean no depth. 8-bit and colour images are
+    refused: 8 bits cannot hold metric depth, and a colour image is usually the RGB file in the wrong column.
+
+    Decoding is in float64, so millimetre values keep their exact ratios (800 mm / 1000 mm is 0.8, not
+    0.8000000119 as in float32) and the delta metrics count exact-ratio pixels correctly
+    (:mod:`disdepth.eval.metrics`). Training casts to float32 (``dtype``).
+
+    Args:
+        path: ``.png`` (or any PIL single-channel 16-bit format) or ``.npy``.
+        scale: PNG units per metre (KITTI 256, NYU 1000), within :data:`DEPTH_SCALE_RANGE`.
+        dtype: of the returned depth.
+        require_valid: raise (``no_valid``) when no pixel has depth, e.g. for a prediction file.
 
     Returns:
-        depth: (1, H, W) float32 metres, 0 where invalid.
+        depth: (1, H, W) metres, 0 where invalid.
         valid: (1, H, W) bool, True where depth > 0.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        DataError: unreadable, not a single-channel map, NaN/inf or negative values.
+        MissingFileError: the file does not exist.
+        DataError naming the file, with ``problem``: ``unreadable``, ``8bit`` (8-bit image), ``format``
+        (colour, float or multi-dimensional), ``scale``, ``nan``, ``negative``, ``range`` (beyond
+        :data:`MAX_DEPTH_M`), ``no_valid`` (with ``require_valid``). ``error.reason`` is a short text the
+        same for every file, for counting skipped predictions.
     """
     path = Path(path)
     _require(path, "depth")
     if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise DataError(path, f"unreadable depth array ({exc})", "unreadable") from None
-        arr = np.squeeze(np.asarray(arr, dtype=np.float32))
-        if arr.ndim != 2:
-            raise DataError(path, f"depth must be a 2-D map, got shape {arr.shape}", "format")
-        if not np.isfinite(arr).all():
-            raise DataError(path, f"depth has {int((~np.isfinite(arr)).sum())} NaN/inf values", "nan")
-        if (arr < 0).any():
-            raise DataError(path, f"depth has {int((arr < 0).sum())} negative values (min {arr.min():g})", "negative")
-        depth = arr
+        depth = _metric_depth_npy(path)
     else:
-        if scale <= 0:
-            raise DataError(path, f"depth_scale must be > 0 to read a PNG, got {scale}", "format")
-        try:
-            with Image.open(path) as im:
-                if im.mode not in ("I;16", "I;16B", "I", "L", "I;16L"):
-                    raise DataError(path, f"depth PNG must be single-channel 8/16-bit, got mode {im.mode}", "format")
-                raw = np.asarray(im)
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(path, f"unreadable depth image ({exc.__class__.__name__}: {exc})", "unreadable") from None
-        raw = raw.astype(np.int64)
-        if (raw < 0).any():  # only possible for 32-bit "I" images
-            raise DataError(path, "depth PNG has negative values", "negative")
-        invalid = np.isin(raw, INVALID_RAW_VALUES)
-        depth = np.where(invalid, 0.0, raw / float(scale)).astype(np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(depth))[None]
+        problem = depth_scale_problem(scale)
+        if problem:
+            raise DataError(path, problem, "scale")
+        raw = _raw_depth_png(path)
+        depth = np.where(np.isin(raw, INVALID_RAW_VALUES), 0.0, raw / float(scale))
+    if depth.size and depth.max() > MAX_DEPTH_M:
+        far = int((depth > MAX_DEPTH_M).sum())
+        raise DataError(
+            path,
+            f"{far} pixel(s) decode beyond {MAX_DEPTH_M:g} m (max {depth.max():g} m): wrong depth_scale, or "
+            "an 'infinity' value that should be 0 (no depth)",
+            "range",
+        )
+    if require_valid and not (depth > 0).any():
+        raise DataError(path, "no valid depth pixel (all 0 or 65535)", "no_valid")
+    t = torch.from_numpy(np.ascontiguousarray(depth)).to(dtype)[None]
     return t, t > 0
 
 
@@ -170,15 +353,19 @@ def intrinsics_for(record: Record, height: int, width: int) -> torch.Tensor:
     return torch.tensor([record.focal, record.focal, (width - 1) / 2, (height - 1) / 2], dtype=torch.float32)
 
 
-def load_record(record: Record, with_image: bool = True) -> RawSample:
+def load_record(record: Record, with_image: bool = True, depth_dtype: torch.dtype = torch.float32) -> RawSample:
     """Read one record into a :class:`RawSample` (image [0, 1], depth metres, valid, intrinsics).
 
     With ``with_image=False`` the image is not decoded (only its size is read), for ground-truth-only
     uses such as offline evaluation; ``image`` is then an empty (3, 0, 0) tensor.
 
+    Args:
+        depth_dtype: float32 for training batches; float64 for scoring (exact decoded ratios, see
+            :func:`read_depth`).
+
     Raises:
-        FileNotFoundError / DataError naming the file: missing or unreadable files, a depth map whose
-        size differs from the image's.
+        MissingFileError / DataError naming the file: missing or unreadable files, a depth map whose
+        size differs from the image's, bad depth values.
     """
     if with_image:
         image = read_image(record.rgb)
@@ -187,7 +374,7 @@ def load_record(record: Record, with_image: bool = True) -> RawSample:
         h, w = image_size(record.rgb)
         image = torch.empty(3, 0, 0)
     if record.depth is not None:
-        depth, valid = read_depth(record.depth, record.depth_scale)
+        depth, valid = read_depth(record.depth, record.depth_scale, depth_dtype)
         if tuple(depth.shape[-2:]) != (h, w):
             raise DataError(
                 record.depth,
@@ -195,10 +382,23 @@ def load_record(record: Record, with_image: bool = True) -> RawSample:
                 "size",
             )
     else:
-        depth = torch.zeros(1, h, w)
+        depth = torch.zeros(1, h, w, dtype=depth_dtype)
         valid = torch.zeros(1, h, w, dtype=torch.bool)
     intr = intrinsics_for(record, h, w)
     return RawSample(image=image, depth=depth, valid=valid, focal=intr[0].clone(), intrinsics=intr, id=record.id)
+
+
+def with_depth(records: list[Record], list_file: str | Path) -> list[Record]:
+    """The records that have ground truth (for training); a list with none at all is a DataError (``no_depth``)."""
+    kept = [r for r in records if r.depth is not None]
+    if records and not kept:
+        raise DataError(
+            list_file,
+            f"{len(records)} images, no depth: supervised training needs depth; the list is usable for label-free "
+            "distillation (distill.unlabelled_list)",
+            "no_depth",
+        )
+    return kept
 
 
 Transform = Callable[[RawSample], RawSample]
@@ -206,6 +406,8 @@ Transform = Callable[[RawSample], RawSample]
 
 class FileDepthDataset(torch.utils.data.Dataset):
     """Dataset over :class:`Record`\\ s: read -> ``pre`` (deterministic crop) -> ``transform`` -> normalise.
+
+    Every failure of a sample is a :class:`DataError` naming its file, also inside DataLoader workers.
 
     Args:
         records: the pairs to serve.
@@ -236,25 +438,41 @@ class FileDepthDataset(torch.utils.data.Dataset):
 
     def load_raw(self, index: int) -> RawSample:
         """The sample after ``pre`` but before augmentation and normalisation."""
+        return self._load(index)[1]
+
+    def _load(self, index: int) -> tuple[Record, RawSample]:
         record = self.records[index]
         if self.pick is not None:
             record = self.pick(record)
-        raw = load_record(record)
-        return self.pre(raw) if self.pre is not None else raw
+        return record, self._step(self.pre, load_record(record), record)
 
     def load_gt(self, index: int) -> RawSample:
-        """Ground truth at the file's native resolution (no crop, no image decode) for evaluation.
+        """Ground truth at the file's native resolution (no crop, no image decode), float64, for evaluation.
 
         Protocols (:mod:`disdepth.eval.protocols`) handle KB/Garg/Eigen crops themselves, exactly as
         BTS's offline evaluation does on the full-size ground truth.
         """
-        return load_record(self.records[index], with_image=False)
+        return load_record(self.records[index], with_image=False, depth_dtype=torch.float64)
 
     def __getitem__(self, index: int) -> DepthSample:
-        raw = self.load_raw(index)
-        if self.transform is not None:
-            raw = self.transform(raw)
-        return normalize_sample(raw, self.mean, self.std)
+        record, raw = self._load(index)
+        return normalize_sample(self._step(self.transform, raw, record), self.mean, self.std)
+
+    @staticmethod
+    def _step(step: Transform | None, raw: RawSample, record: Record) -> RawSample:
+        """Apply a crop/augmentation; its ValueError (sample too small ...) becomes a DataError naming the file.
+
+        A plain ValueError would reach the main process from a DataLoader worker as a traceback.
+        """
+        if step is None:
+            return raw
+        try:
+            return step(raw)
+        except DataError:
+            raise
+        except ValueError as exc:
+            message = str(exc).removeprefix(f"{raw['id']}: ")
+            raise DataError(record.rgb, f"{message} (listed at {record.source})", "transform") from None
 
 
 def path_id(rel: str) -> str:
@@ -264,12 +482,24 @@ def path_id(rel: str) -> str:
     return stem.replace("/", "_").replace("\\", "_")
 
 
+def positive_number(text: str, what: str, where: str) -> float:
+    """``float(text)`` when it is a finite number > 0, else a DataError (``format``) naming ``where`` and ``what``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(where, f"{what} {text!r} is not a number", "format") from None
+    if not math.isfinite(value) or value <= 0:
+        raise DataError(where, f"{what} must be a finite number > 0, got {text!r}", "format")
+    return value
+
+
 def read_bts_list(
     list_file: str | Path,
     root: str | Path,
     gt_root: str | Path,
     depth_scale: float,
     default_focal: float,
+    errors: list[DataError] | None = None,
 ) -> list[Record]:
     """Parse a BTS-format list file: ``rgb_path depth_path_or_None [focal]`` per line.
 
@@ -277,29 +507,67 @@ def read_bts_list(
     list writes ``/kitchen_0028b/rgb_00045.jpg``) is ignored. ``None`` as depth path means the frame
     has no ground truth (KITTI Eigen test has 45 such lines; BTS skips them in evaluation).
 
+    Args:
+        errors: collect malformed lines (and a bad ``depth_scale``) here and skip them, so ``data check``
+            reports all of them; None = raise once the whole file is read (the first, plus a count).
+
     Raises:
-        FileNotFoundError: the list file is missing.
-        DataError: a malformed line (message gives ``file:line``).
+        MissingFileError: the list file is missing. DataError: not UTF-8 (``encoding``), no sample lines,
+        or (without ``errors``) malformed lines, each named ``file:line``.
     """
     list_file = Path(list_file)
-    if not list_file.is_file():
-        raise FileNotFoundError(f"{list_file}: list file not found")
+    text = read_text_file(list_file, "list file")
     root, gt_root = Path(root), Path(gt_root or root)
+    found: list[DataError] = []
+    problem = depth_scale_problem(depth_scale, "data.depth_scale")
+    if problem:  # one problem for the file, not one per depth file
+        found.append(DataError(list_file, problem, "scale"))
     records: list[Record] = []
-    for n, line in enumerate(list_file.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
         where = f"{list_file}:{n}"
-        if len(parts) < 2:
-            raise DataError(where, f"expected 'rgb_path depth_path focal', got {line!r}", "format")
         try:
-            focal = float(parts[2]) if len(parts) > 2 else default_focal
-        except ValueError:
-            raise DataError(where, f"focal {parts[2]!r} is not a number", "format") from None
+            if not 2 <= len(parts) <= 3:
+                raise DataError(
+                    where,
+                    f"expected 'rgb_path depth_path [focal]' (3 fields, no spaces in paths), got "
+                    f"{len(parts)} field(s): {line.strip()!r}",
+                    "format",
+                )
+            focal = positive_number(parts[2], "focal", where) if len(parts) > 2 else default_focal
+        except DataError as exc:
+            found.append(exc)
+            continue
         rgb_rel, depth_rel = parts[0].lstrip("/"), parts[1].lstrip("/")
         depth = None if depth_rel == "None" else gt_root / depth_rel
         records.append(Record(root / rgb_rel, depth, depth_scale, focal, None, path_id(rgb_rel), where))
-    if not records:
-        raise DataError(list_file, "list file has no samples", "format")
-    return records
+    return finish_records(list_file, records, found, errors)
+
+
+def finish_records(
+    source: Path, records: list[Record], found: list[DataError], errors: list[DataError] | None
+) -> list[Record]:
+    """End of parsing a list or CSV: hand the problems ``found`` to ``errors``, or raise them (no collector).
+
+    Records whose depth_scale is bad are dropped once the problem is collected: it was reported once for the
+    file or row, and every one of their depth files would fail again with it.
+
+    Raises:
+        DataError: without ``errors``, the first problem (plus a count); a file without any sample.
+    """
+    if found and errors is None:
+        raise first_error(found)
+    if errors is not None:
+        errors.extend(found)
+    if not records and not found:
+        raise DataError(source, "no samples listed", "format")
+    return [r for r in records if not scale_problem_of(r)]
+
+
+def scale_problem_of(record: Record) -> str | None:
+    """Why ``record``'s depth_scale cannot decode its depth PNG, or None (no depth, ``.npy`` or a good scale)."""
+    if record.depth is None or record.depth.suffix.lower() == ".npy":
+        return None
+    return depth_scale_problem(record.depth_scale)

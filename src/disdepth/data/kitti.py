@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from disdepth.data.io import FileDepthDataset, Record, Transform, read_bts_list
+from disdepth.data.io import DataError, FileDepthDataset, Record, Transform, read_bts_list, with_depth
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.data.transforms import KBCrop
 
@@ -39,10 +39,14 @@ class _UseRight:
 
 
 def kitti_records(
-    list_file: str | Path, root: str | Path, gt_root: str | Path, depth_scale: float = 0.0
+    list_file: str | Path,
+    root: str | Path,
+    gt_root: str | Path,
+    depth_scale: float = 0.0,
+    errors: list[DataError] | None = None,
 ) -> list[Record]:
-    """Records of a KITTI BTS list (``depth_scale`` 0 = 256)."""
-    return read_bts_list(list_file, root, gt_root, depth_scale or KITTI_DEPTH_SCALE, KITTI_FOCAL)
+    """Records of a KITTI BTS list (``depth_scale`` 0 = 256); ``errors`` as in :func:`read_bts_list`."""
+    return read_bts_list(list_file, root, gt_root, depth_scale or KITTI_DEPTH_SCALE, KITTI_FOCAL, errors)
 
 
 class KittiDataset(FileDepthDataset):
@@ -54,7 +58,8 @@ class KittiDataset(FileDepthDataset):
             drives of different sizes, 370x1224 .. 376x1241).
         transform: augmentation (train only).
         use_right: train-time camera swap (see :class:`_UseRight`).
-        require_depth: drop lines without ground truth (``None``) - always for training.
+        require_depth: drop lines without ground truth (``None``) - always for training; a list with no
+            ground truth at all is a DataError (``no_depth``).
 
     Returns samples per :mod:`disdepth.data.sample`; ``load_gt`` gives the uncropped GT for the
     protocols in :mod:`disdepth.eval.protocols`.
@@ -75,7 +80,7 @@ class KittiDataset(FileDepthDataset):
     ) -> None:
         records = kitti_records(list_file, root, gt_root, depth_scale)
         if require_depth:
-            records = [r for r in records if r.depth is not None]
+            records = with_depth(records, list_file)
         super().__init__(
             records,
             pre=KBCrop() if kb_crop else None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from disdepth.data.io import DataError
 from disdepth.data.sample import DepthSample
 
 UNLABELLED_PREFIX = "unlabelled/"
@@ -53,8 +54,9 @@ class MixedDataset(Dataset):
     """Labelled samples ``0..n-1`` followed by ``unlabelled_slots(n, fraction)`` random unlabelled images.
 
     Batches mix both kinds, so every unlabelled image must leave the training transform at the labelled images'
-    size (the first labelled image's); one that does not is a ValueError naming the key and the image's id,
-    raised when it is drawn (and at construction for the first unlabelled image).
+    size (the first labelled image's); one that does not is a :class:`~disdepth.data.io.DataError` (a ValueError
+    that survives DataLoader workers) naming the key and the image's id, raised when it is drawn (and at
+    construction for the first unlabelled image).
 
     Args:
         labelled: the training set (with ground truth).
@@ -69,7 +71,12 @@ class MixedDataset(Dataset):
         self.n_labelled = len(labelled)  # type: ignore[arg-type]
         self.slots = unlabelled_slots(self.n_labelled, fraction)
         self.image_shape = tuple(labelled[0]["image"].shape)
-        self._checked(self.unlabelled[0])  # fail before training, not at the first mixed batch
+        try:  # fail before training, not at the first mixed batch
+            self._checked(self.unlabelled[0])
+        except DataError as exc:
+            # In the main process a plain ValueError (the message names the key): callers that prefix the key to
+            # file errors (DataError) from the unlabelled CSV leave this one alone.
+            raise ValueError(str(exc)) from None
 
     def __len__(self) -> int:
         return self.n_labelled + self.slots
@@ -85,9 +92,10 @@ class MixedDataset(Dataset):
     def _checked(self, sample: DepthSample) -> DepthSample:
         shape = tuple(sample["image"].shape)
         if shape != self.image_shape:
-            raise ValueError(
-                f"distill.unlabelled_list: image {sample['id']!r} is {shape} after the training transform but "
-                f"labelled images are {self.image_shape}; resize them alike or use a fixed random crop "
-                "(data.augment.crop_height/width)"
+            raise DataError(
+                "distill.unlabelled_list",
+                f"image {sample['id']!r} is {shape} after the training transform but labelled images are "
+                f"{self.image_shape}; resize them alike or use a fixed random crop (data.augment.crop_height/width)",
+                "size",
             )
         return sample

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from disdepth.data.io import FileDepthDataset, Record, Transform, read_bts_list
+from disdepth.data.io import DataError, FileDepthDataset, Record, Transform, read_bts_list, with_depth
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.data.transforms import NYUBorderCrop
 
@@ -24,10 +24,17 @@ NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 
 
 def nyu_records(
-    list_file: str | Path, root: str | Path, gt_root: str | Path = "", depth_scale: float = 0.0
+    list_file: str | Path,
+    root: str | Path,
+    gt_root: str | Path = "",
+    depth_scale: float = 0.0,
+    errors: list[DataError] | None = None,
 ) -> list[Record]:
-    """Records of an NYU BTS list (``depth_scale`` 0 = 1000); 480x640 frames get the toolbox intrinsics."""
-    records = read_bts_list(list_file, root, gt_root, depth_scale or NYU_DEPTH_SCALE, NYU_FOCAL)
+    """Records of an NYU BTS list (``depth_scale`` 0 = 1000) with the toolbox intrinsics scaled to each focal.
+
+    ``errors``: collect malformed lines instead of raising, as in :func:`~disdepth.data.io.read_bts_list`.
+    """
+    records = read_bts_list(list_file, root, gt_root, depth_scale or NYU_DEPTH_SCALE, NYU_FOCAL, errors)
     out = []
     for r in records:
         # The list gives fx only; fy/cx/cy are the toolbox's, scaled if the list's focal differs.
@@ -44,6 +51,7 @@ class NYUDataset(FileDepthDataset):
         list_file, root, gt_root: the list and the folder(s) its paths are relative to.
         border_crop: drop the white border (train; BTS crops [45:472, 43:608] before augmenting).
         transform: augmentation (train only).
+        require_depth: drop lines without ground truth; a list with none at all is a DataError (``no_depth``).
     """
 
     def __init__(
@@ -60,5 +68,5 @@ class NYUDataset(FileDepthDataset):
     ) -> None:
         records = nyu_records(list_file, root, gt_root, depth_scale)
         if require_depth:
-            records = [r for r in records if r.depth is not None]
+            records = with_depth(records, list_file)
         super().__init__(records, pre=NYUBorderCrop() if border_crop else None, transform=transform, mean=mean, std=std)

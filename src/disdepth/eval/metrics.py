@@ -11,7 +11,24 @@ Per image, over the valid pixels, with ``gt`` and ``pred`` in metres (both > 0):
     d1/d2/d3 = fraction with max(gt/pred, pred/gt) < 1.25^k   (strict)
 
 Dataset scores are the mean of the per-image values (not a pixel-weighted mean), as in BTS and the
-papers we compare with. Computation is in float64 so results do not depend on the input dtype.
+papers we compare with.
+
+Exactness of the deltas. Depth PNGs hold integers (mm, or 1/256 m), so many pixels have a ratio that is
+*exactly* 1.25^k (gt 800 mm, pred 1000 mm). Those must not count (the test is strict), as in exact
+arithmetic and in BTS's float32 evaluation. Two things make that hold here:
+
+* decoding: ground truth and saved predictions are decoded in float64 (``read_depth``, ``load_gt``) and
+  stay float64 through the protocols. Decoding in float32 and promoting would compare 1.0 / 0.8000000119
+  = 1.2499999814 < 1.25 and count the pixel;
+* comparison: even in float64, ``fl(fl(a/s) / fl(b/s))`` lands one ulp below 1.25^k for about one exact
+  pair in ten (mm). So a ratio counts only when it is below 1.25^k by more than a relative
+  :data:`DELTA_RTOL` = 1e-14. The rounding of a ratio of decoded values is < 4e-16, far inside it; a ratio
+  that is *not* exactly 1.25^k is farther away than that: >= 1e-7 for two 16-bit codes of one scale, >= 5e-10
+  for two float32 values, >= 1e-14 for a 16-bit code (scale <= 48000) against a float32 prediction.
+
+So the deltas equal exact arithmetic on the decoded values for integer-coded and float32 inputs (checked
+against integer arithmetic for every exact-ratio code pair in tests/test_metrics.py). Inputs decoded in
+float32 upstream (training batches) are scored as the float32 values they hold.
 """
 
 from __future__ import annotations
@@ -24,14 +41,28 @@ import torch
 METRIC_NAMES: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
 # Lower is better for the errors, higher for the delta accuracies.
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"d1", "d2", "d3"})
+# A ratio within this relative distance below 1.25^k is the threshold itself, off by float rounding
+# (see the module docstring): not a hit under the strict test.
+DELTA_RTOL = 1e-14
+
+
+def delta_hits(ratio: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of ``ratio < 1.25**k`` (strict) that does not count rounding-error hits of exact ratios.
+
+    Args:
+        ratio: max(gt / pred, pred / gt) >= 1, float64.
+        k: 1, 2 or 3.
+    """
+    return ratio < 1.25**k * (1.0 - DELTA_RTOL)
 
 
 def compute_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:
     """All nine metrics for one image.
 
     Args:
-        pred: (..., H, W) predicted depth, metres, > 0 on valid pixels (already clamped by the protocol).
-        gt: same shape, ground-truth depth, metres.
+        pred: (..., H, W) predicted depth, metres, > 0 on valid pixels (already clamped by the protocol);
+            float64 where it was decoded from a PNG (see the module docstring).
+        gt: same shape, ground-truth depth, metres (float64 from the decoder for exact deltas).
         valid: same shape bool mask of pixels to score (default: gt > 0).
 
     Returns:
@@ -63,9 +94,9 @@ def compute_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | 
         "rmse_log": log_diff.pow(2).mean().sqrt(),
         "log10": (torch.log10(g) - torch.log10(p)).abs().mean(),
         "silog": 100.0 * silog_var.sqrt(),
-        "d1": (ratio < 1.25).double().mean(),
-        "d2": (ratio < 1.25**2).double().mean(),
-        "d3": (ratio < 1.25**3).double().mean(),
+        "d1": delta_hits(ratio, 1).double().mean(),
+        "d2": delta_hits(ratio, 2).double().mean(),
+        "d3": delta_hits(ratio, 3).double().mean(),
     }
     return {k: float(v) for k, v in out.items()}
 

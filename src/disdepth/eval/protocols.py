@@ -11,6 +11,11 @@
 Garg et al. 2016 and Eigen et al. 2014 crop fractions are the ones in BTS ``eval_with_pngs.py``;
 box edges are ``int(fraction * size)`` exactly as there. Valid pixels: ``min < gt < max`` (strict)
 inside the crop; predictions are clamped to ``[min, max]`` (NaN -> min, inf -> max) as in BTS.
+
+Maps are scored in float64 (float32 inputs are promoted exactly): ground truth decoded in float64 keeps
+values such as 1 mm = 0.001 m exact, so the strict caps and the delta thresholds behave as in exact
+arithmetic (:mod:`disdepth.eval.metrics`). Casting to float32 here would turn 0.001 into 0.0010000000475,
+which passes ``gt > 0.001``.
 """
 
 from __future__ import annotations
@@ -191,14 +196,15 @@ def align(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, protocol: P
 
 
 def eval_mask(gt: torch.Tensor, valid: torch.Tensor, protocol: Protocol) -> torch.Tensor:
-    """(H, W) bool: ``valid & min < gt < max & inside crop`` (caller has already aligned the maps)."""
+    """(H, W) bool: ``valid & min < gt < max & inside crop`` (caller has already aligned the maps; gt float64)."""
     caps = (gt > protocol.min_depth) & (gt < protocol.max_depth) & torch.isfinite(gt)
     return valid & caps & crop_mask(protocol.crop, *gt.shape).to(gt.device)
 
 
 def clamp_prediction(pred: torch.Tensor, protocol: Protocol) -> torch.Tensor:
-    """Clamp to [min, max]; NaN -> min, +inf -> max (BTS ``eval_with_pngs``)."""
-    pred = torch.nan_to_num(pred.float(), nan=protocol.min_depth, posinf=protocol.max_depth, neginf=protocol.min_depth)
+    """Clamp to [min, max] in float64; NaN -> min, +inf -> max (BTS ``eval_with_pngs``)."""
+    pred = pred.to(torch.float64)
+    pred = torch.nan_to_num(pred, nan=protocol.min_depth, posinf=protocol.max_depth, neginf=protocol.min_depth)
     return pred.clamp(protocol.min_depth, protocol.max_depth)
 
 
@@ -209,7 +215,8 @@ def evaluate_image(
 
     Args:
         pred: (H, W) or (1, H, W) metres (a 352x1216 KITTI prediction may go with full-size GT).
-        gt: (H, W) or (1, H, W) metres, 0 where missing.
+        gt: (H, W) or (1, H, W) metres, 0 where missing; float64 as decoded (``read_depth``) for exact caps
+            and deltas (float32 is promoted and scored as the float32 values it holds).
         valid: bool mask of gt's shape.
         protocol: a :class:`Protocol` or its name.
 
@@ -222,7 +229,8 @@ def evaluate_image(
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
     pred, gt, valid = align(pred, gt, valid, protocol)
-    mask = eval_mask(gt.float(), valid, protocol)
+    gt = gt.to(torch.float64)
+    mask = eval_mask(gt, valid, protocol)
     if not bool(mask.any()):
         return None, f"no valid ground-truth pixel inside the {protocol.crop} crop and caps"
-    return compute_metrics(clamp_prediction(pred, protocol), gt.float(), mask), ""
+    return compute_metrics(clamp_prediction(pred, protocol), gt, mask), ""
