@@ -7,9 +7,9 @@ import json
 import pytest
 
 from disdepth.cli import main
-from disdepth.pipeline import demo
 from disdepth.config import load_config
 from disdepth.models.spec import InputSpec
+from disdepth.pipeline import demo
 
 # The packaged recipe (hybrid teacher with the offline Lite0 stem, mobilenetv2 + LG-Conv student) at a tiny budget.
 TINY = [

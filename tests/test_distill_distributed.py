@@ -42,7 +42,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, acclimated: str
     )
     info = dist.setup("cpu")
     try:
-        task, _ = build_distillation(cfg)
+        task = build_distillation(cfg)
         teacher_before = {k: v.clone() for k, v in task.targets.teacher.state_dict().items()}
         train(cfg, os.path.join(out_dir, "run"), task, RampDataset(8), info=info)
         wrapped = type(task.model).__name__

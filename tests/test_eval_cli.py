@@ -116,3 +116,23 @@ def test_score_pairs_and_flip_tta() -> None:
     assert torch.equal(flip_tta(lambda x: x, img), img)  # an equivariant model is unchanged by flip TTA
     with pytest.raises(ValueError, match="^a: "):
         score_pairs([("a", torch.ones(2, 2), torch.ones(3, 3), torch.ones(3, 3, dtype=torch.bool))], "none")
+
+
+def test_eval_pred_dir_skips_8bit_and_empty_predictions_with_a_reason(tmp_path: Path, capsys) -> None:
+    """An 8-bit PNG or an all-zero prediction is not a depth map: it is skipped and counted, not scored."""
+    from PIL import Image
+
+    _, args = _nyu(tmp_path)
+    pred_dir = tmp_path / "pred"
+    gt, _ = read_depth(tmp_path / "nyu" / "bench_scene" / "sync_depth_00000.png", 1000.0)
+    write_depth_png(pred_dir / "rgb_00000.png", gt, 1000.0)
+    Image.fromarray(np.full((480, 640), 200, np.uint8)).save(pred_dir / "rgb_00001.png")  # 8-bit
+    write_depth_png(pred_dir / "rgb_00002.png", np.zeros((480, 640), np.float32), 1000.0)  # empty
+    out = tmp_path / "res.json"
+    rc = main(["eval", *args, "--pred-dir", str(pred_dir), "--pred-scale", "1000", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["n_evaluated"] == 1 and res["n_skipped"] == 2
+    reasons = " ".join(res["skip_reasons"])
+    assert "8-bit" in reasons and "prediction:" in reasons
+    assert "Traceback" not in capsys.readouterr().err

@@ -23,6 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disdepth.deploy.sources import to_rgb
+from disdepth.deploy.weights import load_model
+from disdepth.eval.scoring import flip_tta as _flip_tta
+
 ImageLike = Any  # PIL.Image.Image | np.ndarray (H, W, 3) uint8 | torch.Tensor (3, H, W) float in [0, 1]
 
 # Every encoder we ship has output stride 32; running at a multiple keeps all pyramid levels aligned.
@@ -65,8 +69,6 @@ def to_tensor(image: ImageLike) -> torch.Tensor:
         from PIL import Image
 
         if isinstance(image, Image.Image):
-            from disdepth.deploy.sources import to_rgb
-
             # As ``disdepth predict`` reads files: EXIF orientation applied (a photo opened from a file is
             # predicted upright), greyscale to RGB, alpha on white, 16/32-bit depth-map-like images refused.
             image, _ = to_rgb(image, getattr(image, "filename", "") or "image")
@@ -120,7 +122,6 @@ class DepthPredictor:
         cls, path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True, **kwargs: Any
     ) -> DepthPredictor:
         """Load a ``disdepth train``/``distill`` checkpoint (EMA weights when present)."""
-        from disdepth.deploy.weights import load_model
 
         model, cfg = load_model(path, use_ema=use_ema)
         spec = model.input_spec
@@ -149,8 +150,6 @@ class DepthPredictor:
             x = F.interpolate(x, size=(run_h, run_w), mode="bilinear", align_corners=False, antialias=True)
         use_flip = self.flip_tta if flip_tta is None else flip_tta
         if use_flip:
-            from disdepth.eval.scoring import flip_tta as _flip_tta
-
             depth = _flip_tta(self._forward, x)
         else:
             depth = self._forward(x)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from disdepth.commands.common import add_config_arguments, add_override_argument  # noqa: F401 (moving)
 from disdepth.config import ConfigError
 
 # command path -> (module, one-line help). Nested groups use a space: "data check".
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="disdepth", description="Distil transformer depth models into fast CNNs.")
+    parser.add_argument("--version", action="version", version=f"disdepth {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     for path, (module, help_text) in COMMANDS.items():
@@ -48,7 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("disdepth")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a closed output pipe (``disdepth ... | head``) ends quietly with status 0."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Python's recipe: point stdout at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     # Two passes: find the command first, then let its module add its own arguments.
@@ -63,11 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         raise
     if not getattr(known, "_module", None):
         parser.print_help()
-        return 0 if not argv else 2
+        return 0 if wants_help or not argv else 2
     module = importlib.import_module(known._module)
     module.add_arguments(known._sub)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "trust_checkpoint", False):
+            from disdepth.checkpoint import trust_pickled_checkpoints  # here: torch stays out of `--help`
+
+            trust_pickled_checkpoints()
         return int(module.run(args) or 0)
     except ConfigError as exc:
         print(f"disdepth: config error: {exc}", file=sys.stderr)

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import torch
 
-from disdepth.commands.common import add_config_arguments, parse_hw, parse_hw_list
+from disdepth.commands.common import add_config_arguments, add_trust_argument, parse_hw, parse_hw_list
+from disdepth.config import dump_yaml, load_config
+from disdepth.deploy.bench import bench_model, format_table, models_to_bench
 
 MIN_SIDE = 32  # the encoders' output stride: a smaller side leaves an empty stride-32 feature map
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_trust_argument(parser)
     add_config_arguments(parser)
     parser.add_argument("--checkpoint", help="benchmark the model stored in this checkpoint (its saved config)")
     parser.add_argument("--teacher", action="store_true", help="benchmark the config's teacher instead of the student")
@@ -32,8 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.config import dump_yaml, load_config
-    from disdepth.deploy.bench import bench_model, format_table, models_to_bench
 
     resolutions = parse_hw_list(args.resolutions, "--resolutions", MIN_SIDE) if args.resolutions else None
     cfg = load_config(args.config, args.overrides)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from disdepth.config import ConfigError, dump_yaml, load_config, stage_config, to_dict
+from disdepth.engine import dist
+from disdepth.engine.logging import setup_console_logging
+from disdepth.engine.loop import TrainingAborted
+from disdepth.pipeline import stages
+
 
 def add_override_argument(parser: argparse.ArgumentParser, help_text: str = "override, e.g. model.head=bins") -> None:
     """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, applied after every config file."""
@@ -15,6 +21,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", action="append", default=[], help="YAML config (repeatable; later wins)")
     add_override_argument(parser)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint``: allow files that only the full (code-running) unpickler can load."""
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a checkpoint that needs Python's full unpickler (an older disdepth file); unpickling can run "
+        "code, so only for files you made yourself",
+    )
 
 
 def parse_hw(text: str, flag: str = "--size", minimum: int = 1) -> tuple[int, int]:
@@ -67,6 +83,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> N
             "--resume", action="store_true", help="continue the run in --run-dir from checkpoints/last.pt (its config)"
         )
     parser.set_defaults(resume=False)
+    add_trust_argument(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -91,8 +108,6 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
     change to a key that defines the run (:data:`RUN_DEFINING`) is refused naming the keys.
     """
     from pathlib import Path
-
-    from disdepth.config import ConfigError, load_config, to_dict
 
     if not args.resume:
         cfg = load_config(args.config, args.overrides)
@@ -120,9 +135,6 @@ def start_run(args: argparse.Namespace, default_run_dir: str):
     """Resolve the config; with ``--print-config`` print it and return None. Otherwise join the process group
     (``torchrun`` environment, or a single process), set up console logging on the main rank and return
     (config, run_dir, dist info). The caller must call ``dist.cleanup()`` when done."""
-    from disdepth.config import dump_yaml
-    from disdepth.engine import dist
-    from disdepth.engine.logging import setup_console_logging
 
     cfg, run_dir = resolve_run_config(args, default_run_dir)
     if args.print_config:
@@ -140,16 +152,11 @@ def run_stage_command(args: argparse.Namespace, stage: str) -> int:
     """
     import json
 
-    from disdepth.engine import dist
-    from disdepth.engine.loop import TrainingAborted
-    from disdepth.pipeline import stages
-
     default_dir = "{name}" if stage in ("student", "teacher") else "{name}_" + stage
     started = start_run(args, default_dir)
     if started is None:
         return 0
     cfg, run_dir, info = started
-    from disdepth.config import stage_config
 
     # The stage's budget (pipeline.<stage>) applies here as in the pipeline, so one config file serves both.
     cfg = stage_config(cfg, {"student": "baseline"}.get(stage, stage))
@@ -171,4 +178,5 @@ def run_stage_command(args: argparse.Namespace, stage: str) -> int:
         dist.cleanup()
     if info.is_main:
         print(json.dumps(out, indent=2, default=float))
+        print(f"run: {run_dir}  step {out.get('step')}/{cfg.train.steps}  checkpoint {out.get('checkpoint', '-')}")
     return 130 if out.get("interrupted") else 0

@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from disdepth.commands.common import add_config_arguments
+from disdepth.config import dump_yaml, load_config
 from disdepth.data.check import check_dataset, format_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.commands.common import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--split", action="append", choices=["train", "val", "test"], help="only these splits")
@@ -19,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.config import dump_yaml, load_config
 
     cfg = load_config(args.config, args.overrides)
     if args.print_config:

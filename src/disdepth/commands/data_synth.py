@@ -29,12 +29,26 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from disdepth.data.synth.preview import contact_sheet
 from disdepth.data.synthetic import SPARSE_DENSITY, render_arrays
 
 FRAMES_PER_FOLDER = 100  # NYU scenes / KITTI drives hold many frames; group samples the same way
 KITTI_DATE = "2000_01_01"  # an obviously synthetic date, so the files are never mistaken for real drives
-CSV_COLUMNS = ["id", "rgb", "depth", "depth_scale", "depth_kind", "fx", "fy", "cx", "cy", "width", "height",
-               "split_hint", "notes"]
+CSV_COLUMNS = [
+    "id",
+    "rgb",
+    "depth",
+    "depth_scale",
+    "depth_kind",
+    "fx",
+    "fy",
+    "cx",
+    "cy",
+    "width",
+    "height",
+    "split_hint",
+    "notes",
+]
 DEPTH_SCALE = {"indoor": 1000.0, "outdoor": 256.0}  # PNG value per metre: NYU millimetres, KITTI x256
 
 
@@ -72,14 +86,24 @@ def _paths(preset: str, i: int) -> tuple[str, str]:
         scene = f"synth_indoor_{folder:04d}"
         return f"{scene}/rgb_{frame:05d}.jpg", f"{scene}/sync_depth_{frame:05d}.png"
     drive = f"{KITTI_DATE}_drive_{folder:04d}_sync"
-    return (f"{KITTI_DATE}/{drive}/image_02/data/{frame:010d}.png",
-            f"{drive}/proj_depth/groundtruth/image_02/{frame:010d}.png")
+    return (
+        f"{KITTI_DATE}/{drive}/image_02/data/{frame:010d}.png",
+        f"{drive}/proj_depth/groundtruth/image_02/{frame:010d}.png",
+    )
 
 
 def _write_one(i: int, args: argparse.Namespace, size: tuple[int, int], out: Path) -> dict:
     """Render scene ``args.start + i`` and write its RGB and uint16 depth; returns its CSV row (+ arrays)."""
-    r, k = render_arrays(args.preset, args.start + i, *size, seed=args.seed, sparse=args.sparse,
-                         sparse_density=args.sparse_density, depth_noise=args.depth_noise, holes=args.holes)
+    r, k = render_arrays(
+        args.preset,
+        args.start + i,
+        *size,
+        seed=args.seed,
+        sparse=args.sparse,
+        sparse_density=args.sparse_density,
+        depth_noise=args.depth_noise,
+        holes=args.holes,
+    )
     rgb_rel, depth_rel = _paths(args.preset, i)
     (out / rgb_rel).parent.mkdir(parents=True, exist_ok=True)
     (out / depth_rel).parent.mkdir(parents=True, exist_ok=True)
@@ -93,11 +117,21 @@ def _write_one(i: int, args: argparse.Namespace, size: tuple[int, int], out: Pat
     q[~r.valid] = 0
     Image.fromarray(q).save(out / depth_rel)
     kind = "synthetic_sparse_lidar_scanlines" if args.sparse else "synthetic_dense_exact"
-    row = {"id": f"synth_{args.preset}_s{args.seed}_{args.start + i:07d}", "rgb": rgb_rel, "depth": depth_rel,
-           "depth_scale": f"{scale:g}", "depth_kind": kind, "fx": f"{k[0]:.4f}", "fy": f"{k[1]:.4f}",
-           "cx": f"{k[2]:.4f}", "cy": f"{k[3]:.4f}", "width": size[1], "height": size[0],
-           "notes": f"disdepth synthetic {args.preset} seed {args.seed} scene {args.start + i}; "
-                    f"{int(r.valid.sum())} valid px; max {float(r.depth.max()):.1f} m"}
+    row = {
+        "id": f"synth_{args.preset}_s{args.seed}_{args.start + i:07d}",
+        "rgb": rgb_rel,
+        "depth": depth_rel,
+        "depth_scale": f"{scale:g}",
+        "depth_kind": kind,
+        "fx": f"{k[0]:.4f}",
+        "fy": f"{k[1]:.4f}",
+        "cx": f"{k[2]:.4f}",
+        "cy": f"{k[3]:.4f}",
+        "width": size[1],
+        "height": size[0],
+        "notes": f"disdepth synthetic {args.preset} seed {args.seed} scene {args.start + i}; "
+        f"{int(r.valid.sum())} valid px; max {float(r.depth.max()):.1f} m",
+    }
     return {"row": row, "preview": (r.image, r.depth, r.valid) if i < 6 else None}
 
 
@@ -128,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"{prefix}{row['rgb']} {prefix}{row['depth']} {float(row['fx']):.4f}")
     (out / "filenames.txt").write_text("\n".join(lines) + "\n")
     (out / "train_files.txt").write_text("".join(f"{ln}\n" for ln in lines[: args.n - n_val]))
-    (out / "val_files.txt").write_text("".join(f"{ln}\n" for ln in lines[args.n - n_val:]))
+    (out / "val_files.txt").write_text("".join(f"{ln}\n" for ln in lines[args.n - n_val :]))
     with open(out / "index.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
@@ -136,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.n} {args.preset} samples to {out} (filenames.txt, train_files.txt, val_files.txt, index.csv)")
     if args.preview:
         sheet = [res["preview"] for res in results if res["preview"] is not None]
-        from disdepth.data.synth.preview import contact_sheet
 
         path = contact_sheet(sheet, out / "preview.png", columns=2, dilate=1 if args.sparse else 0)
         print(f"preview: {path}")

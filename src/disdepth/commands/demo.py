@@ -15,13 +15,15 @@ import argparse
 from pathlib import Path
 
 from disdepth.commands.common import add_override_argument
+from disdepth.config import dump_yaml, load_config
+from disdepth.engine.logging import setup_console_logging
+from disdepth.pipeline.demo import QUICK_STEP_DIVISOR, quick_overrides, recipe_path, run_demo
 
 QUICK_TEST_IMAGES, FULL_TEST_IMAGES = 50, 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``disdepth demo`` options."""
-    from disdepth.pipeline.demo import QUICK_STEP_DIVISOR
 
     parser.add_argument("--quick", action="store_true", help=f"every stage's steps / {QUICK_STEP_DIVISOR} (<= 5 min)")
     parser.add_argument("--out", help="output folder (default runs/demo, or runs/demo_quick with --quick)")
@@ -41,9 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the recipe, run the demo, print the table."""
-    from disdepth.config import dump_yaml, load_config
-    from disdepth.engine.logging import setup_console_logging
-    from disdepth.pipeline.demo import quick_overrides, recipe_path, run_demo
 
     if args.threads > 0:
         import torch

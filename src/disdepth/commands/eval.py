@@ -6,13 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
+from disdepth.commands.common import add_config_arguments, add_trust_argument
+from disdepth.config import dump_yaml, load_config
+from disdepth.data.build import build_dataset, list_for_split
+from disdepth.deploy.weights import load_model
+from disdepth.engine import dist
+from disdepth.engine.evaluation import evaluate_model
 from disdepth.eval.metrics import MetricAggregator
 from disdepth.eval.protocols import Protocol, get_protocol
 from disdepth.eval.scoring import EvalResult, prediction_pairs, score_pairs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from disdepth.commands.common import add_config_arguments
+    add_trust_argument(parser)
 
     add_config_arguments(parser)
     parser.add_argument("--pred-dir", help="folder of saved predictions <image stem>.png (BTS offline eval)")
@@ -47,13 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.config import dump_yaml, load_config
-    from disdepth.data.build import build_dataset, list_for_split
 
     model = None
     if args.checkpoint:
-        from disdepth.deploy.weights import load_model
-
         model, saved = load_model(args.checkpoint, use_ema=not args.no_ema)
         cfg = load_config(args.config, args.overrides, base=saved)  # data/eval changes on top of the saved run
     else:
@@ -103,9 +105,6 @@ def _report(result: EvalResult, args: argparse.Namespace) -> int:
 
 def _evaluate_checkpoint(args: argparse.Namespace, cfg, model, split: str, protocol: Protocol) -> int:
     """``--checkpoint``: run the model on the split (sharded under torchrun) and score it like saved predictions."""
-    from disdepth.data.build import build_dataset
-    from disdepth.engine import dist
-    from disdepth.engine.evaluation import evaluate_model
 
     info = dist.setup(cfg.train.device)
     try:

@@ -12,10 +12,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from disdepth.commands.common import hw_type
+from disdepth.commands.common import add_trust_argument, hw_type
+from disdepth.deploy.export import (
+    DepthOnly,
+    build_metadata,
+    check_and_time,
+    default_size,
+    export_onnx,
+    write_metadata,
+)
+from disdepth.deploy.sources import read_rgb
+from disdepth.deploy.weights import load_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_trust_argument(parser)
     parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
     parser.add_argument("--out", "-o", required=True, help="output .onnx file")
     parser.add_argument(
@@ -47,22 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_image(path: str) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1]: ``path`` read as ``disdepth predict`` reads it (upright RGB; errors name the file)."""
-    from disdepth.deploy.sources import read_rgb
 
     rgb, _ = read_rgb(path)
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.deploy.export import (
-        DepthOnly,
-        build_metadata,
-        check_and_time,
-        default_size,
-        export_onnx,
-        write_metadata,
-    )
-    from disdepth.deploy.weights import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -15,6 +15,10 @@ from __future__ import annotations
 import argparse
 
 from disdepth.commands.common import add_run_arguments, start_run
+from disdepth.engine import dist
+from disdepth.pipeline.report import write_report
+from disdepth.pipeline.run import StageInterrupted, pipeline_models, run_stages, score_models
+from disdepth.pipeline.stages import config_datasets, model_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disdepth.engine import dist
-    from disdepth.pipeline.report import write_report
-    from disdepth.pipeline.run import StageInterrupted, pipeline_models, run_stages, score_models
-    from disdepth.pipeline.stages import config_datasets, model_spec
 
     started = start_run(args, "{name}_pipeline")
     if started is None:

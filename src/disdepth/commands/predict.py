@@ -17,10 +17,20 @@ from pathlib import Path
 
 import torch
 
-from disdepth.commands.common import hw_type
+from disdepth.api import DepthPredictor, round_size
+from disdepth.commands.common import add_trust_argument, hw_type
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS, check_run_size, is_out_of_memory, out_of_memory_error
 from disdepth.deploy.sources import Frame, collect_sources, iter_frames
-from disdepth.deploy.writers import FORMATS, PNG_UNITS, WriteOptions, auto_png_units, png_note, write_outputs
+from disdepth.deploy.weights import readable_load_errors
+from disdepth.deploy.writers import (
+    FORMATS,
+    PNG_UNITS,
+    WriteOptions,
+    auto_png_units,
+    png_note,
+    write_outputs,
+    write_summary,
+)
 
 
 def _parse_intrinsics(text: str) -> tuple[float, float, float, float]:
@@ -32,6 +42,7 @@ def _parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_trust_argument(parser)
     parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, videos (.mp4 ... via PyAV; .gif)")
     parser.add_argument("--out", "-o", required=True, help="output folder")
@@ -127,10 +138,6 @@ def _batches(frames: Iterator[Frame], batch_size: int) -> Iterator[list[Frame]]:
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-
-    from disdepth.api import DepthPredictor, round_size
-    from disdepth.deploy.weights import readable_load_errors
-    from disdepth.deploy.writers import write_summary
 
     formats = _formats(args)
     if args.batch_size < 1 or args.every < 1 or args.ply_stride < 1:

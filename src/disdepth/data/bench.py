@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from disdepth.config import Config
+from disdepth.data.build import build_dataset
 from disdepth.data.io import write_depth_png
 
 KITTI_DRIVE = "2011_09_26_drive_0001_sync"
@@ -109,7 +110,6 @@ def run_bench(
     workers: list[int], n_images: int = 48, batch_size: int = 4, files: int = 8, sizes: list[str] | None = None
 ) -> list[dict[str, object]]:
     """Benchmark rows: ``{"dataset", "input", "output", "workers", "images_per_s"}``."""
-    from disdepth.data.build import build_dataset
 
     rows: list[dict[str, object]] = []
     torch.manual_seed(0)

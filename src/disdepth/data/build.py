@@ -12,8 +12,10 @@ import torch
 
 from disdepth.config import Config
 from disdepth.data import kitti, nyu
+from disdepth.data.csv import CSVDataset
 from disdepth.data.io import Transform
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
+from disdepth.data.synthetic import SyntheticDepthDataset  # written by the synthetic-data issue
 from disdepth.data.transforms import train_augmentation
 
 Split = Literal["train", "val", "test"]
@@ -98,8 +100,6 @@ def build_dataset(
     transform = build_transform(cfg, split)
     train = split == "train"
     if d.dataset == "synthetic":
-        from disdepth.data.synthetic import SyntheticDepthDataset  # written by the synthetic-data issue
-
         s = d.synthetic
         # Optional renderer knobs, forwarded once the synthetic issue adds them to SyntheticConfig.
         extra = {k: getattr(s, k) for k in ("sparse_density", "depth_noise", "holes") if hasattr(s, k)}
@@ -144,8 +144,6 @@ def build_dataset(
             std=std,
         )
     if d.dataset == "csv":
-        from disdepth.data.csv import CSVDataset
-
         return CSVDataset(
             list_file,
             root,

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from disdepth.config import Config
+from disdepth.data.build import build_transform, kb_crop_enabled, roots_for_split
+from disdepth.data.csv import csv_columns, csv_records
 from disdepth.data.io import DataError, Record, load_record
+from disdepth.data.kitti import kitti_records
+from disdepth.data.nyu import nyu_records
 from disdepth.data.transforms import KB_HEIGHT, KB_WIDTH
 
 
@@ -77,19 +81,13 @@ def _records(cfg: Config, split: str, list_file: str, errors: list[DataError]) -
     Raises:
         DataError / FileNotFoundError: the list file as a whole is unusable (missing, not UTF-8, no header).
     """
-    from disdepth.data.build import roots_for_split
 
     d = cfg.data
     root, gt_root = roots_for_split(cfg, split)  # type: ignore[arg-type]
     if d.dataset == "kitti":
-        from disdepth.data.kitti import kitti_records
-
         return kitti_records(list_file, root, gt_root, d.depth_scale, errors)
     if d.dataset == "nyu":
-        from disdepth.data.nyu import nyu_records
-
         return nyu_records(list_file, root, gt_root, d.depth_scale, errors)
-    from disdepth.data.csv import csv_columns, csv_records
 
     # A CSV without a depth column is an images-only list (a note, see SplitStats.note), not a broken one.
     images_only = "depth" not in csv_columns(list_file)
@@ -168,7 +166,6 @@ def check_dataset(
     Returns:
         per-split statistics and the list of all problems (list-file errors included).
     """
-    from disdepth.data.build import build_transform, kb_crop_enabled
 
     d = cfg.data
     if d.dataset == "synthetic":

@@ -18,6 +18,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from disdepth.deploy.weights import load_model
+from disdepth.models.student import build_student
+from disdepth.teachers.build import build_teacher
+
 
 @dataclass
 class BenchResult:
@@ -122,16 +126,10 @@ def models_to_bench(
     """
     import copy
 
-    from disdepth.models.student import build_student
-
     if checkpoint:
-        from disdepth.deploy.weights import load_model
-
         model, _ = load_model(checkpoint)
         return [(Path(checkpoint).name, model)]
     if teacher:
-        from disdepth.teachers.build import build_teacher
-
         return [(f"teacher:{cfg.teacher.name}", build_teacher(cfg.teacher))]
     variants = [False, True] if compare_lgconv else [cfg.model.lgconv.enabled]
     models = []

@@ -26,6 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+import disdepth
+from disdepth.data.synthetic import render_sample
+from disdepth.models.student import DepthStudent
+
 DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
 
 
@@ -190,7 +194,6 @@ def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 
 
 def realistic_image(height: int, width: int, preset: str = "indoor") -> torch.Tensor:
     """(1, 3, H, W) in [0, 1]: a rendered synthetic scene (textures, edges, sky), a real-ish parity input."""
-    from disdepth.data.synthetic import render_sample
 
     return render_sample(preset, 0, height, width)["image"][None].clamp(0, 1)
 
@@ -245,8 +248,6 @@ def build_metadata(
     size: tuple[int, int],
 ) -> dict[str, Any]:
     """The ``metadata_props`` of an exported model: producer, exporter, model, depth range, input convention, size."""
-    import disdepth
-    from disdepth.models.student import DepthStudent
 
     # A teacher checkpoint exports too (same depth contract); its metadata comes from the teacher section.
     mcfg = getattr(cfg, "model" if isinstance(model, DepthStudent) else "teacher", None)

@@ -275,7 +275,8 @@ def train(
     bad_steps, window_losses, window_steps, window_images, window_start = 0, {}, 0, 0, time.perf_counter()
     progress = tqdm(total=tc.steps, initial=step, disable=not info.is_main, desc="train", dynamic_ncols=True)
     task.train()
-    with _StopFlag() as stop:
+    # tqdm closes its bar on the way out, so an error message never lands on the bar's line.
+    with _StopFlag() as stop, progress:
         while step < tc.steps:
             epoch, offset = divmod(step, batches_per_epoch)
             sampler.set_position(epoch, offset * batch_size)

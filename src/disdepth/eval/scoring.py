@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from disdepth.data.io import DataError, read_depth
 from disdepth.eval.metrics import MetricAggregator, format_metrics_table
 from disdepth.eval.protocols import Protocol, align, evaluate_image, get_protocol
 
@@ -116,10 +117,13 @@ def flip_tta(predict: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
 
 
 def read_prediction(path: Path, scale: float) -> torch.Tensor:
-    """(H, W) metres from a saved prediction (16-bit PNG / ``scale``, or ``.npy`` metres)."""
-    from disdepth.data.io import read_depth
+    """(H, W) float64 metres from a saved prediction (16-bit PNG / ``scale``, or ``.npy`` metres).
 
-    depth, _ = read_depth(path, scale)
+    Raises:
+        DataError: an unreadable file, an 8-bit PNG (``problem="8bit"``) or one with no valid pixel
+            (``problem="no_valid"``); :func:`prediction_pairs` skips the image with ``exc.reason``.
+    """
+    depth, _ = read_depth(path, scale, require_valid=True)
     return depth[0]
 
 
@@ -176,8 +180,14 @@ def prediction_pairs(
         if path is None:
             aggregator.skip(r.id, "prediction file missing")
             continue
+        try:
+            pred = read_prediction(path, pred_scale)
+        except DataError as exc:
+            if exc.problem not in ("8bit", "no_valid"):
+                raise
+            aggregator.skip(r.id, f"prediction: {exc.reason}")  # counted and reported with the other skips
+            continue
         gt = dataset.load_gt(i)
-        pred = read_prediction(path, pred_scale)
         if protocol is not None:
             try:
                 align(pred, gt["depth"], gt["valid"], protocol)
