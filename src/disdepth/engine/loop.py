@@ -130,10 +130,6 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def train(
     cfg: Config,
     run_dir: Path,
@@ -182,8 +178,13 @@ def train(
         training = state.get("training")
         if not training:
             raise ValueError(f"{run_dir / 'checkpoints' / 'last.pt'}: holds no training state to resume from")
-        raw_model.load_state_dict(training["model"])
-        optimizer.load_state_dict(training["optimizer"])
+        try:
+            raw_model.load_state_dict(training["model"])
+            optimizer.load_state_dict(training["optimizer"])
+        except (RuntimeError, ValueError) as exc:  # shapes or parameter groups that do not fit this run's model
+            detail = str(exc).strip().splitlines()[-1].strip()[:300]
+            last = run_dir / "checkpoints" / "last.pt"
+            raise ValueError(f"{last}: does not fit this run's model ({detail})") from None
         scheduler.load_state_dict(training["scheduler"])
         if training.get("scaler"):
             scaler.load_state_dict(training["scaler"])

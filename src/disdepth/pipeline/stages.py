@@ -34,6 +34,7 @@ from disdepth.eval.protocols import get_protocol
 from disdepth.models.spec import InputSpec
 from disdepth.models.student import DepthStudent, build_student, student_input_spec
 from disdepth.tasks.acclimation import (
+    AcclimatedTeacher,
     AcclimationTask,
     FrozenEncoder,
     TeacherDepth,
@@ -256,7 +257,7 @@ def build_distillation(cfg: Config) -> DistillationTask:
     teacher = _distillation_teacher(cfg, student)
     adapters = None
     if dc.feature_target == "raw" and teacher is not None:
-        raw: Teacher = teacher.teacher if hasattr(teacher, "student_info") else teacher
+        raw: Teacher = teacher.teacher if isinstance(teacher, AcclimatedTeacher) else teacher
         adapters = build_adapters(student.feature_info, raw.feature_info, dc.levels)
     model = DistilledStudent(student, dc.levels, adapters)
     targets = None

@@ -35,7 +35,7 @@ from disdepth.models.spec import InputSpec
 from disdepth.models.student import DepthStudent, build_student
 from disdepth.tasks.kd_losses import attentive_feature_loss, match_size
 from disdepth.tasks.losses import resize_like, silog_loss
-from disdepth.tasks.supervised import ParamGroup, Task
+from disdepth.tasks.supervised import ParamGroup, Task, unwrap
 from disdepth.teachers.base import Teacher
 from disdepth.teachers.build import build_teacher
 
@@ -258,7 +258,7 @@ class AcclimationTask(Task):
                 attentive_feature_loss(a, match_size(t, a)) for a, t in zip(out["acclimated"], anchors, strict=True)
             ]
             losses["anchor"] = self.anchor_weight * sum(levels) / len(levels)
-        raw = self.model.module if hasattr(self.model, "module") else self.model
+        raw = unwrap(self.model)
         if raw.train_teacher and self.teacher_loss_weight > 0:
             t_loss = silog_loss(resize_like(out["teacher_depth"], gt), gt, valid, self.variance_focus, self.silog_scale)
             losses["teacher_silog"] = self.teacher_loss_weight * t_loss

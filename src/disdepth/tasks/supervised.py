@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from disdepth.checkpoint import CheckpointKind
 from disdepth.models.encoder import is_from_scratch
@@ -51,7 +52,7 @@ def pretrained_groups(model: nn.Module, pretrained: nn.Module | None, lr_scale: 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return model.module if hasattr(model, "module") else model
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def depth_losses(
