@@ -22,12 +22,12 @@ from disdepth.tasks.kd_losses import (
     EPS,
     attentive_feature_loss,
     magnitude_attention,
-    response_kd_loss,
     saliency_attention,
     softmax_positions,
     standardize_channels,
     uniform_attention,
 )
+from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher
 from disdepth.teachers.build import build_teacher
 
 TINY = [
@@ -246,7 +246,7 @@ def test_kd_losses_are_zero_for_equal_inputs():
     for attention in (None, uniform_attention(t), magnitude_attention(t, 0.5)):
         assert attentive_feature_loss(t.clone(), t, attention).item() == 0.0
     depth = 1.0 + torch.rand(2, 1, 8, 8)
-    assert response_kd_loss(depth.clone(), depth).item() == pytest.approx(0.0, abs=1e-4)
+    assert loss_to_teacher(depth.clone(), TeacherTarget(depth)).item() == pytest.approx(0.0, abs=1e-4)
 
 
 def test_attention_is_normalised_per_image_and_uniform_gives_plain_mse():
@@ -302,7 +302,7 @@ def test_attentive_feature_loss_golden_value():
 def test_response_kd_golden_value():
     teacher = torch.tensor([1.0, 2.0, 4.0]).view(1, 1, 1, 3)
     student = teacher * math.e  # log ratio 1 everywhere: 10 * sqrt(1 - 0.85)
-    assert response_kd_loss(student, teacher).item() == pytest.approx(10 * math.sqrt(0.15), rel=1e-5)
+    assert loss_to_teacher(student, TeacherTarget(teacher)).item() == pytest.approx(10 * math.sqrt(0.15), rel=1e-5)
 
 
 def test_option_errors_name_the_key():

@@ -60,6 +60,10 @@ class ModelConfig:
     n_bins: int = 64  # bins head only
     min_depth: float = 1e-3  # metres
     max_depth: float = 10.0  # metres
+    # False: a relative student (trained only against a relative teacher, no ground truth): its depth is known up to
+    # scale and shift (in ``relative_space``), and it is labelled so wherever it is used. The pipeline sets it.
+    metric: bool = True
+    relative_space: Literal["disparity", "depth"] = "disparity"
     lgconv: LGConvConfig = field(default_factory=LGConvConfig)
 
 
@@ -117,6 +121,9 @@ class DataConfig:
     kb_crop: bool | None = None
     use_right: bool = False  # KITTI train: swap image_02 for image_03 with p = 0.5 (BTS --use_right)
     nyu_border_crop: bool = True  # NYU train: drop the white border, crop to [45:472, 43:608] (BTS)
+    # Train split: True drops frames without ground truth; False keeps them, and the teacher's depth is their target
+    # (label-free distillation: an images-only CSV works; docs/distillation.md).
+    require_depth: bool = True
     batch_size: int = 8
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)

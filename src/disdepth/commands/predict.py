@@ -151,6 +151,14 @@ def run(args: argparse.Namespace) -> int:
         predictor = DepthPredictor.from_checkpoint(
             args.checkpoint, device=args.device, use_ema=not args.no_ema, size=args.size, flip_tta=args.flip_tta
         )
+    spec = predictor.model.input_spec
+    if not spec.metric and "ply" in formats:
+        raise ValueError(
+            f"{args.checkpoint}: a relative model (depth {spec.units}) has no metric point cloud; "
+            "drop --intrinsics/--fov/--formats ply, or distil with a few labelled frames for a metric student"
+        )
+    if not spec.metric:
+        print(f"note: {args.checkpoint} is a relative model: outputs are depth {spec.units}, not metres")
     options = WriteOptions(
         formats=formats,
         png_units=auto_png_units(predictor.model) if args.png_units == "auto" else args.png_units,
@@ -190,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
                     raise
                 raise out_of_memory_error(first.source.path, height, width, run_size, len(batch)) from None
             bar.update(len(batch))
-    write_summary(out_dir, args.checkpoint, predictor.config, options, args.size, args.flip_tta, entries)
+    write_summary(
+        out_dir, args.checkpoint, predictor.config, options, args.size, args.flip_tta, entries, spec.units
+    )
     print(f"wrote {len(entries)} predictions to {out_dir} (16-bit PNG: {png_note(options.png_units)})")
     return 0

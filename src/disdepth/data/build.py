@@ -12,7 +12,7 @@ import torch
 
 from disdepth.config import Config
 from disdepth.data import kitti, nyu
-from disdepth.data.csv import CSVDataset
+from disdepth.data.csv import CSVDataset, csv_columns
 from disdepth.data.io import Transform
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.data.synthetic import SyntheticDepthDataset  # written by the synthetic-data issue
@@ -118,6 +118,8 @@ def build_dataset(
         )
     list_file = list_for_split(cfg, split)
     root, gt_root = roots_for_split(cfg, split)
+    # Training drops frames without ground truth unless the teacher teaches them (label-free, data.require_depth).
+    require_depth = train and d.require_depth
     if d.dataset == "kitti":
         return kitti.KittiDataset(
             list_file,
@@ -127,7 +129,7 @@ def build_dataset(
             kb_crop=kb_crop_enabled(cfg),
             transform=transform,
             use_right=d.use_right and train,
-            require_depth=train,
+            require_depth=require_depth,
             mean=mean,
             std=std,
         )
@@ -139,7 +141,7 @@ def build_dataset(
             depth_scale=d.depth_scale,
             border_crop=d.nyu_border_crop and train,
             transform=transform,
-            require_depth=train,
+            require_depth=require_depth,
             mean=mean,
             std=std,
         )
@@ -150,7 +152,9 @@ def build_dataset(
             depth_scale=d.depth_scale,
             kb_crop=kb_crop_enabled(cfg),
             transform=transform,
-            require_depth=train,
+            require_depth=require_depth,
+            # An images-only CSV (no depth column) is a label-free training set when depth is not required.
+            images_only=not require_depth and "depth" not in csv_columns(list_file),
             mean=mean,
             std=std,
         )

@@ -249,8 +249,12 @@ def write_summary(
     size: tuple[int, int] | None,
     flip_tta: bool,
     entries: list[dict],
+    depth_units: str = "m",
 ) -> None:
     """``predictions.json`` (units, conventions, sizes, one entry per prediction) and a short ``README.txt``.
+
+    ``depth_units`` other than "m" (a relative model, ``InputSpec.units``) is stated first in both files: the
+    numbers are then depth-like values of unknown scale and shift, not metres.
 
     Args:
         config: the checkpoint's config (its ``model.encoder`` / ``model.head`` are recorded when present).
@@ -262,6 +266,7 @@ def write_summary(
         "checkpoint": str(checkpoint),
         "encoder": getattr(model_cfg, "encoder", None),
         "head": getattr(model_cfg, "head", None),
+        "depth_units": "metres" if depth_units == "m" else depth_units,
         "units": {
             "png": note,
             "npy": "float32 (H, W) metres",
@@ -277,7 +282,8 @@ def write_summary(
         "predictions": entries,
     }
     (out_dir / "predictions.json").write_text(json.dumps(summary, indent=1) + "\n")
+    relative = "" if depth_units == "m" else f"RELATIVE MODEL: values are depth {depth_units}, not metres\n"
     (out_dir / "README.txt").write_text(
-        f"disdepth predictions from {checkpoint}\nNAME.png: {note}\nNAME.npy: float32 metres\n"
+        f"disdepth predictions from {checkpoint}\n{relative}NAME.png: {note}\nNAME.npy: float32 metres\n"
         "NAME_color.png: colour map; NAME.ply: point cloud (metres); details in predictions.json\n"
     )

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from disdepth.engine import dist
 from disdepth.engine.sampling import ShardSampler
+from disdepth.eval.alignment import align_to_ground_truth, alignment_note
 from disdepth.eval.metrics import MetricAggregator
 from disdepth.eval.protocols import Protocol
 from disdepth.eval.scoring import EvalResult, flip_tta, score_pairs
@@ -69,6 +70,8 @@ def evaluate_model(
         for batch in loader:
             pred = predict_depth(model, batch["image"].to(info.device), use_flip_tta)[0, 0].float().cpu()
             gt, valid = batch["depth"][0, 0], batch["valid"][0, 0]
+            if not spec.metric and valid.any():  # a relative model is scored after alignment, and says so
+                pred = align_to_ground_truth(pred, gt, valid, spec)
             if info.is_main and len(panels) < n_panels:
                 image = denormalize(batch["image"][0], spec.mean, spec.std)
                 panels.append(depth_panel(image, pred.numpy(), gt.numpy(), valid.numpy()))
@@ -90,11 +93,15 @@ def evaluate_model(
     if total != len(dataset):
         raise RuntimeError(f"evaluation counted {total} images but the dataset has {len(dataset)}")
     result = EvalResult(
-        agg.mean(), protocol, use_flip_tta, agg.count, list(agg.skipped), dict(agg.per_image), dict(extra or {})
-    )
+        agg.mean(), protocol, use_flip_tta, agg.count, list(agg.skipped), dict(agg.per_image), dict(extra or {}),
+        alignment="" if spec.metric else alignment_note(spec),
+    )  # fmt: skip
     return result, panels
 
 
 def summary_of(result: EvalResult) -> dict:
-    """Flat dict for logs: mean metrics plus image counts."""
-    return {**result.metrics, "images": result.n_evaluated, "skipped": len(result.skipped)}
+    """Flat dict for logs: mean metrics plus image counts (and the alignment note of a relative model)."""
+    out = {**result.metrics, "images": result.n_evaluated, "skipped": len(result.skipped)}
+    if result.alignment:
+        out["alignment"] = result.alignment
+    return out

@@ -38,6 +38,7 @@ class EvalResult:
     skipped: list[tuple[str, str]]
     per_image: dict[str, dict[str, float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # source info: pred_dir, dataset, split, checkpoint ...
+    alignment: str = ""  # a relative model's per-image alignment to ground truth (eval/alignment.py); "" = metric
 
     def to_dict(self, per_image: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -47,6 +48,7 @@ class EvalResult:
             "caps": {"min_depth": self.protocol.min_depth, "max_depth": self.protocol.to_dict()["max_depth"]},
             "protocol_detail": self.protocol.to_dict(),
             "flip_tta": self.flip_tta,
+            "alignment": self.alignment or "none (metric)",
             "n_evaluated": self.n_evaluated,
             "n_skipped": len(self.skipped),
             "skip_reasons": dict(Counter(r for _, r in self.skipped)),
@@ -64,6 +66,7 @@ class EvalResult:
         head = (
             f"protocol {p.name} | crop {p.crop} | caps {cap} | images {self.n_evaluated} "
             f"(skipped {len(self.skipped)}) | flip-TTA {'yes' if self.flip_tta else 'no'}"
+            + (f" | {self.alignment}" if self.alignment else "")
         )
         lines = [head, format_metrics_table(self.metrics)]
         for reason, n in Counter(r for _, r in self.skipped).items():

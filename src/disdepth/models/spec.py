@@ -25,6 +25,8 @@ class InputSpec:
         size_multiple: input sides that keep every pyramid level aligned (32 for stride-32 encoders); other sizes
             still run (models pad or interpolate), but resizing to a multiple is what ``disdepth predict`` does.
         metric: False for a relative model (depth known only up to scale and shift).
+        relative_space: for a relative model, the space its output is affine in: "disparity" (Depth Anything,
+            MiDaS/DPT) or "depth"; it is aligned to ground truth there (``eval/alignment.py``).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -33,12 +35,15 @@ class InputSpec:
     max_depth: float = 10.0
     size_multiple: int = 32
     metric: bool = True
+    relative_space: str = "disparity"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"input spec: mean/std must be 3 values with std > 0, got {self.mean}, {self.std}")
+        if self.relative_space not in ("disparity", "depth"):
+            raise ValueError(f"input spec: relative_space must be 'disparity' or 'depth', got {self.relative_space!r}")
         if not 0 < self.min_depth < self.max_depth:
             raise ValueError(f"input spec: need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
 
@@ -51,6 +56,11 @@ class InputSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
         return cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in data.items()})
+
+    @property
+    def units(self) -> str:
+        """What the depth output is measured in, for labels: "m" or a relative note."""
+        return "m" if self.metric else f"relative ({self.relative_space}, unknown scale and shift)"
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> the model's input."""

@@ -34,6 +34,7 @@ class DepthStudent(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.lgconv_names: list[str] = []
+        self.metric, self.relative_space = True, "disparity"  # a relative student: set by build_student
 
     @property
     def feature_info(self) -> list[FeatureInfo]:
@@ -49,6 +50,8 @@ class DepthStudent(nn.Module):
             self.head.min_depth,
             self.head.max_depth,
             max(f.stride for f in self.feature_info),
+            self.metric,
+            self.relative_space,
         )
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
@@ -99,13 +102,15 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         head = HEADS[cfg.head](decoder.out_channels, cfg.min_depth, cfg.max_depth)
     model = DepthStudent(encoder, decoder, head)
     model.lgconv_names = names
+    model.metric, model.relative_space = cfg.metric, cfg.relative_space
     return model
 
 
 def student_input_spec(cfg: ModelConfig) -> InputSpec:
     """The :class:`InputSpec` of the student ``cfg`` describes, without building it (equals ``input_spec``)."""
     mean, std = encoder_normalization(cfg.encoder)
-    return InputSpec(mean, std, cfg.min_depth, cfg.max_depth, 32)  # every timm CNN encoder ends at stride 32
+    # every timm CNN encoder ends at stride 32
+    return InputSpec(mean, std, cfg.min_depth, cfg.max_depth, 32, cfg.metric, cfg.relative_space)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

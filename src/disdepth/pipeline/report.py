@@ -102,13 +102,17 @@ def write_report(
         "| model | abs_rel | sq_rel | rmse | rmse_log | δ1 | δ2 | δ3 | params (M) | GFLOPs | latency (ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    aligned = [e for e in entries if e["metrics"].get("alignment")]
     for e in entries:
         m = e["metrics"]
+        label = f"{e['label']} (relative, aligned*)" if m.get("alignment") else e["label"]
         lines.append(
-            f"| {e['label']} | {m['abs_rel']:.4f} | {m['sq_rel']:.4f} | {m['rmse']:.4f} | {m['rmse_log']:.4f} | "
+            f"| {label} | {m['abs_rel']:.4f} | {m['sq_rel']:.4f} | {m['rmse']:.4f} | {m['rmse_log']:.4f} | "
             f"{m['d1']:.4f} | {m['d2']:.4f} | {m['d3']:.4f} | {e['params_m']:.2f} | {e['gflops']:.2f} | "
             f"{e['latency_ms']:.1f} |"
         )
+    if aligned:  # a relative model's numbers are never presented as metric
+        lines += ["", f"\\* Relative model: scored after {aligned[0]['metrics']['alignment']} to the ground truth."]
     if stages:
         lines += ["", "## Stages", "", "```json", json.dumps(stages, indent=2, default=float), "```"]
     lines += ["", "## Panels (RGB | prediction | ground truth | error)", ""]

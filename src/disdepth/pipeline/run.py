@@ -114,6 +114,36 @@ def teacher_config(cfg: Config, checkpoint: str) -> Config:
     return out
 
 
+def check_teacher_and_labels(cfg: Config, datasets: S.DatasetFn) -> Config:
+    """Before any stage trains: a given teacher (``teacher.checkpoint`` or a Hugging Face model) must build, and a
+    label-free run (``data.require_depth=false``) needs one. With a relative teacher and no labelled training frame
+    the student can only learn relative depth: it is made relative (``model.metric=false``), and says so.
+    """
+    given = bool(cfg.teacher.checkpoint) or cfg.teacher.kind == "hf"
+    if not cfg.data.require_depth and not given:
+        raise ValueError(
+            "data.require_depth=false: a label-free run needs a teacher to learn from; set teacher.checkpoint (a "
+            "trained teacher) or teacher.kind=hf and teacher.name (a hub id or a local folder)"
+        )
+    if not given:
+        return cfg
+    teacher = build_teacher(cfg.teacher)  # fails here, naming the field and file, not after the baseline trained
+    if teacher.input_spec.metric or not cfg.model.metric:
+        return cfg
+    labelled = S.labelled_frames(datasets(cfg, "train", S.model_spec(cfg, "student")))
+    if labelled != 0:
+        if not cfg.data.require_depth:
+            log.info("relative teacher: %s labelled training frames fix the student's metric scale", labelled)
+        return cfg
+    log.warning(
+        "relative teacher %s and no labelled training frame: the student learns relative depth (%s); add labelled "
+        "frames (a depth column) for a metric student", cfg.teacher.name, teacher.input_spec.relative_space,
+    )  # fmt: skip
+    out = copy.deepcopy(cfg)
+    out.model.metric, out.model.relative_space = False, teacher.input_spec.relative_space
+    return out
+
+
 def run_stages(
     cfg: Config,
     root: str | Path,
@@ -137,6 +167,7 @@ def run_stages(
     """
     root = Path(root)
     info = info or dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    cfg = check_teacher_and_labels(cfg, datasets)
     results: dict[str, dict] = {}
 
     def stage(name: str, stage_cfg: Config, which: str, fn) -> dict:
@@ -154,7 +185,9 @@ def run_stages(
     else:
         train_teacher = functools.partial(S.supervised_stage, which="teacher")
         teacher_ckpt = stage("teacher", stage_config(cfg, "teacher"), "teacher", train_teacher)["checkpoint"]
-    baseline = stage("baseline", stage_config(cfg, "baseline"), "student", S.supervised_stage)
+    # The baseline's images without ground truth (label-free) learn from the same teacher.
+    baseline = stage("baseline", teacher_config(stage_config(cfg, "baseline"), teacher_ckpt), "student",
+                     S.supervised_stage)  # fmt: skip
     acfg = teacher_config(stage_config(cfg, "acclimate"), teacher_ckpt)
     acfg.acclimate.baseline_checkpoint = baseline["checkpoint"]
     acclimated = stage("acclimate", acfg, "student", S.acclimate_stage)

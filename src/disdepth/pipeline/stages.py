@@ -20,10 +20,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from disdepth.checkpoint import CheckpointKind, deployable_weights, read_checkpoint, save_checkpoint
-from disdepth.config import Config, to_dict
+from disdepth.config import Config
 from disdepth.data.build import build_dataset, build_transform, kb_crop_enabled
 from disdepth.data.csv import CSVDataset
-from disdepth.data.io import DataError
+from disdepth.data.io import DataError, FileDepthDataset
 from disdepth.data.mixing import MixedDataset
 from disdepth.data.transforms import NYUBorderCrop
 from disdepth.deploy.weights import check_state_dict
@@ -124,18 +124,41 @@ def model_spec(cfg: Config, which: str) -> InputSpec:
 
 
 def supervised_task(cfg: Config, which: str) -> SupervisedTask:
-    """A student or teacher under depth supervision, its ImageNet part at ``lr * train.encoder_lr_scale``."""
+    """A student or teacher under depth supervision, its ImageNet part at ``lr * train.encoder_lr_scale``.
+
+    With ``data.require_depth=false`` a student's images without ground truth learn from the frozen teacher of
+    ``cfg.teacher`` (label-free training); a teacher always needs ground truth.
+    """
     tc = cfg.train
+    teacher = None
     if which == "teacher":
+        if not cfg.data.require_depth:
+            raise ValueError(
+                "data.require_depth=false: a teacher learns from ground truth only; give a trained or pretrained "
+                "teacher (teacher.checkpoint, or teacher.kind=hf) and train students"
+            )
         model: nn.Module = build_teacher(cfg.teacher)
         kind, pretrained = CheckpointKind.TEACHER, model.backbone if cfg.teacher.pretrained != "none" else None
     else:
         model = build_student(cfg.model)
         kind, pretrained = CheckpointKind.STUDENT, model.encoder if cfg.model.pretrained != "none" else None
+        if not cfg.data.require_depth:
+            teacher = pseudo_label_teacher(cfg)
     scale = tc.encoder_lr_scale if pretrained is not None else 1.0
     return SupervisedTask(
-        model, kind, pretrained, scale, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight
-    )
+        model, kind, pretrained, scale, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight,
+        teacher, model.input_spec,
+    )  # fmt: skip
+
+
+def pseudo_label_teacher(cfg: Config) -> Teacher:
+    """The frozen teacher whose depth is the target of images without ground truth (label-free training)."""
+    if not cfg.teacher.checkpoint and cfg.teacher.kind != "hf":
+        raise ValueError(
+            "data.require_depth=false: images without ground truth learn from a teacher; set teacher.checkpoint "
+            "(a trained teacher) or teacher.kind=hf with teacher.name (a pretrained one)"
+        )
+    return build_teacher(cfg.teacher).freeze()
 
 
 def load_student_weights(student: nn.Module, path: str | Path, use_ema: bool = True) -> None:
@@ -246,6 +269,8 @@ def _distillation_teacher(cfg: Config, student: DepthStudent) -> nn.Module | Non
         raise ValueError("distill.feature_target=acclimated needs distill.acclimated_checkpoint (run acclimate)")
     if (dc.feature_target == "raw" and dc.feature_weight > 0) or dc.response_weight > 0:
         return build_teacher(cfg.teacher).freeze()
+    if not cfg.data.require_depth or dc.unlabelled_list:  # images without ground truth learn the teacher's depth
+        return pseudo_label_teacher(cfg)
     return None
 
 
@@ -322,6 +347,8 @@ def add_unlabelled(cfg: Config, train_set: Dataset) -> Dataset:
     return mixed
 
 
-def stage_config_dict(cfg: Config) -> dict:
-    """The resolved config of a stage as a plain dict (for its result and fingerprint)."""
-    return to_dict(cfg)
+def labelled_frames(dataset: Dataset) -> int | None:
+    """How many frames of a file dataset have ground truth (None when the dataset cannot tell without loading)."""
+    if isinstance(dataset, FileDepthDataset):
+        return sum(r.depth is not None for r in dataset.records)
+    return None

@@ -21,6 +21,7 @@ features.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from disdepth.models.spec import InputSpec
 from disdepth.models.student import DepthStudent, build_student
 from disdepth.tasks.kd_losses import attentive_feature_loss, match_size
 from disdepth.tasks.losses import resize_like, silog_loss
+from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, unlabelled
 from disdepth.tasks.supervised import ParamGroup, Task, unwrap
 from disdepth.teachers.base import Teacher
 from disdepth.teachers.build import build_teacher
@@ -176,6 +178,8 @@ class AcclimatedTeacher(nn.Module):
             "teacher_depth": resize_like(tout["depth"], image),
             "teacher_features": tout["features"],
         }
+        if "relative" in tout:  # a relative teacher: its raw output, affine in its relative space
+            out["teacher_relative"] = resize_like(tout["relative"], image)
         if with_ghost:
             out["depth"] = self.ghost(acclimated, size)["depth"]
         return out
@@ -251,6 +255,10 @@ class AcclimationTask(Task):
         losses = {
             "ghost_silog": silog_loss(resize_like(out["depth"], gt), gt, valid, self.variance_focus, self.silog_scale)
         }
+        todo = unlabelled(batch)
+        if todo.any():  # no ground truth: the ghost decoder reads the teacher's own depth from the FAM features
+            target = teacher_output(out, unwrap(self.model).teacher)[todo]
+            losses["ghost_pseudo"] = loss_to_teacher(out["depth"][todo], target, self.variance_focus, self.silog_scale)
         if self.anchor is not None:
             with torch.no_grad():
                 anchors = self.anchor(batch["image"])
@@ -266,6 +274,11 @@ class AcclimationTask(Task):
         return losses
 
 
+def teacher_output(out: dict, teacher: Teacher) -> TeacherTarget:
+    """The teacher's depth inside an :class:`AcclimatedTeacher` output, as a target (``tasks/pseudo.py``)."""
+    return TeacherTarget(out["teacher_depth"], out.get("teacher_relative"), teacher.input_spec.relative_space)
+
+
 class TeacherDepth(nn.Module):
     """View of a teacher that predicts from images normalised for ``spec`` (the student's), for evaluation.
 
@@ -276,7 +289,7 @@ class TeacherDepth(nn.Module):
         super().__init__()
         self.teacher = teacher
         t = teacher.input_spec
-        self.input_spec = InputSpec(spec.mean, spec.std, t.min_depth, t.max_depth, t.size_multiple, t.metric)
+        self.input_spec = dataclasses.replace(t, mean=spec.mean, std=spec.std)
 
     def forward(self, image: torch.Tensor) -> dict:
         out = self.teacher(self.teacher.input_spec.renormalize(image, self.input_spec))

@@ -22,12 +22,12 @@ from disdepth.tasks.kd_losses import (
     attentive_feature_loss,
     magnitude_attention,
     match_size,
-    response_kd_loss,
     saliency_attention,
     standardize_channels,
     uniform_attention,
 )
 from disdepth.tasks.losses import resize_like, silog_loss
+from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, unlabelled
 from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class DistilledStudent(DepthStudent):
     def __init__(self, student: DepthStudent, kd_strides: list[int], adapters: nn.ModuleDict | None = None) -> None:
         super().__init__(student.encoder, student.decoder, student.head)
         self.lgconv_names = list(student.lgconv_names)
+        self.metric, self.relative_space = student.metric, student.relative_space
         strides = [f.stride for f in student.feature_info]
         missing = [s for s in kd_strides if s not in strides]
         if missing:
@@ -64,6 +65,7 @@ class DistilledStudent(DepthStudent):
         """The deployable student (shares modules; no adapters)."""
         student = DepthStudent(self.encoder, self.decoder, self.head)
         student.lgconv_names = list(self.lgconv_names)
+        student.metric, student.relative_space = self.metric, self.relative_space
         return student
 
 
@@ -142,13 +144,23 @@ class TeacherTargets(nn.Module):
                 t_strides = [f.stride for f in self.teacher.teacher.feature_info]
                 feats = [out["teacher_features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
             grads = self._saliency_grads(out["acclimated"], index, batch) if self.attention == "saliency" else None
-            depth = out["teacher_depth"]
+            depth, relative = out["teacher_depth"], out.get("teacher_relative")
         else:
             tout = self.teacher(self.teacher.input_spec.renormalize(image, self.student_spec))
             t_strides = [f.stride for f in self.teacher.feature_info]
             feats = [tout["features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
             grads, depth = None, resize_like(tout["depth"], image)
-        return {"features": feats, "attention": self._attention(feats, grads), "depth": depth}
+            relative = resize_like(tout["relative"], image) if "relative" in tout else None
+        out = {"features": feats, "attention": self._attention(feats, grads), "depth": depth}
+        if relative is not None:  # a relative teacher: depth targets use its raw output (tasks/pseudo.py)
+            out["relative"] = relative
+        return out
+
+    @property
+    def space(self) -> str:
+        """The relative space of the teacher's output (relative teachers)."""
+        teacher = self.teacher.teacher if self.acclimated else self.teacher
+        return teacher.input_spec.relative_space
 
     def forward(self, batch: dict) -> dict:
         if not self.use_cache:
@@ -165,12 +177,15 @@ class TeacherTargets(nn.Module):
                     "attention": [a[j] for a in fresh["attention"]],
                     "depth": fresh["depth"][j].half(),
                 }
+                if "relative" in fresh:  # fp32: a relative output's affine fit needs its precision
+                    self.cache[ids[i]]["relative"] = fresh["relative"][j]
         items = [self.cache[k] for k in ids]
         n_levels = len(self.kd_strides)
         return {
             "features": [torch.stack([it["features"][lv] for it in items]).float() for lv in range(n_levels)],
             "attention": [torch.stack([it["attention"][lv] for it in items]) for lv in range(n_levels)],
             "depth": torch.stack([it["depth"] for it in items]).float(),
+            **({"relative": torch.stack([it["relative"] for it in items])} if "relative" in items[0] else {}),
         }
 
 
@@ -218,8 +233,17 @@ class DistillationTask(Task):
         out = self.model(batch["image"])
         losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight)
         need_features = self.feature_target != "none" and self.feature_weight > 0
-        if need_features or self.response_weight > 0:
+        todo = unlabelled(batch)
+        # An image without ground truth learns depth from the teacher: by response KD when it is on (every image),
+        # else by this term, so no image is left with the KD terms alone.
+        pseudo = self.targets is not None and self.response_weight == 0 and bool(todo.any())
+        if need_features or self.response_weight > 0 or pseudo:
             target = self.targets(batch)
+            depth_target = TeacherTarget(target["depth"], target.get("relative"), self.targets.space)
+            if pseudo:
+                losses["pseudo_depth"] = loss_to_teacher(
+                    out["depth"][todo], depth_target[todo], self.variance_focus, self.silog_scale
+                )
             if need_features:
                 weight = self.feature_weight / len(self.targets.kd_strides)
                 for stride, s, t, a in zip(
@@ -230,9 +254,9 @@ class DistillationTask(Task):
                     if self.standardize:
                         s, t = standardize_channels(s), standardize_channels(t)
                     losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, self.normalize)
-            if self.response_weight > 0:
-                losses["response_kd"] = self.response_weight * response_kd_loss(
-                    out["depth"], target["depth"], self.variance_focus, self.silog_scale
+            if self.response_weight > 0:  # SILog to a metric teacher, SSI to a relative one (never as metres)
+                losses["response_kd"] = self.response_weight * loss_to_teacher(
+                    out["depth"], depth_target, self.variance_focus, self.silog_scale
                 )
         losses["loss"] = sum(losses.values())
         return losses

@@ -1,4 +1,5 @@
-"""Distillation losses (DESIGN.md §1.5): attentive feature KD, its attention maps, response KD.
+"""Distillation losses (DESIGN.md §1.5): attentive feature KD and its attention maps (response KD, the depth
+against the teacher's depth: ``tasks/pseudo.py``).
 
 Conventions (docs/distillation.md):
 
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from disdepth.tasks.losses import resize_like, silog_loss
 
 EPS = 1e-6
 
@@ -113,16 +112,3 @@ def match_size(feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if feature.shape[-2:] == like.shape[-2:]:
         return feature
     return F.interpolate(feature, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def response_kd_loss(
-    student_depth: torch.Tensor, teacher_depth: torch.Tensor, variance_focus: float = 0.85, scale: float = 10.0
-) -> torch.Tensor:
-    """Response (depth) KD: SILog between the student's and the teacher's depth on every pixel.
-
-    Args:
-        student_depth, teacher_depth: (B, 1, H, W) metres (teacher resized to the student's size).
-    """
-    teacher_depth = resize_like(teacher_depth.detach(), student_depth).clamp(min=EPS)
-    valid = torch.ones_like(teacher_depth, dtype=torch.bool)
-    return silog_loss(student_depth, teacher_depth, valid, variance_focus, scale)

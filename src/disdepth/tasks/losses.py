@@ -59,3 +59,38 @@ def resize_like(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if pred.shape[-2:] == target.shape[-2:]:
         return pred
     return F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale-and-shift-invariant loss (MiDaS, Ranftl et al. 2020, eqs. 5-7, without trimming).
+
+    Per image, ``pred`` and ``target`` are each shifted by their median and divided by their mean absolute deviation
+    from it over the valid pixels; the loss is the mean absolute difference of the two normalised maps, averaged over
+    images with at least 2 valid pixels. It is zero when ``target`` is any positive affine map of ``pred`` and the
+    same for ``target`` and ``a * target + b`` (a > 0): what a relative teacher's output supports.
+
+    Args:
+        pred, target: (B, 1, H, W) in the same space (disparity or depth-like); ``target`` is not differentiated.
+        valid: (B, 1, H, W) bool; default every pixel.
+
+    Returns:
+        The loss (a zero that depends on ``pred`` when no image has 2 valid pixels).
+    """
+    valid = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid
+    m = valid.flatten(1)
+    n = m.sum(1)
+    keep = n >= 2
+    if not keep.any():
+        return pred.sum() * 0.0
+
+    def normalised(x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1).float()
+        # nan_to_num: an image with no valid pixel has no median; it is left out below, but its values must stay
+        # finite or the backward pass of the kept images turns to NaN (0 * nan).
+        median = torch.where(m, flat, torch.nan).nanmedian(dim=1).values.nan_to_num().unsqueeze(1)
+        scale = ((flat - median).abs() * m).sum(1, keepdim=True) / n.clamp(min=1).unsqueeze(1)
+        return (flat - median) / scale.clamp(min=1e-8)
+
+    diff = (normalised(pred) - normalised(target.detach())).abs() * m
+    per_image = diff.sum(1) / n.clamp(min=1)
+    return per_image[keep].mean()

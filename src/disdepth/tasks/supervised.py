@@ -20,7 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from disdepth.checkpoint import CheckpointKind
 from disdepth.models.encoder import is_from_scratch
+from disdepth.models.spec import InputSpec
 from disdepth.tasks.losses import bins_chamfer_loss, resize_like, silog_loss
+from disdepth.tasks.pseudo import loss_to_teacher, teacher_depth, unlabelled
 
 
 @dataclass
@@ -95,10 +97,15 @@ class SupervisedTask(Task):
     Works for any model whose forward returns ``{"depth": (B, 1, H, W) metres[, "bin_centers": (B, K)]}``:
     baseline students and trainable teachers alike.
 
+    Images without ground truth (label-free training, ``data.require_depth=false``) learn from ``teacher`` when one
+    is given: loss ``pseudo_depth`` = the student's depth against the frozen teacher's (``tasks/pseudo.py``).
+
     Args:
         kind: what ``model`` is (student or teacher), stored in its checkpoints.
         pretrained: the submodule holding ImageNet weights (a student's ``encoder``, a teacher's ``backbone``),
             which learns at ``train.lr * pretrained_lr_scale``; None = everything at ``train.lr``.
+        teacher: a frozen ``Teacher`` for images without ground truth; ``model_spec``: the input spec the batches
+            are normalised for (the teacher re-normalises).
     """
 
     def __init__(
@@ -110,12 +117,16 @@ class SupervisedTask(Task):
         variance_focus: float = 0.85,
         silog_scale: float = 10.0,
         chamfer_weight: float = 0.1,
+        teacher: nn.Module | None = None,
+        model_spec: InputSpec | None = None,
     ) -> None:
         super().__init__()
         self.model, self.kind = model, kind
         self.__dict__["pretrained"] = pretrained  # a view into ``model``, not a second registration
         self.pretrained_lr_scale = pretrained_lr_scale
         self.variance_focus, self.silog_scale, self.chamfer_weight = variance_focus, silog_scale, chamfer_weight
+        self.teacher = teacher  # frozen; registered here (not on ``model``) so DDP never wraps it
+        self.model_spec = model_spec
 
     def parameter_groups(self) -> list[ParamGroup]:
         return pretrained_groups(self.model, self.pretrained, self.pretrained_lr_scale)
@@ -124,8 +135,11 @@ class SupervisedTask(Task):
         return self.kind, trained
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        losses = depth_losses(
-            self.model(batch["image"]), batch, self.variance_focus, self.silog_scale, self.chamfer_weight
-        )
+        out = self.model(batch["image"])
+        losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight)
+        todo = unlabelled(batch)
+        if self.teacher is not None and todo.any():
+            target = teacher_depth(self.teacher, batch["image"][todo], self.model_spec)
+            losses["pseudo_depth"] = loss_to_teacher(out["depth"][todo], target, self.variance_focus, self.silog_scale)
         losses["loss"] = sum(losses.values())
         return losses

@@ -182,7 +182,9 @@ class Teacher(nn.Module):
     @property
     def input_spec(self) -> InputSpec:
         """The teacher's own normalisation and depth range (``metric=False`` for a relative teacher)."""
-        return InputSpec(self.mean, self.std, self.min_depth, self.max_depth, self.size_multiple, self.is_metric)
+        return InputSpec(
+            self.mean, self.std, self.min_depth, self.max_depth, self.size_multiple, self.is_metric, self.relative_space
+        )
 
     # -- normalisation ---------------------------------------------------------------------------
 
