@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from disdepth.config import TeacherConfig
 from disdepth.models.encoder import clear_from_scratch
 from disdepth.teachers.base import Teacher, load_teacher_checkpoint
 from disdepth.teachers.timm_teacher import HybridBackbone, TimmTeacher, make_timm_backbone
+
+log = logging.getLogger(__name__)
 
 # Teachers we test and document (any timm Swin / PVTv2 / ViT name works the same way; HF: see hf_teacher).
 SUPPORTED_TIMM_TEACHERS: dict[str, str] = {
@@ -33,6 +36,11 @@ def _check_weights(cfg: TeacherConfig) -> None:
     # "package:..." names a weights package resolved by disdepth.models.pretrained, not a file.
     if cfg.weights and not cfg.weights.startswith("package:") and not Path(cfg.weights).is_file():
         raise FileNotFoundError(f"teacher.weights: file not found: {cfg.weights}")
+    if cfg.checkpoint and Path(cfg.checkpoint).is_dir():
+        raise ValueError(
+            f"teacher.checkpoint={cfg.checkpoint}: a folder; a Hugging Face model folder (or hub id) is used with "
+            f"teacher.kind=hf teacher.name={cfg.checkpoint}, and teacher.checkpoint names a file from `disdepth train`"
+        )
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise FileNotFoundError(f"teacher.checkpoint: file not found: {cfg.checkpoint}")
 
@@ -61,7 +69,9 @@ def build_teacher(cfg: TeacherConfig, load_weights: bool = True) -> Teacher:
         from disdepth.teachers.hf_teacher import load_hf_teacher
 
         if cfg.pretrained != "none" or cfg.weights:
-            raise ValueError("teacher.pretrained/weights do not apply to kind=hf (the HF checkpoint is the weights)")
+            # A recipe's timm/hybrid ImageNet settings stay behind when a user switches to a hub teacher: the HF
+            # checkpoint is the whole model's weights, so they simply do not apply (no --set needed to undo them).
+            log.info("teacher.kind=hf: teacher.pretrained/weights (ImageNet backbone weights) do not apply; ignored")
         teacher: Teacher = load_hf_teacher(
             cfg.name,
             cfg.min_depth,
