@@ -83,14 +83,34 @@ def _depth_anything(metric: bool) -> torch.nn.Module:
     return transformers.DepthAnythingForDepthEstimation(cfg)
 
 
+def _dpt() -> torch.nn.Module:  # relative (disparity), like DPT-Large / MiDaS
+    cfg = transformers.DPTConfig(
+        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=64,
+        patch_size=16, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16, head_in_index=-1,
+    )  # fmt: skip
+    return transformers.DPTForDepthEstimation(cfg)
+
+
+def _glpn() -> torch.nn.Module:  # metric
+    cfg = transformers.GLPNConfig(
+        num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 16, 32, 64],
+        num_attention_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2], decoder_hidden_size=16, max_depth=10,
+    )  # fmt: skip
+    return transformers.GLPNForDepthEstimation(cfg)
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> dict[str, Path]:
-    """Depth Anything V2-style teachers, relative and metric, as local folders (as a hub download leaves them)."""
+    """Tiny Hugging Face teachers as local folders (as a hub download leaves them): Depth Anything V2 relative and
+    metric, DPT (relative), GLPN (metric)."""
     root = tmp_path_factory.mktemp("hub")
     torch.manual_seed(0)
+    makers = {"relative": lambda: _depth_anything(False), "metric": lambda: _depth_anything(True), "dpt": _dpt,
+              "glpn": _glpn}  # fmt: skip
     out = {}
-    for name, metric in (("relative", False), ("metric", True)):
-        _depth_anything(metric).save_pretrained(root / name)
+    for name, make in makers.items():
+        make().save_pretrained(root / name)
         out[name] = root / name
     return out
 
@@ -138,7 +158,7 @@ def _config(hub: dict, frames: dict, teacher: str, train: str, *extra: str):
 # --------------------------------------------------------------------------------------------- the pipeline
 
 
-@pytest.mark.parametrize("teacher", ["relative", "metric"])
+@pytest.mark.parametrize("teacher", ["relative", "metric", "dpt", "glpn"])
 def test_label_free_pipeline_on_an_images_only_csv(teacher, hub, frames, tmp_path, capsys):
     """Every stage runs without one depth map: the teacher's depth is the target. A relative teacher with no labelled
     frame gives a relative student (stated, scored aligned, no metric point cloud); a metric one a metric student."""
@@ -147,18 +167,19 @@ def test_label_free_pipeline_on_an_images_only_csv(teacher, hub, frames, tmp_pat
     assert results["teacher"]["loaded"] and set(results) == {"teacher", "baseline", "acclimate", "distill"}
     from disdepth.checkpoint import read_checkpoint
 
+    metric = teacher in ("metric", "glpn")
     spec = read_checkpoint(tmp_path / "run" / "distill" / "model")["input_spec"]
-    assert spec["metric"] is (teacher == "metric")
+    assert spec["metric"] is metric
     # Scores on the labelled test frames: a relative teacher and a relative student are aligned and say so.
     before = results["acclimate"]["metrics"]["teacher_before"]
-    assert ("alignment" in before) is (teacher == "relative")
-    assert ("alignment" in results["distill"]["metrics"]) is (teacher == "relative")
+    assert ("alignment" in before) is not metric
+    assert ("alignment" in results["distill"]["metrics"]) is not metric
     image = frames["test"].parent / "f6.png"
     args = ["predict", str(tmp_path / "run" / "distill" / "model"), str(image), "--out", str(tmp_path / "p")]
     assert main(args) == 0
     summary = json.loads((tmp_path / "p" / "predictions.json").read_text())
-    assert (summary["depth_units"] == "metres") is (teacher == "metric")
-    if teacher == "relative":
+    assert (summary["depth_units"] == "metres") is metric
+    if not metric:
         assert main([*args, "--fov", "60"]) == 2
         assert "relative model" in capsys.readouterr().err
 

@@ -13,7 +13,7 @@ import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
-from disdepth.config import Config
+from disdepth.config import PIPELINE_STAGES, Config, stage_config
 from disdepth.deploy.bench import bench_model
 from disdepth.engine import dist
 from disdepth.pipeline.stages import score
@@ -90,10 +90,14 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
     h, w = cfg.pipeline.bench_resolution
+    budgets = ", ".join(
+        f"{stage} {stage_config(cfg, stage).train.steps}x{stage_config(cfg, stage).data.batch_size}"
+        for stage in PIPELINE_STAGES
+    )
     lines = [
         f"# {title}: {cfg.name}",
         "",
-        describe_run(cfg) + ".",
+        describe_run(cfg) + f". Budgets (steps x batch): {budgets}.",
         "",
         f"Protocol `{cfg.eval.protocol}`, caps {cfg.eval.min_depth or 'default'}..{cfg.eval.max_depth or 'default'} m, "
         f"{e0.get('images')} images ({e0.get('skipped')} skipped), flip-TTA {'on' if cfg.eval.flip_tta else 'off'}. "
