@@ -15,9 +15,13 @@ from disdepth.models.decoder import UNetDecoder
 from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
 from disdepth.models.heads import HEADS, BinsHead, SigmoidHead
 from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
+from disdepth.models.peer_decoders import Monodepth2Decoder, NNConv5Decoder
 from disdepth.models.spec import InputSpec
 
 log = logging.getLogger(__name__)
+
+# Published decoders (models/peer_decoders.py), built at their papers' widths.
+PEER_DECODERS: dict[str, type[nn.Module]] = {"nnconv5": NNConv5Decoder, "monodepth2": Monodepth2Decoder}
 
 
 class DepthStudent(nn.Module):
@@ -30,7 +34,7 @@ class DepthStudent(nn.Module):
         bin_centers: (B, n_bins) metres — bins head only.
     """
 
-    def __init__(self, encoder: TimmEncoder, decoder: UNetDecoder, head: SigmoidHead | BinsHead) -> None:
+    def __init__(self, encoder: TimmEncoder, decoder: nn.Module, head: SigmoidHead | BinsHead) -> None:
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.lgconv_names: list[str] = []
@@ -95,7 +99,10 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
             lgconv_parameters(encoder),
             ", ".join(names),
         )
-    decoder = UNetDecoder(encoder.feature_info, cfg.decoder_channels)
+    if cfg.decoder == "unet":
+        decoder: nn.Module = UNetDecoder(encoder.feature_info, cfg.decoder_channels)
+    else:
+        decoder = PEER_DECODERS[cfg.decoder](encoder.feature_info)
     if cfg.head == "bins":
         head: nn.Module = BinsHead(decoder.out_channels, cfg.n_bins, cfg.min_depth, cfg.max_depth)
     else:

@@ -1,0 +1,53 @@
+"""The peers as students: FastDepth (MobileNet + NNConv5) and Monodepth2 (ResNet-18 decoder), written from their
+papers, match the published size and cost, and follow the student contract (pyramids, ghost decoder, any size)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from disdepth.config import load_config
+from disdepth.models.student import build_student
+from disdepth.tasks.acclimation import GhostDecoder
+
+
+def _student(encoder: str, decoder: str):
+    return build_student(load_config(overrides=[f"model.encoder={encoder}", f"model.decoder={decoder}"]).model)
+
+
+def _gmacs(model, height: int, width: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(torch.zeros(1, 3, height, width))
+    return counter.get_total_flops() / 2e9  # one multiply-add = 2 FLOPs
+
+
+@pytest.mark.parametrize(
+    ("encoder", "decoder", "size", "params_m", "gmacs"),
+    [
+        ("mobilenetv1_100", "nnconv5", (224, 224), 3.96, 0.74),  # FastDepth unpruned (Wofk et al. 2019, Table II)
+        ("resnet18", "monodepth2", (192, 640), 14.3, 8.0),  # Monodepth2-R18 (Godard et al. 2019)
+    ],
+)
+def test_peer_size_and_cost_match_the_papers(encoder, decoder, size, params_m, gmacs):
+    model = _student(encoder, decoder)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params_m, rel=0.01)
+    assert _gmacs(model, *size) == pytest.approx(gmacs, rel=0.02)
+
+
+@pytest.mark.parametrize(("encoder", "decoder"), [("mobilenetv1_100", "nnconv5"), ("resnet18", "monodepth2")])
+def test_peer_follows_the_student_contract(encoder, decoder):
+    model = _student(encoder, decoder).train()
+    image = torch.randn(2, 3, 70, 100)  # not a multiple of 32: every level still lines up
+    out = model(image)
+    assert out["depth"].shape == (2, 1, 70, 100) and (out["depth"] > 0).all()
+    strides = [f.stride for f in model.decoder.feature_info]
+    assert strides == [16, 8, 4, 2, 1] and len(out["decoder_features"]) == 5
+    for feat, info in zip(out["decoder_features"], model.decoder.feature_info, strict=True):
+        assert feat.shape[1] == info.channels
+    out["depth"].mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    ghost = GhostDecoder.from_student(model).freeze()  # acclimation reads depth through a copy of this decoder
+    assert ghost(out["encoder_features"], (70, 100))["depth"].shape == (2, 1, 70, 100)
+    assert model.input_spec.size_multiple == 32
