@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
@@ -42,6 +43,7 @@ from disdepth.data.csv import CSVDataset  # noqa: E402
 from disdepth.data.mixing import UnlabelledImages  # noqa: E402
 from disdepth.data.views import InMemory  # noqa: E402
 from disdepth.engine import dist  # noqa: E402
+from disdepth.eval.stats import paired_bootstrap  # noqa: E402
 from disdepth.pipeline.run import run_stage  # noqa: E402
 from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, supervised_stage  # noqa: E402
 
@@ -143,32 +145,42 @@ def main() -> None:
     write_table(args, time.perf_counter() - start)
 
 
+def per_image(runs: dict, row: str, seeds: list[int]) -> np.ndarray:
+    """(seeds, test images) abs_rel of one row, images in one fixed order."""
+    ids = sorted(runs[f"{row}_seed{seeds[0]}"]["metrics"]["per_image"])
+    return np.array([[runs[f"{row}_seed{s}"]["metrics"]["per_image"][i]["abs_rel"] for i in ids] for s in seeds])
+
+
 def write_table(args: argparse.Namespace, wall: float) -> None:
-    """Mean ± std over seeds and paired differences against the same seed's supervised student."""
-    runs = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*.json")}
+    """Mean ± std over seeds, and paired changes with 95 % bootstrap intervals over test images and seeds."""
+    runs = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*_seed*.json")}
     teacher = runs["teacher_seed0"]["metrics"]
+    seeds = [s for s in args.seeds if all(f"{r}_seed{s}" in runs for r in ROWS)]
     lines = [
-        f"7-Scenes redkitchen, {args.size[0]}x{args.size[1]}, seeds {args.seeds}, {args.steps} steps x batch "
+        f"7-Scenes redkitchen, {args.size[0]}x{args.size[1]}, seeds {seeds}, {args.steps} steps x batch "
         f"{args.batch} per student, protocol none, caps 1e-3..{args.max_depth} m, no flip-TTA, test frames "
-        f"525-699 ({len(TEST_ROWS)}); total wall {wall:.0f} s",
+        f"525-699 ({len(TEST_ROWS)}); Δ: paired change of mean abs_rel, 95 % bootstrap interval over test images "
+        f"and seeds (eval/stats.py); total wall {wall:.0f} s",
         "",
-        "| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs supervised (paired, mean ± std over seeds) |",
-        "|---|---|---|---|---|",
+        "| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs supervised | Δ abs_rel vs response-only |",
+        "|---|---|---|---|---|---|",
         f"| teacher (synthetic + frames 0-177) | {teacher['abs_rel']:.4f} | {teacher['rmse']:.4f} | "
-        f"{teacher['d1']:.4f} | |",
+        f"{teacher['d1']:.4f} | | |",
     ]
+    if seeds:
+        supervised, response = per_image(runs, "supervised", seeds), per_image(runs, "response_only", seeds)
     for row, label in ROWS.items():
-        per = [runs[f"{row}_seed{s}"]["metrics"] for s in args.seeds if f"{row}_seed{s}" in runs]
-        if len(per) < len(args.seeds):
-            continue
-        sup = [runs[f"supervised_seed{s}"]["metrics"]["abs_rel"] for s in args.seeds]
+        if not seeds:
+            break
+        per = [runs[f"{row}_seed{s}"]["metrics"] for s in seeds]
         cells = []
         for m in ("abs_rel", "rmse", "d1"):
             vals = [x[m] for x in per]
             cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
-        paired = [100 * (x["abs_rel"] / b - 1) for x, b in zip(per, sup, strict=True)]
-        delta = f"{statistics.mean(paired):+.1f} ± {statistics.stdev(paired) if len(paired) > 1 else 0:.1f} %"
-        lines.append(f"| {label} | {' | '.join(cells)} | {delta if row != 'supervised' else ''} |")
+        errors = per_image(runs, row, seeds)
+        vs_sup = paired_bootstrap(errors, supervised).format() if row != "supervised" else ""
+        vs_resp = paired_bootstrap(errors, response).format() if row == "disdepth" else ""
+        lines.append(f"| {label} | {' | '.join(cells)} | {vs_sup} | {vs_resp} |")
     text = "\n".join(lines) + "\n"
     (RESULTS / "table.md").write_text(text)
     print(text)

@@ -87,6 +87,10 @@ def score(model: nn.Module, dataset: Dataset, cfg: Config, info: dist.DistInfo, 
     result, panels = evaluate_model(model, dataset, protocol, cfg.eval.flip_tta, info, n_panels=n_panels)
     summary = summary_of(result)
     summary.update(protocol=cfg.eval.protocol, flip_tta=cfg.eval.flip_tta)
+    # Per-image errors, for paired statistics over images and seeds (eval/stats.py); small: a few numbers each.
+    summary["per_image"] = {
+        sample_id: {k: m[k] for k in ("abs_rel", "rmse", "d1")} for sample_id, m in result.per_image.items()
+    }
     return summary, panels
 
 
