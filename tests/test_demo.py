@@ -39,16 +39,6 @@ def lite0():
         pytest.skip(str(exc))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine each op would wait for both."""
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def _args(out, *extra: str) -> list[str]:
     args = ["demo", "--out", str(out), "--test-images", "3", "--panels", "2", "--threads", "1", *extra]
     for item in TINY:

@@ -22,13 +22,9 @@ from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher
 
 transformers = pytest.importorskip("transformers")
 
+from hf_tiny import _depth_anything, _dpt, _glpn  # noqa: E402  (tests/hf_tiny.py)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # --------------------------------------------------------------------------------------------- losses, alignment
@@ -68,36 +64,6 @@ def test_alignment_recovers_metric_depth_from_an_affine_disparity():
 
 
 # --------------------------------------------------------------------------------------------- tiny HF teachers
-
-
-def _depth_anything(metric: bool) -> torch.nn.Module:
-    backbone = transformers.Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=56,
-        patch_size=14, out_indices=[1, 2, 3, 4], reshape_hidden_states=False, apply_layernorm=True,
-    )  # fmt: skip
-    cfg = transformers.DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, head_hidden_size=8, patch_size=14,
-        depth_estimation_type="metric" if metric else "relative", max_depth=10,
-    )  # fmt: skip
-    return transformers.DepthAnythingForDepthEstimation(cfg)
-
-
-def _dpt() -> torch.nn.Module:  # relative (disparity), like DPT-Large / MiDaS
-    cfg = transformers.DPTConfig(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=64,
-        patch_size=16, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, head_in_index=-1,
-    )  # fmt: skip
-    return transformers.DPTForDepthEstimation(cfg)
-
-
-def _glpn() -> torch.nn.Module:  # metric
-    cfg = transformers.GLPNConfig(
-        num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1], hidden_sizes=[8, 16, 32, 64],
-        num_attention_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2], decoder_hidden_size=16, max_depth=10,
-    )  # fmt: skip
-    return transformers.GLPNForDepthEstimation(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from disdepth.config import ConfigError, dump_yaml, load_config, stage_config, to_dict
+from disdepth.config import ConfigError, dump_yaml, flat_dict, load_config, stage_config, to_dict
 from disdepth.engine import dist
 from disdepth.engine.logging import setup_console_logging
 from disdepth.engine.loop import TrainingAborted
@@ -91,16 +91,6 @@ def add_run_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> N
     )
 
 
-def _flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
     """(config, run_dir) of a training command.
 
@@ -119,7 +109,7 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
         raise FileNotFoundError(f"--resume: {saved_path} not found (is {args.run_dir} a run directory?)")
     saved = load_config(saved_path)
     cfg = load_config(args.config, args.overrides, base=load_config(saved_path))
-    before, after = _flat(to_dict(saved)), _flat(to_dict(cfg))
+    before, after = flat_dict(to_dict(saved)), flat_dict(to_dict(cfg))
     changed = sorted(k for k in after if after[k] != before.get(k))
     defining = [k for k in changed if k.startswith(RUN_DEFINING)]
     if defining:

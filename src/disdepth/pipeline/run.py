@@ -16,13 +16,12 @@ import dataclasses
 import functools
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from disdepth.config import Config, ConfigError, load_config, stage_config, to_dict
+from disdepth.config import Config, ConfigError, flat_dict, load_config, stage_config, to_dict
 from disdepth.deploy.weights import load_model
 from disdepth.engine import dist
 from disdepth.pipeline import stages as S
@@ -45,16 +44,6 @@ class StaleStage(ConfigError):
     """A finished or interrupted stage was made with settings that differ from this run's."""
 
 
-def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def input_files(cfg: Config) -> dict[str, list[int] | None]:
     """(size, mtime_ns) of the checkpoints a stage starts from: a retrained teacher or baseline makes it stale."""
     paths = [cfg.teacher.checkpoint, cfg.acclimate.baseline_checkpoint, cfg.distill.acclimated_checkpoint]
@@ -70,7 +59,7 @@ def stale_keys(run_dir: Path, cfg: Config) -> list[str]:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return []
-    before, after = _flat(to_dict(load_config(saved_path))), _flat(to_dict(cfg))
+    before, after = flat_dict(to_dict(load_config(saved_path))), flat_dict(to_dict(cfg))
     keys = [k for k in sorted(after) if after[k] != before.get(k) and not k.startswith(NOT_DETERMINING)]
     done = S.stage_done(run_dir)
     if done is not None and "inputs" in done:
