@@ -183,3 +183,14 @@ def test_label_free_without_a_teacher_is_refused_naming_the_key(frames, tmp_path
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "data.require_depth=false" in err and "teacher" in err and "Traceback" not in err
+
+
+def test_a_scale_only_relative_model_is_aligned_by_scale_alone_and_says_so():
+    gt = torch.rand(16, 16, dtype=torch.float64) * 4 + 1
+    valid = torch.ones_like(gt, dtype=torch.bool)
+    scale_only = InputSpec(metric=False, relative_space="depth", relative_fit="scale", max_depth=10.0)
+    assert torch.allclose(align_to_ground_truth(0.5 * gt, gt, valid, scale_only), gt)
+    shifted = align_to_ground_truth(0.5 * gt + 1.0, gt, valid, scale_only)  # a shift it may not remove
+    assert not torch.allclose(shifted, gt, atol=1e-3)
+    assert alignment_note(scale_only) == "aligned per image (least squares, scale only in depth)"
+    assert scale_only.units == "relative (depth, unknown scale)"

@@ -67,6 +67,7 @@ class ModelConfig:
     # scale and shift (in ``relative_space``), and it is labelled so wherever it is used. The pipeline sets it.
     metric: bool = True
     relative_space: Literal["disparity", "depth"] = "disparity"
+    relative_fit: Literal["scale_shift", "scale"] = "scale_shift"
     lgconv: LGConvConfig = field(default_factory=LGConvConfig)
 
 
@@ -189,6 +190,8 @@ class TeacherConfig:
     # hf teachers: output semantics and input size rules ("auto" reads the model's config).
     metric: Literal["auto", "metric", "relative"] = "auto"
     relative_space: Literal["auto", "disparity", "depth"] = "auto"  # what a relative model predicts
+    # What a relative output is known up to: "scale_shift" (affine; MiDaS/DPT, Depth Anything) or "scale".
+    relative_fit: Literal["scale_shift", "scale"] = "scale_shift"
     input_size: list[int] = field(default_factory=list)  # [H, W] the model runs at; [] = family rule
     size_multiple: int = 0  # 0 = family rule (DINOv2/Depth Anything 14, GLPN 32, DPT-ViT square image_size)
 

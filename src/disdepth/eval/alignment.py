@@ -16,7 +16,8 @@ from disdepth.teachers.base import align_relative
 
 def alignment_note(spec: InputSpec) -> str:
     """The label printed beside every aligned metric."""
-    return f"aligned per image (least squares, scale+shift in {spec.relative_space})"
+    fit = "scale+shift" if spec.relative_fit == "scale_shift" else "scale only"
+    return f"aligned per image (least squares, {fit} in {spec.relative_space})"
 
 
 def align_to_ground_truth(
@@ -34,5 +35,7 @@ def align_to_ground_truth(
     shape = depth.shape
     d, g, v = (x.reshape(-1, 1, *shape[-2:]) for x in (depth, gt, valid))
     raw = 1.0 / d.clamp(min=1e-6) if spec.relative_space == "disparity" else d
-    aligned = align_relative(raw.double(), g.double(), v.bool(), spec.relative_space, spec.min_depth, spec.max_depth)
+    aligned = align_relative(
+        raw.double(), g.double(), v.bool(), spec.relative_space, spec.min_depth, spec.max_depth, spec.relative_fit
+    )
     return aligned.to(depth.dtype).reshape(shape)

@@ -98,7 +98,7 @@ class TimmEncoder(nn.Module):
                 ) from exc
             raise
         if weights:
-            from disdepth.models.pretrained import load_encoder_weights
+            from disdepth.models.pretrained import load_encoder_weights  # only when a local weights file is used
 
             load_encoder_weights(self.body, name, weights)
         self.name = name

@@ -27,6 +27,7 @@ class InputSpec:
         metric: False for a relative model (depth known only up to scale and shift).
         relative_space: for a relative model, the space its output is affine in: "disparity" (Depth Anything,
             MiDaS/DPT) or "depth"; it is aligned to ground truth there (``eval/alignment.py``).
+        relative_fit: "scale_shift" (affine: MiDaS, Depth Anything) or "scale" (known up to scale only).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -36,12 +37,15 @@ class InputSpec:
     size_multiple: int = 32
     metric: bool = True
     relative_space: str = "disparity"
+    relative_fit: str = "scale_shift"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"input spec: mean/std must be 3 values with std > 0, got {self.mean}, {self.std}")
+        if self.relative_fit not in ("scale_shift", "scale"):
+            raise ValueError(f"input spec: relative_fit must be 'scale_shift' or 'scale', got {self.relative_fit!r}")
         if self.relative_space not in ("disparity", "depth"):
             raise ValueError(f"input spec: relative_space must be 'disparity' or 'depth', got {self.relative_space!r}")
         if not 0 < self.min_depth < self.max_depth:
@@ -60,7 +64,8 @@ class InputSpec:
     @property
     def units(self) -> str:
         """What the depth output is measured in, for labels: "m" or a relative note."""
-        return "m" if self.metric else f"relative ({self.relative_space}, unknown scale and shift)"
+        unknown = "scale and shift" if self.relative_fit == "scale_shift" else "scale"
+        return "m" if self.metric else f"relative ({self.relative_space}, unknown {unknown})"
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> the model's input."""

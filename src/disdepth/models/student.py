@@ -38,7 +38,14 @@ class DepthStudent(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.lgconv_names: list[str] = []
-        self.metric, self.relative_space = True, "disparity"  # a relative student: set by build_student
+        # A relative student (set by build_student): output known up to relative_fit in relative_space.
+        self.metric, self.relative_space, self.relative_fit = True, "disparity", "scale_shift"
+
+    def copy_attributes(self, other: DepthStudent) -> DepthStudent:
+        """Take what ``build_student`` sets besides the modules (LG-Conv names, output semantics) from ``other``."""
+        self.lgconv_names = list(other.lgconv_names)
+        self.metric, self.relative_space, self.relative_fit = other.metric, other.relative_space, other.relative_fit
+        return self
 
     @property
     def feature_info(self) -> list[FeatureInfo]:
@@ -56,6 +63,7 @@ class DepthStudent(nn.Module):
             max(f.stride for f in self.feature_info),
             self.metric,
             self.relative_space,
+            self.relative_fit,
         )
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
@@ -109,7 +117,7 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         head = HEADS[cfg.head](decoder.out_channels, cfg.min_depth, cfg.max_depth)
     model = DepthStudent(encoder, decoder, head)
     model.lgconv_names = names
-    model.metric, model.relative_space = cfg.metric, cfg.relative_space
+    model.metric, model.relative_space, model.relative_fit = cfg.metric, cfg.relative_space, cfg.relative_fit
     return model
 
 
@@ -117,7 +125,7 @@ def student_input_spec(cfg: ModelConfig) -> InputSpec:
     """The :class:`InputSpec` of the student ``cfg`` describes, without building it (equals ``input_spec``)."""
     mean, std = encoder_normalization(cfg.encoder)
     # every timm CNN encoder ends at stride 32
-    return InputSpec(mean, std, cfg.min_depth, cfg.max_depth, 32, cfg.metric, cfg.relative_space)
+    return InputSpec(mean, std, cfg.min_depth, cfg.max_depth, 32, cfg.metric, cfg.relative_space, cfg.relative_fit)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

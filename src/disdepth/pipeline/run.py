@@ -129,7 +129,8 @@ def check_teacher_and_labels(cfg: Config, datasets: S.DatasetFn) -> Config:
         "frames (a depth column) for a metric student", cfg.teacher.name, teacher.input_spec.relative_space,
     )  # fmt: skip
     out = copy.deepcopy(cfg)
-    out.model.metric, out.model.relative_space = False, teacher.input_spec.relative_space
+    t = teacher.input_spec
+    out.model.metric, out.model.relative_space, out.model.relative_fit = False, t.relative_space, t.relative_fit
     return out
 
 

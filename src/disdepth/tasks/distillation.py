@@ -43,8 +43,7 @@ class DistilledStudent(DepthStudent):
 
     def __init__(self, student: DepthStudent, kd_strides: list[int], adapters: nn.ModuleDict | None = None) -> None:
         super().__init__(student.encoder, student.decoder, student.head)
-        self.lgconv_names = list(student.lgconv_names)
-        self.metric, self.relative_space = student.metric, student.relative_space
+        self.copy_attributes(student)
         strides = [f.stride for f in student.feature_info]
         missing = [s for s in kd_strides if s not in strides]
         if missing:
@@ -63,10 +62,7 @@ class DistilledStudent(DepthStudent):
 
     def to_student(self) -> DepthStudent:
         """The deployable student (shares modules; no adapters)."""
-        student = DepthStudent(self.encoder, self.decoder, self.head)
-        student.lgconv_names = list(self.lgconv_names)
-        student.metric, student.relative_space = self.metric, self.relative_space
-        return student
+        return DepthStudent(self.encoder, self.decoder, self.head).copy_attributes(self)
 
 
 class TeacherTargets(nn.Module):

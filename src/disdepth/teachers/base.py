@@ -69,7 +69,7 @@ def resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def fit_scale_shift(
-    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, with_shift: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image least squares ``scale * pred + shift ~= target`` over valid pixels (MiDaS-style alignment).
 
@@ -77,6 +77,7 @@ def fit_scale_shift(
         pred: (B, 1, H, W) prediction (any units).
         target: (B, 1, H, W) what to match, in the same space as ``pred`` (depth or disparity).
         valid: (B, 1, H, W) bool; default: finite target.
+        with_shift: False fits ``scale * pred ~= target`` (a scale-only relative model); shift is then 0.
 
     Returns:
         scale, shift: (B,) each. An image with fewer than 2 valid pixels gets (1, 0); one whose prediction
@@ -91,6 +92,8 @@ def fit_scale_shift(
     n = m.sum(1)
     n_safe = n.clamp(min=1)
     p_mean, t_mean = p.sum(1) / n_safe, t.sum(1) / n_safe
+    if not with_shift:  # scale only: the normal equation about the origin
+        p_mean, t_mean = torch.zeros_like(p_mean), torch.zeros_like(t_mean)
     pc, tc = (p - p_mean[:, None]) * m, (t - t_mean[:, None]) * m
     var = (pc * pc).sum(1)
     cov = (pc * tc).sum(1)
@@ -110,8 +113,9 @@ def align_relative(
     space: RelativeSpace = "disparity",
     min_depth: float = 1e-3,
     max_depth: float = 10.0,
+    fit: str = "scale_shift",
 ) -> torch.Tensor:
-    """Metric depth from a relative prediction, aligned per image to ground truth.
+    """Metric depth from a relative prediction, aligned per image to ground truth (``fit="scale"``: no shift).
 
     ``space="disparity"`` (Depth Anything relative, DPT/MiDaS): fit ``s * relative + t ~= 1 / target`` on valid
     pixels, depth = 1 / (s * relative + t). ``space="depth"``: fit ``s * relative + t ~= target`` directly.
@@ -128,11 +132,11 @@ def align_relative(
     """
     valid = valid & (target > 0) & torch.isfinite(target)
     if space == "disparity":
-        scale, shift = fit_scale_shift(relative, 1.0 / target.clamp(min=1e-6), valid)
+        scale, shift = fit_scale_shift(relative, 1.0 / target.clamp(min=1e-6), valid, fit == "scale_shift")
         disp = scale.view(-1, 1, 1, 1) * relative + shift.view(-1, 1, 1, 1)
         depth = 1.0 / disp.clamp(min=1.0 / max_depth)
     elif space == "depth":
-        scale, shift = fit_scale_shift(relative, target, valid)
+        scale, shift = fit_scale_shift(relative, target, valid, fit == "scale_shift")
         depth = scale.view(-1, 1, 1, 1) * relative + shift.view(-1, 1, 1, 1)
     else:
         raise ValueError(f"relative space must be 'disparity' or 'depth', got {space!r}")
@@ -174,6 +178,7 @@ class Teacher(nn.Module):
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.is_metric, self.relative_space = is_metric, relative_space
+        self.relative_fit = "scale_shift"  # or "scale": what a relative output is known up to (teacher.relative_fit)
         self._frozen = False
 
     # Input sides that keep the pyramid aligned; subclasses with other rules (ViT patch 14/16) override it.
@@ -183,8 +188,9 @@ class Teacher(nn.Module):
     def input_spec(self) -> InputSpec:
         """The teacher's own normalisation and depth range (``metric=False`` for a relative teacher)."""
         return InputSpec(
-            self.mean, self.std, self.min_depth, self.max_depth, self.size_multiple, self.is_metric, self.relative_space
-        )
+            self.mean, self.std, self.min_depth, self.max_depth, self.size_multiple, self.is_metric,
+            self.relative_space, self.relative_fit,
+        )  # fmt: skip
 
     # -- normalisation ---------------------------------------------------------------------------
 

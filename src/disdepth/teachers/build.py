@@ -66,7 +66,7 @@ def build_teacher(cfg: TeacherConfig, load_weights: bool = True) -> Teacher:
     if cfg.input_size and (len(cfg.input_size) != 2 or min(cfg.input_size) <= 0):
         raise ValueError(f"teacher.input_size={cfg.input_size}: expected [height, width] or []")
     if cfg.kind == "hf":
-        from disdepth.teachers.hf_teacher import load_hf_teacher
+        from disdepth.teachers.hf_teacher import load_hf_teacher  # needs transformers, the optional `hf` extra
 
         if cfg.pretrained != "none" or cfg.weights:
             # A recipe's timm/hybrid ImageNet settings stay behind when a user switches to a hub teacher: the HF
@@ -95,6 +95,7 @@ def build_teacher(cfg: TeacherConfig, load_weights: bool = True) -> Teacher:
                 cfg.name, pretrained, weights, cfg.drop_path, cfg.vit_layers or None, cfg.vit_channels or None
             )
         teacher = TimmTeacher(backbone, cfg.decoder_channels, cfg.head, cfg.n_bins, cfg.min_depth, cfg.max_depth)
+    teacher.relative_fit = cfg.relative_fit
     if cfg.checkpoint:
         load_teacher_checkpoint(teacher, cfg.checkpoint)
         clear_from_scratch(teacher)  # all trained now: fine-tuning (acclimation) uses one backbone lr scale
