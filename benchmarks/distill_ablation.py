@@ -30,11 +30,13 @@ from torch.utils.data import ConcatDataset, Dataset
 from disdepth.config import Config, load_config
 from disdepth.data.views import InMemory, renormalized
 from disdepth.engine import dist
+from disdepth.eval.stats import paired_bootstrap
 from disdepth.models.spec import InputSpec
 from disdepth.pipeline.run import run_stage
 from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, stage_done, supervised_stage
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "distill_ablation"
 RECIPE = ROOT / "configs" / "benchmarks" / "distill_ablation.yaml"
 # The shared real data sit beside the repository (../shared/data), as the tests find them.
 SEVEN_SCENES = ROOT.parent / "shared" / "data" / "seven_scenes_redkitchen" / "index.csv"
@@ -50,6 +52,15 @@ ROWS = [
     ("classic_kd", "+ classic feature KD (adapter, raw teacher features)"),
     ("acclimated_kd", "+ ghost-decoder acclimation (uniform weights on FAM features)"),
     ("disdepth", "+ attentive loss (full DisDepth)"),
+    ("response", "response KD alone (LG-Conv student, teacher depth, no feature KD)"),
+    ("disdepth_response", "full DisDepth + response KD"),
+]
+# The few-label regime (--few-label F): F of the training frames keep their depth, the rest are unlabelled images
+# whose depth target is the teacher's; compared with the baseline trained on the labelled part alone.
+FEW_ROWS = [
+    ("few_baseline", "few labels: baseline student (labelled part only)"),
+    ("few_response", "few labels: response KD (all frames, teacher depth where unlabelled)"),
+    ("few_disdepth", "few labels: full DisDepth (acclimated on the labelled part's baseline) + teacher depth"),
 ]
 
 
@@ -105,7 +116,7 @@ def load_data(
         kw = dict(preset="indoor", height=size[0], width=size[1], seed=0)
         train = [SyntheticDepthDataset(length=n_train, **kw)[i] for i in range(n_train)]
         # val = the tuning scenes right after train + test, which the demo reserves and never reports on.
-        from disdepth.commands.demo import TUNING_SCENES
+        from disdepth.pipeline.demo import TUNING_SCENES
 
         if split == "val" and n_val > TUNING_SCENES:
             raise ValueError(f"--n-val {n_val} > the {TUNING_SCENES} tuning scenes the demo keeps out of its test set")
@@ -232,6 +243,16 @@ def run_seed(
     disdepth = [*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"]
     if "disdepth" not in args.skip:
         stage("disdepth", distill_stage, load_config(overrides=disdepth, base=base_config(args, seed)))
+    response = [*lg, f"teacher.checkpoint={teacher_ckpt}", f"distill.response_weight={args.response_weight}"]
+    if "response" not in args.skip:
+        cfg = load_config(overrides=[*response, "distill.feature_target=none"], base=base_config(args, seed))
+        stage("response", distill_stage, cfg)
+    if "disdepth_response" not in args.skip:
+        cfg = load_config(overrides=[*disdepth, f"distill.response_weight={args.response_weight}"],
+                          base=base_config(args, seed))  # fmt: skip
+        stage("disdepth_response", distill_stage, cfg)
+    if args.few_label:
+        few_label_rows(args, seed, stage, train, kd, disdepth)
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
@@ -255,11 +276,69 @@ def run_seed(
     return results
 
 
+def few_label_split(train: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
+    """(the labelled part, the whole set with the rest's depth removed): every 1/fraction-th frame keeps its depth,
+    spread over the sequence."""
+    from torch.utils.data import Subset
+
+    from disdepth.data.mixing import UnlabelledImages
+
+    step = max(1, round(1 / fraction))
+    labelled = [i for i in range(len(train)) if i % step == 0]
+    rest = [i for i in range(len(train)) if i % step != 0]
+    return Subset(train, labelled), ConcatDataset([Subset(train, labelled), UnlabelledImages(Subset(train, rest))])
+
+
+def few_label_rows(args, seed: int, stage, train: Dataset, kd: list[str], disdepth: list[str]) -> None:
+    """Baseline, response KD and DisDepth when only ``args.few_label`` of the frames have depth."""
+    labelled, mixed = few_label_split(train, args.few_label)
+    tag = f"_f{args.few_label:g}"  # the run directory records the fraction
+    cfg = base_config(args, seed)
+    stage("few_baseline", supervised_stage, cfg, data=labelled, name="few_baseline" + tag)
+    lg = load_config(overrides=["model.lgconv.enabled=true"], base=base_config(args, seed))
+    lg_ckpt = stage("few_lgconv", supervised_stage, lg, data=labelled, name="few_lgconv" + tag)["checkpoint"]
+    no_gt = "data.require_depth=false"
+    teacher = [x for x in kd if x.startswith("teacher.")]
+    response = ["model.lgconv.enabled=true", *teacher, no_gt, "distill.feature_target=none",
+                f"distill.response_weight={args.response_weight}"]  # fmt: skip
+    cfg = load_config(overrides=response, base=base_config(args, seed))
+    stage("few_response", distill_stage, cfg, data=mixed, name="few_response" + tag)
+    plain = [x for x in kd if not x.startswith("distill.acclimated_checkpoint")]
+    acfg = load_config(overrides=[*plain, no_gt, f"acclimate.baseline_checkpoint={lg_ckpt}",
+                                  f"train.steps={args.acclimate_steps}", f"train.lr={args.acclimate_lr}"],
+                       base=base_config(args, seed))  # fmt: skip
+    acc = stage("few_acclimate", acclimate_stage, acfg, data=mixed, name="few_acclimate" + tag)["checkpoint"]
+    settings = [x for x in disdepth if not x.startswith("distill.acclimated_checkpoint")]
+    few = [*settings, no_gt, f"distill.acclimated_checkpoint={acc}"]
+    cfg = load_config(overrides=few, base=base_config(args, seed))
+    stage("few_disdepth", distill_stage, cfg, data=mixed, name="few_disdepth" + tag)
+
+
+def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
+    """(seeds, test images) abs_rel of one row, images in one fixed order."""
+    runs = list(per_seed.values())
+    ids = sorted(runs[0][key]["metrics"]["per_image"])
+    return np.array([[r[key]["metrics"]["per_image"][i]["abs_rel"] for i in ids] for r in runs])
+
+
+def save_runs(per_seed: dict[int, dict], teacher: dict, args) -> Path:
+    """The per-run results (metrics, per-image errors, seed, wall time; no checkpoints) under
+    benchmarks/results/distill_ablation/<out folder name>/, so the tables survive a new machine."""
+    folder = RESULTS / args.out.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "teacher.json").write_text(json.dumps(teacher, indent=1, default=float))
+    for seed, rows in per_seed.items():
+        for key, result in rows.items():
+            record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step")}}
+            (folder / f"{key}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
+    return folder
+
+
 def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict]:
     metrics = ("abs_rel", "rmse", "d1")
     table = {}
     lines = [
-        "| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | paired Δ per seed | wall s / run |",
+        "| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | paired Δ, 95 % CI (images x seeds) | wall s / run |",
         "|---|---|---|---|---|---|---|",
     ]
     base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
@@ -269,6 +348,7 @@ def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict
         ("disdepth_soft", f"full DisDepth, magnitude attention (tau {args.soft_tau}, floor {args.soft_floor})"),
         ("disdepth_unlabelled", f"full DisDepth + response KD (weight {args.unlabelled_response:g}), + {mix}"),
         ("response_unlabelled", f"response KD only (weight {args.unlabelled_response:g}), + {mix}"),
+        *FEW_ROWS,
     ]
     rows = [(key, label) for key, label in optional if all(key in r for r in per_seed.values())]
     runs = list(per_seed.values())
@@ -279,11 +359,15 @@ def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict
         table[key] = {"label": label, **{m: {"mean": a, "std": s, "values": vals[m]} for m, (a, s) in stats.items()}}
         delta = 100.0 * (stats["abs_rel"][0] - base_mean) / base_mean
         # Paired: each seed's row against the same seed's baseline (same init and batch order), mean ± std.
-        paired = [100.0 * (r[key]["metrics"]["abs_rel"] / r["baseline"]["metrics"]["abs_rel"] - 1.0) for r in runs]
-        pmean, pstd = statistics.mean(paired), statistics.stdev(paired) if len(paired) > 1 else 0.0
-        table[key]["paired_delta_pct"] = {"mean": pmean, "std": pstd, "values": paired}
+        # Paired against the same seed's baseline on the same images; a bootstrap over images and seeds
+        # (eval/stats.py). Few-label rows compare with the few-label baseline.
+        base_key = "few_baseline" if key.startswith("few_") else "baseline"
+        change = None
+        if key != base_key and all("per_image" in r[key]["metrics"] for r in runs):
+            change = paired_bootstrap(per_image_errors(per_seed, key), per_image_errors(per_seed, base_key))
+            table[key]["paired_delta_pct"] = {"mean": change.percent, "ci95": [change.low, change.high]}
         cells = " | ".join(f"{stats[m][0]:.4f} ± {stats[m][1]:.4f}" for m in metrics)
-        lines.append(f"| {label} | {cells} | {delta:+.1f}% | {pmean:+.1f} ± {pstd:.1f}% | {wall:.0f} |")
+        lines.append(f"| {label} | {cells} | {delta:+.1f}% | {change.format() if change else ''} | {wall:.0f} |")
     t = teacher["metrics"]
     lines.append(
         f"| teacher (hybrid lite0, seed 0) | {t['abs_rel']:.4f} | {t['rmse']:.4f} | {t['d1']:.4f} | "
@@ -349,8 +433,12 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["classic_kd", "acclimated_kd", "disdepth"],
+        choices=["classic_kd", "acclimated_kd", "disdepth", "response", "disdepth_response"],
         help="KD rows not to run (quicker exploratory runs; the table then omits them)",
+    )
+    p.add_argument("--response-weight", type=float, default=1.0, help="response KD weight of its rows")
+    p.add_argument(
+        "--few-label", type=float, default=0.0, help="also run the few-label regime with this fraction labelled"
     )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -405,6 +493,7 @@ def main() -> None:
             flush=True,
         )
     text, table = summarise(per_seed, teacher, args)
+    print(f"per-run results: {save_runs(per_seed, teacher, args)}")
     recipe_file = tdir / "recipe.json"  # written when the teacher was trained (a reused teacher keeps its own)
     teacher_recipe = recipe_file.read_text().strip() if recipe_file.is_file() else "(recipe not recorded)"
     header = (
