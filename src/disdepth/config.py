@@ -55,10 +55,12 @@ class ModelConfig:
     # "none": random init; "timm": timm's hub weights (needs network); "file": ``weights`` path.
     pretrained: Literal["none", "timm", "file"] = "none"
     weights: str = ""  # local weights file (timm state dict, or an efficientnet_pytorch lite0 file)
-    # unet: ours (decoder_channels); nnconv5: FastDepth's decoder (with encoder mobilenetv1_100 = FastDepth);
-    # monodepth2: Monodepth2's (with resnet18 = Monodepth2-R18). The peers keep their papers' widths.
-    decoder: Literal["unet", "nnconv5", "monodepth2"] = "unet"
+    # unet: ours (decoder_channels); lite: separable blocks, additive skips, depth at stride 4 (lite_channels);
+    # nnconv5: FastDepth's decoder (with encoder mobilenetv1_100 = FastDepth); monodepth2: Monodepth2's (with
+    # resnet18 = Monodepth2-R18). The peers keep their papers' widths.
+    decoder: Literal["unet", "lite", "nnconv5", "monodepth2"] = "unet"
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
     head: Literal["sigmoid", "bins"] = "sigmoid"
     n_bins: int = 64  # bins head only
     min_depth: float = 1e-3  # metres

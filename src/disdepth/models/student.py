@@ -15,6 +15,7 @@ from disdepth.models.decoder import UNetDecoder
 from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
 from disdepth.models.heads import HEADS, BinsHead, SigmoidHead
 from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
+from disdepth.models.lite_decoder import LiteDecoder
 from disdepth.models.peer_decoders import Monodepth2Decoder, NNConv5Decoder
 from disdepth.models.spec import InputSpec
 
@@ -109,6 +110,8 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         )
     if cfg.decoder == "unet":
         decoder: nn.Module = UNetDecoder(encoder.feature_info, cfg.decoder_channels)
+    elif cfg.decoder == "lite":
+        decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
     else:
         decoder = PEER_DECODERS[cfg.decoder](encoder.feature_info)
     if cfg.head == "bins":

@@ -1,0 +1,115 @@
+"""Accuracy of students and peers trained alike: the same data, budget, recipe and seeds, scored on held-out scenes.
+
+python benchmarks/student_accuracy.py --seeds 0 1 2 --out runs/student_accuracy --threads 1
+
+Synthetic indoor world (``distill_ablation.load_data``: train scenes 0..N-1, held-out test scenes after them), the
+recipe of ``configs/benchmarks/distill_ablation.yaml`` (no ImageNet weights, augmentation off) with one budget for
+every architecture; each run is a pipeline stage (reused when finished with the same settings). Per-run results go
+to ``benchmarks/results/student_accuracy/`` and the table, with the latency ratios of
+``benchmarks/results/student_latency.json`` beside it, to ``table.md`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distill_ablation import Splits, base_config, load_data  # noqa: E402
+
+from disdepth.config import load_config  # noqa: E402
+from disdepth.engine import dist  # noqa: E402
+from disdepth.eval.stats import paired_bootstrap  # noqa: E402
+from disdepth.pipeline.run import run_stage  # noqa: E402
+from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
+ARCHS = {
+    "default": ("default student (mobilenetv2_100, U-Net 256..16)", ["model.decoder_channels=[256,128,64,32,16]"]),
+    "lite": ("lite student (mobilenetv2_100, lite decoder)", ["model.decoder=lite"]),
+    "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
+    "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    p.add_argument("--size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
+    p.add_argument("--n-train", type=int, default=400)
+    p.add_argument("--n-val", type=int, default=100)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--threads", type=int, default=1)
+    # distill_ablation.base_config reads these
+    p.add_argument("--student", default="mobilenetv2_100")
+    p.add_argument("--student-weights", default="")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--max-depth", type=float, default=10.0)
+    p.add_argument("--base-set", nargs="*", default=[])
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    train, test = load_data("synthetic", tuple(args.size), args.n_train, args.n_val, args.out / "data")
+    splits = Splits(train, test)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for arch in args.archs:
+            cfg = load_config(overrides=ARCHS[arch][1], base=base_config(args, seed))
+            spec = model_spec(cfg, "student")
+            train_set, val_set = splits(cfg, "train", spec), splits(cfg, "val", spec)
+            run_dir = args.out / f"{arch}_seed{seed}"
+            result = run_stage(arch, run_dir, cfg,
+                               lambda **kw: supervised_stage(cfg, run_dir, train_set, val_set, info, **kw), False)  # noqa: B023  # fmt: skip
+            record = {"arch": arch, "seed": seed, "metrics": result["metrics"], "wall_s": result.get("wall_s")}
+            (RESULTS / f"{arch}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
+            print(arch, seed, round(result["metrics"]["abs_rel"], 4), flush=True)
+    write_table(args)
+
+
+def write_table(args: argparse.Namespace) -> None:
+    runs = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*_seed*.json")}
+    latency_file = RESULTS.parent / "student_latency.json"
+    latency = json.loads(latency_file.read_text())["rows"] if latency_file.is_file() else []
+    seeds = [s for s in args.seeds if all(f"{a}_seed{s}" in runs for a in args.archs)]
+
+    def errors(arch: str) -> np.ndarray:
+        ids = sorted(runs[f"{arch}_seed{seeds[0]}"]["metrics"]["per_image"])
+        return np.array([[runs[f"{arch}_seed{s}"]["metrics"]["per_image"][i]["abs_rel"] for i in ids] for s in seeds])
+
+    lines = [
+        f"Synthetic indoor, {args.size[0]}x{args.size[1]}, {args.n_train} train scenes, {args.n_val} held-out test "
+        f"scenes, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights, seeds {seeds}; protocol "
+        f"none, caps 1e-3..{args.max_depth} m; Δ vs the default student: paired bootstrap 95 % CI (images x seeds)",
+        "",
+        "| model | abs_rel | δ1 | Δ abs_rel vs default | ORT latency ÷ FastDepth | eager ÷ FastDepth |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arch in args.archs:
+        if not seeds:
+            break
+        label = ARCHS[arch][0]
+        per = [runs[f"{arch}_seed{s}"]["metrics"] for s in seeds]
+        cells = []
+        for m in ("abs_rel", "d1"):
+            vals = [x[m] for x in per]
+            cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
+        delta = paired_bootstrap(errors(arch), errors("default")).format() if arch != "default" else ""
+        ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in latency if r["model"].startswith(label.split(" (")[0])}
+        lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager")]
+        lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "table.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

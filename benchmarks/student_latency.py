@@ -1,0 +1,95 @@
+"""Latency of students and peers, interleaved in one process, eager PyTorch and ONNX Runtime, as ratios to FastDepth.
+
+python benchmarks/student_latency.py --size 480 640 --threads 1 --runs 20 --json benchmarks/results/student_latency.json
+
+Every model is timed round-robin (one forward of each per round, ``--runs`` rounds after warm-up), so load that
+comes and goes on a shared machine hits all of them alike; an identical copy of FastDepth ("control") shows how
+much of a difference is noise. Randomly initialised weights (latency does not depend on them); batch 1, fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from disdepth.config import load_config
+from disdepth.deploy.export import DepthOnly, export_onnx, ort_session, time_interleaved
+from disdepth.models.student import build_student
+
+MODELS = {
+    "FastDepth (MobileNet + NNConv5)": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
+    "control: FastDepth again": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
+    "default student (mobilenetv2_100, U-Net)": [],
+    "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
+    "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
+    "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    h, w = args.size
+    image = torch.rand(1, 3, h, w)
+    wrappers, sessions = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, overrides) in enumerate(MODELS.items()):
+            model = build_student(load_config(overrides=overrides).model).eval()
+            spec = model.input_spec
+            wrappers[name] = DepthOnly(model, spec.mean, spec.std).eval()
+            path = Path(tmp) / f"m{i}.onnx"
+            export_onnx(wrappers[name], path, (h, w))
+            sessions[name] = ort_session(path, args.threads)
+        feed = image.numpy()
+        load_before = os.getloadavg()
+
+        def eager(wrapper):
+            def run() -> None:
+                with torch.inference_mode():
+                    wrapper(image)
+
+            return run
+
+        def ort(session):
+            name = session.get_inputs()[0].name
+            return lambda: session.run(None, {name: feed})
+
+        fns = {("eager", n): eager(m) for n, m in wrappers.items()}
+        fns.update({("ort", n): ort(s) for n, s in sessions.items()})
+        times = time_interleaved(fns, args.warmup, args.runs)
+    load_after = os.getloadavg()
+    ref = "FastDepth (MobileNet + NNConv5)"
+    rows = []
+    print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median [p10-p90] ms; "
+          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
+    for backend in ("eager", "ort"):
+        base = statistics.median(times[(backend, ref)])
+        for name in MODELS:
+            t = sorted(times[(backend, name)])
+            med, p10, p90 = statistics.median(t), t[len(t) // 10], t[(len(t) * 9) // 10]
+            model = wrappers[name].model
+            rows.append({"backend": backend, "model": name, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
+                         "ratio_to_fastdepth": med / base,
+                         "params_m": sum(q.numel() for q in model.parameters()) / 1e6})  # fmt: skip
+            print(f"{backend:5s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after]}
+        args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
