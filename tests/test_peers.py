@@ -51,3 +51,19 @@ def test_peer_follows_the_student_contract(encoder, decoder):
     ghost = GhostDecoder.from_student(model).freeze()  # acclimation reads depth through a copy of this decoder
     assert ghost(out["encoder_features"], (70, 100))["depth"].shape == (2, 1, 70, 100)
     assert model.input_spec.size_multiple == 32
+
+
+def test_lite_decoder_predicts_at_stride_4_and_follows_the_contract():
+    model = _student("mobilenetv2_100", "lite").train()
+    out = model(torch.randn(2, 3, 70, 100))
+    assert out["depth"].shape == (2, 1, 70, 100)
+    assert [f.stride for f in model.decoder.feature_info] == [16, 8, 4]
+    assert [f.shape[-2:] for f in out["decoder_features"]] == [(5, 7), (9, 13), (18, 25)]
+    out["depth"].mean().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("encoder."))
+    ghost = GhostDecoder.from_student(model).freeze()
+    assert ghost(out["encoder_features"], (70, 100))["depth"].shape == (2, 1, 70, 100)
+    # Cheaper than the U-Net decoder by construction: fewer parameters and FLOPs for the same encoder.
+    unet = _student("mobilenetv2_100", "unet")
+    assert sum(p.numel() for p in model.parameters()) < 0.6 * sum(p.numel() for p in unet.parameters())
+    assert _gmacs(model, 224, 224) < 0.3 * _gmacs(unet, 224, 224)
