@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data bench": ("disdepth.commands.data_bench", "data-loading throughput with augmentation"),
     "predict": ("disdepth.commands.predict", "depth maps (PNG/NPY/colour/PLY) for images, folders and videos"),
     "export": ("disdepth.commands.export", "export a student to ONNX, check it with ONNX Runtime and time it"),
+    "app": ("disdepth.commands.app", "browser app: upload an image, compare student/baseline/teacher depth, download"),
 }
 
 

@@ -44,9 +44,17 @@ def sample_rng(preset: str, index: int, seed: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _PRESET_CODE[preset], int(index)])
 
 
-def render_arrays(preset: str, index: int, height: int, width: int, seed: int = 0, sparse: bool = False,
-                  sparse_density: float = SPARSE_DENSITY, depth_noise: float = 0.0, holes: float = 0.0
-                  ) -> tuple[Rendered, tuple[float, float, float, float]]:
+def render_arrays(
+    preset: str,
+    index: int,
+    height: int,
+    width: int,
+    seed: int = 0,
+    sparse: bool = False,
+    sparse_density: float = SPARSE_DENSITY,
+    depth_noise: float = 0.0,
+    holes: float = 0.0,
+) -> tuple[Rendered, tuple[float, float, float, float]]:
     """Render scene ``index`` of a preset as NumPy arrays (see :class:`Rendered`) and its intrinsics.
 
     ``depth``/``valid`` already include sparsity and sensor effects; ``z`` and ``pid`` are the clean
@@ -84,8 +92,17 @@ def to_raw_sample(r: Rendered, k: tuple[float, float, float, float], sample_id: 
     )
 
 
-def render_sample(preset: str, index: int, height: int, width: int, seed: int = 0, sparse: bool = False,
-                  sparse_density: float = SPARSE_DENSITY, depth_noise: float = 0.0, holes: float = 0.0) -> RawSample:
+def render_sample(
+    preset: str,
+    index: int,
+    height: int,
+    width: int,
+    seed: int = 0,
+    sparse: bool = False,
+    sparse_density: float = SPARSE_DENSITY,
+    depth_noise: float = 0.0,
+    holes: float = 0.0,
+) -> RawSample:
     """Render scene ``index`` of ``preset`` ("indoor" | "outdoor") as a :class:`RawSample`.
 
     Args:
@@ -111,6 +128,7 @@ def analytic_scene(name: str, distance: float = 3.0, camera_height: float = 1.5)
     grey = Material("checker", np.full(3, 0.8, np.float32), np.full(3, 0.4, np.float32), 0.5)
     eye = np.array([0.0, camera_height if name == "floor" else 0.0, 0.0], np.float32)
     prims: list[Primitive]
+
     def slab(z_front: float, half: tuple[float, float, float]) -> Box:  # a box whose front face is at z_front
         return Box(grey, center=np.array([0, 0, z_front + half[2]], np.float32), half=np.array(half, np.float32))
 
@@ -129,8 +147,14 @@ def analytic_scene(name: str, distance: float = 3.0, camera_height: float = 1.5)
     return Scene(prims, [light], np.full(3, 0.3, np.float32), eye, rotation(0.0, 0.0), 1e-3, 1e4, sky=sky)
 
 
-def render_test_scene(name: str, height: int, width: int, distance: float = 3.0, camera_height: float = 1.5,
-                      k: tuple[float, float, float, float] | None = None) -> tuple[Rendered, tuple[float, ...]]:
+def render_test_scene(
+    name: str,
+    height: int,
+    width: int,
+    distance: float = 3.0,
+    camera_height: float = 1.5,
+    k: tuple[float, float, float, float] | None = None,
+) -> tuple[Rendered, tuple[float, ...]]:
     """Render :func:`analytic_scene` ``name``; ``k`` defaults to the indoor intrinsics at that size."""
     k = k or preset_intrinsics("indoor", height, width)
     return render(analytic_scene(name, distance, camera_height), height, width, k), k
@@ -144,11 +168,22 @@ class SyntheticDepthDataset(Dataset):
     intrinsics (4,), id. ``transform`` maps the RawSample before normalisation (augmentation).
     """
 
-    def __init__(self, preset: str, length: int, height: int, width: int, seed: int = 0, index_offset: int = 0,
-                 sparse: bool = False, mean: tuple[float, float, float] = IMAGENET_MEAN,
-                 std: tuple[float, float, float] = IMAGENET_STD,
-                 transform: Callable[[RawSample], RawSample] | None = None, sparse_density: float = SPARSE_DENSITY,
-                 depth_noise: float = 0.0, holes: float = 0.0) -> None:
+    def __init__(
+        self,
+        preset: str,
+        length: int,
+        height: int,
+        width: int,
+        seed: int = 0,
+        index_offset: int = 0,
+        sparse: bool = False,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        transform: Callable[[RawSample], RawSample] | None = None,
+        sparse_density: float = SPARSE_DENSITY,
+        depth_noise: float = 0.0,
+        holes: float = 0.0,
+    ) -> None:
         _check(preset, height, width)
         if length < 0:
             raise ValueError(f"synthetic dataset length must be >= 0, got {length}")
@@ -166,8 +201,17 @@ class SyntheticDepthDataset(Dataset):
         if not -self.length <= i < self.length:
             raise IndexError(f"synthetic dataset index {i} out of range for length {self.length}")
         i %= self.length
-        return render_sample(self.preset, self.index_offset + i, self.height, self.width, self.seed, self.sparse,
-                             self.sparse_density, self.depth_noise, self.holes)
+        return render_sample(
+            self.preset,
+            self.index_offset + i,
+            self.height,
+            self.width,
+            self.seed,
+            self.sparse,
+            self.sparse_density,
+            self.depth_noise,
+            self.holes,
+        )
 
     def __getitem__(self, i: int) -> DepthSample:
         raw = self.raw(i)

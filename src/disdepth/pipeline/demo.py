@@ -37,8 +37,6 @@ def recipe_path() -> Path:
     return Path(str(resources.files("disdepth.recipes") / "demo.yaml"))
 
 
-
-
 def stage_steps(cfg: Any) -> dict[str, int]:
     """Optimizer steps of each stage after its ``pipeline.<stage>`` budget."""
     return {stage: stage_config(cfg, stage).train.steps for stage in STAGES}
@@ -100,7 +98,6 @@ def comparison_panel(rows: list[list[np.ndarray]], scale: int = 2) -> np.ndarray
 
 def side_by_side(models: dict[str, Any], dataset, n: int) -> list[list[np.ndarray]]:
     """Per image: RGB | teacher | baseline | distilled | GT, one depth range (the GT's 2-98th percentile)."""
-
 
     rows = []
     for i in range(min(n, len(dataset))):

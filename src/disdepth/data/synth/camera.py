@@ -135,8 +135,9 @@ class View:
                 cross = front[:, _EDGES[:, 0]] != front[:, _EDGES[:, 1]]
                 s = (near - a[..., 2]) / (b[..., 2] - a[..., 2])
                 clipped = a + s[..., None] * (b - a)
-                pts = np.concatenate([np.where(front[..., None], pts, np.nan),
-                                      np.where(cross[..., None], clipped, np.nan)], axis=1)
+                pts = np.concatenate(
+                    [np.where(front[..., None], pts, np.nan), np.where(cross[..., None], clipped, np.nan)], axis=1
+                )
                 fx, fy, cx, cy = self.k
                 u, v = fx * pts[..., 0] / pts[..., 2] + cx, fy * pts[..., 1] / pts[..., 2] + cy
                 t_near = np.nanmin(np.where(np.isnan(pts[..., 2]), np.inf, pts[..., 2]), 1)  # z = t for pinhole

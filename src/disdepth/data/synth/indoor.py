@@ -51,15 +51,20 @@ def _furniture(rng: np.random.Generator, size: np.ndarray, cam: np.ndarray, wall
     hx, hz = size[0] / 2, size[2] / 2
     out: list[Primitive] = []
     for _ in range(int(rng.integers(3, 11))):
-        kind = rng.choice(["cabinet", "table", "bed", "cylinder", "sphere", "lamp", "partition"],
-                          p=[0.2, 0.2, 0.15, 0.15, 0.12, 0.08, 0.1])
+        kind = rng.choice(
+            ["cabinet", "table", "bed", "cylinder", "sphere", "lamp", "partition"],
+            p=[0.2, 0.2, 0.15, 0.15, 0.12, 0.08, 0.1],
+        )
         mat = random_material(rng, FURNITURE_KINDS, (0.05, 0.4))
         yaw = rng.choice([0.0, 0.0, rng.uniform(-np.pi, np.pi)])
         x, z = rng.uniform(-hx + 0.3, hx - 0.3), rng.uniform(-hz + 0.3, hz - 0.3)
         if kind in ("cabinet", "partition"):
             # Against a random wall, aligned with it.
-            w, d = (rng.uniform(0.6, 2.0), rng.uniform(0.35, 0.6)) if kind == "cabinet" else (rng.uniform(0.1, 0.3),
-                                                                                              rng.uniform(0.8, 2.0))
+            w, d = (
+                (rng.uniform(0.6, 2.0), rng.uniform(0.35, 0.6))
+                if kind == "cabinet"
+                else (rng.uniform(0.1, 0.3), rng.uniform(0.8, 2.0))
+            )
             h = rng.uniform(0.6, 2.2) if kind == "cabinet" else size[1]
             side = rng.integers(4)
             yaw = 0.0
@@ -85,8 +90,14 @@ def _furniture(rng: np.random.Generator, size: np.ndarray, cam: np.ndarray, wall
             for sx in (-1, 1):
                 for sz in (-1, 1):
                     lx, lz = sx * (w / 2 - 0.05), sz * (d / 2 - 0.05)
-                    out.append(_box((x + lx * c + lz * s, (h - 0.04) / 2, z - lx * s + lz * c),
-                                    (0.025, (h - 0.04) / 2, 0.025), mat, yaw))
+                    out.append(
+                        _box(
+                            (x + lx * c + lz * s, (h - 0.04) / 2, z - lx * s + lz * c),
+                            (0.025, (h - 0.04) / 2, 0.025),
+                            mat,
+                            yaw,
+                        )
+                    )
             if rng.random() < 0.5:
                 r = rng.uniform(0.06, 0.15)
                 out.append(Sphere(random_material(rng, FURNITURE_KINDS), center=np.array([x, h + r, z], F32), radius=r))
@@ -112,14 +123,21 @@ def indoor_scene(rng: np.random.Generator) -> Scene:
     size = np.array([rng.uniform(2.8, 6.5), rng.uniform(2.4, 3.2), rng.uniform(3.0, 8.0)], F32)
     hx, hz = size[0] / 2, size[2] / 2
     back = -hz + 0.4  # camera in the back third of the room, looking in
-    cam = np.array([rng.uniform(-hx + 0.5, hx - 0.5), rng.uniform(1.0, 1.7), rng.uniform(back, back + 0.3 * size[2])],
-                   F32)
+    cam = np.array(
+        [rng.uniform(-hx + 0.5, hx - 0.5), rng.uniform(1.0, 1.7), rng.uniform(back, back + 0.3 * size[2])], F32
+    )
     target = np.array([rng.uniform(-hx, hx), rng.uniform(0.3 * hz, hz)])
     yaw = np.arctan2(target[0] - cam[0], target[1] - cam[2]) + rng.uniform(-0.3, 0.3)
     rot = rotation(yaw, np.radians(rng.uniform(-25, 5)), np.radians(rng.uniform(-3, 3)))
     mats = _room_materials(rng, size)
-    room = Box(mats[4], center=np.array([0, size[1] / 2, 0], F32), half=size / 2, inside=True, casts_shadow=False,
-               face_materials=mats)
+    room = Box(
+        mats[4],
+        center=np.array([0, size[1] / 2, 0], F32),
+        half=size / 2,
+        inside=True,
+        casts_shadow=False,
+        face_materials=mats,
+    )
     prims: list[Primitive] = [room, *_furniture(rng, size, cam, mats[0])]
     lights = []
     for _ in range(int(rng.integers(1, 3))):

@@ -47,10 +47,20 @@ def _side(rng: np.random.Generator, sign: int, curb: float, walk: float) -> list
             x = sign * (curb + walk + rng.uniform(0.0, 3.0) + depth / 2)
             wall = random_color(rng, 0.2, 0.9, 0.5)
             kind = rng.choice(["facade", "facade", "bricks"])
-            mat = Material(str(kind), wall, random_color(rng, 0.05, 0.5, 0.4), rng.uniform(0.4, 0.8),
-                           params={"floor": rng.uniform(2.8, 3.6), "spacing": rng.uniform(2.0, 4.0),
-                                   "win_w": rng.uniform(0.25, 0.6), "win_h": rng.uniform(0.35, 0.65),
-                                   "ground": rng.uniform(0.0, 2.5)}, grime=float(rng.uniform(0.1, 0.4)))
+            mat = Material(
+                str(kind),
+                wall,
+                random_color(rng, 0.05, 0.5, 0.4),
+                rng.uniform(0.4, 0.8),
+                params={
+                    "floor": rng.uniform(2.8, 3.6),
+                    "spacing": rng.uniform(2.0, 4.0),
+                    "win_w": rng.uniform(0.25, 0.6),
+                    "win_h": rng.uniform(0.35, 0.65),
+                    "ground": rng.uniform(0.0, 2.5),
+                },
+                grime=float(rng.uniform(0.1, 0.4)),
+            )
             if kind == "bricks":
                 mat.c2 = (wall * 0.5).astype(F32)
             out.append(_box((x, height / 2, z + length / 2), (depth / 2, height / 2, length / 2), mat))
@@ -77,9 +87,18 @@ def outdoor_scene(rng: np.random.Generator) -> Scene:
     lanes, lane = int(rng.integers(2, 5)), rng.uniform(3.0, 3.7)
     half = lanes * lane / 2
     asphalt = random_color(rng, 0.15, 0.4, 0.1)
-    ground = Material("street", asphalt, (asphalt * 0.6).astype(F32), 1.0,
-                      params={"road_half": half, "lane": lane, "verge1": random_color(rng, 0.2, 0.5, 0.6),
-                              "verge2": random_color(rng, 0.1, 0.3, 0.5)})
+    ground = Material(
+        "street",
+        asphalt,
+        (asphalt * 0.6).astype(F32),
+        1.0,
+        params={
+            "road_half": half,
+            "lane": lane,
+            "verge1": random_color(rng, 0.2, 0.5, 0.6),
+            "verge2": random_color(rng, 0.1, 0.3, 0.5),
+        },
+    )
     prims: list[Primitive] = [Plane(ground, height=0.0)]
     for sign in (-1, 1):
         prims += _side(rng, sign, half, rng.uniform(1.5, 4.0))
@@ -106,5 +125,15 @@ def outdoor_scene(rng: np.random.Generator) -> Scene:
     sky = {"zenith": zenith, "horizon": horizon, "clouds": float(rng.uniform(0.0, 0.6)), "offset": rng.uniform(0, 50)}
     lights = [Light("sun", sun, (np.array([1.0, 0.95, 0.85]) * rng.uniform(0.8, 1.2)).astype(F32))]
     ambient = (horizon * rng.uniform(0.3, 0.6)).astype(F32)
-    return Scene(prims, lights, ambient, cam, rot, min_depth=1e-3, max_depth=80.0, sky=sky,
-                 fog=float(rng.uniform(150, 600)), exposure=float(rng.uniform(0.6, 0.85)))
+    return Scene(
+        prims,
+        lights,
+        ambient,
+        cam,
+        rot,
+        min_depth=1e-3,
+        max_depth=80.0,
+        sky=sky,
+        fog=float(rng.uniform(150, 600)),
+        exposure=float(rng.uniform(0.6, 0.85)),
+    )

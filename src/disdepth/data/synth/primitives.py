@@ -200,8 +200,9 @@ def stack_corners(prims: list[Primitive]) -> np.ndarray:
     return out
 
 
-def trace(prims: list[Primitive], view: View, ids: list[int] | None = None,
-          corners: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def trace(
+    prims: list[Primitive], view: View, ids: list[int] | None = None, corners: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Nearest hit of every ray of ``view`` among ``prims`` (only the indices ``ids`` if given).
 
     Each primitive is only tested on the rays in its screen rectangle (:meth:`View.rects`), so small

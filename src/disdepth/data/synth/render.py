@@ -214,8 +214,15 @@ def _render(scene: Scene, height: int, width: int, k: tuple[float, float, float,
     return Rendered(image.reshape(3, height, width), depth, valid, z, pid, view.dirs)
 
 
-def lidar_mask(dirs: np.ndarray, valid: np.ndarray, density: float, rng: np.random.Generator,
-               n_lines: int = 64, top_deg: float = 2.0, bottom_deg: float = -24.8) -> np.ndarray:
+def lidar_mask(
+    dirs: np.ndarray,
+    valid: np.ndarray,
+    density: float,
+    rng: np.random.Generator,
+    n_lines: int = 64,
+    top_deg: float = 2.0,
+    bottom_deg: float = -24.8,
+) -> np.ndarray:
     """LiDAR-like sparse subset (H, W) bool of ``valid``: ``n_lines`` scan lines, then azimuth subsampling.
 
     A scan line at elevation e (HDL-64E: +2 to -24.8 degrees, KITTI's Velodyne) marks the first pixel
@@ -244,8 +251,9 @@ def lidar_mask(dirs: np.ndarray, valid: np.ndarray, density: float, rng: np.rand
     return mask
 
 
-def sensor_effects(depth: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
-                   noise_k: float = 0.0, holes: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def sensor_effects(
+    depth: np.ndarray, valid: np.ndarray, rng: np.random.Generator, noise_k: float = 0.0, holes: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Optional structured-light style corruption of (H, W) ``depth`` metres / ``valid``.
 
     Args:

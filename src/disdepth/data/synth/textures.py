@@ -142,8 +142,9 @@ def random_color(rng: np.random.Generator, lo: float = 0.15, hi: float = 0.9, sa
     return (np.clip(grey + tint, 0.02, 1.0) ** 2).astype(np.float32)
 
 
-def random_material(rng: np.random.Generator, kinds: tuple[str, ...],
-                    scale: tuple[float, float] = (0.2, 1.0)) -> Material:
+def random_material(
+    rng: np.random.Generator, kinds: tuple[str, ...], scale: tuple[float, float] = (0.2, 1.0)
+) -> Material:
     """A material of a random kind from ``kinds`` with random colours and period."""
     kind = str(rng.choice(kinds))
     c1 = random_color(rng)

@@ -1,0 +1,70 @@
+"""``disdepth app RUN_DIR_OR_CHECKPOINT [--teacher CKPT] [--port N]``: the browser app on this machine.
+
+Finds the models (:func:`disdepth.deploy.app.find_models`: a pipeline run directory gives the distilled student, the
+baseline and the teacher), loads them on the CPU and serves the page of :func:`disdepth.deploy.app.build_app` on
+127.0.0.1 until Ctrl-C. Needs the ``app`` extra (Gradio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+import torch
+
+from disdepth.commands.common import add_trust_argument
+from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS
+
+MISSING_GRADIO = "disdepth app needs Gradio, which is not installed: pip install 'disdepth[app]'"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_trust_argument(parser)
+    parser.add_argument(
+        "path",
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        help="a pipeline run directory (distill/, baseline/, teacher/), a run directory, a .pt checkpoint or a "
+        "model folder",
+    )
+    parser.add_argument("--teacher", help="also show this teacher: a checkpoint, model folder or Hugging Face folder")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 = all)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0 = torch's default)")
+    parser.add_argument("--fov", type=float, default=60.0, help="default horizontal field of view for the .ply")
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_RUN_MEGAPIXELS,
+        help=f"refuse images larger than this (default {MAX_RUN_MEGAPIXELS:.1f} MP; 0 = no limit)",
+    )
+    parser.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse bigger files (default 50 MB)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("gradio") is None:
+        print(MISSING_GRADIO, file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port {args.port}: expected 1..65535")
+    from disdepth.deploy.app import build_app, find_models, launch_app, load_models
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    found = find_models(args.path, args.teacher)
+    models = load_models(found, args.device)
+    for m in models:
+        print(f"{m.label}: {m.source} ({m.description})")
+    demo = build_app(models, fov=args.fov or None, max_megapixels=args.max_megapixels, max_mb=args.max_upload_mb)
+    url = launch_app(demo, args.host, args.port, block=False, max_mb=args.max_upload_mb)
+    print(f"disdepth app: open {url} (Ctrl-C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0
