@@ -512,7 +512,7 @@ def list_cases(ws: Path, paths: dict[str, Path], consumers) -> list[Case]:
     folder = ws / "bts"
     make_frames(folder)
     bts_cases = [
-        ("two fields", "/rgb_0.png /depth_0.png\n", "error"),
+        ("two fields (focal left out)", "/rgb_0.png /depth_0.png\n", "either"),
         ("focal 'abc'", "/rgb_0.png /depth_0.png abc\n", "error"),
         ("focal -1", "/rgb_0.png /depth_0.png -1\n", "error"),
         ("empty list", "", "error"),
@@ -528,6 +528,8 @@ def list_cases(ws: Path, paths: dict[str, Path], consumers) -> list[Case]:
             f"data.root={folder}",
             f"data.train_list={lst}",
             f"data.test_list={lst}",
+            "data.augment.enabled=false",  # 64x64 frames: no NYU crop, border crop on the tiny frames
+            "data.nyu_border_crop=false",
             *TINY_MODEL,
             *FAST,
             "data.batch_size=1",
@@ -537,15 +539,21 @@ def list_cases(ws: Path, paths: dict[str, Path], consumers) -> list[Case]:
             Case(
                 "data",
                 f"nyu list: {name} / data check",
-                ["data", "check", *sets(cfg[:4])],
+                ["data", "check", *sets(cfg[:6])],
                 expect,
                 names,
+                check_report_ok,
                 in_report=True,
             )
         )
         extra.append(
             Case(
-                "data", f"nyu list: {name} / train", ["train", "--run-dir", f"runs/bts_{i}", *sets(cfg)], expect, names
+                "data",
+                f"nyu list: {name} / train",
+                ["train", "--run-dir", f"runs/bts_{i}", *sets(cfg)],
+                expect,
+                names,
+                finished_run,
             )
         )
     csv_dir = ws / "list_dir_case"
@@ -581,7 +589,7 @@ def huge_cases(ws: Path, paths: dict[str, Path]) -> list[Case]:
     Image.fromarray(np.full((8000, 8000), 2000, np.uint16)).save(folder / "depth_1.png", compress_level=1)
     csv = write_csv(folder, rows)
     base = ["data.dataset=csv", f"data.train_list={csv}", f"data.test_list={paths['good_csv']}"]
-    train = [*base, *TINY_MODEL, *FAST, "data.batch_size=1", "data.augment.enabled=false"]
+    train = [*base, *TINY_MODEL, *FAST, "data.batch_size=2", "data.augment.enabled=false"]  # one batch: both frames
     crop = [*base, *TINY_MODEL, *FAST, "data.batch_size=2", "data.augment.crop_height=64", "data.augment.crop_width=64"]
     return [
         Case(
@@ -1585,16 +1593,17 @@ def distributed_cases() -> list[Case]:
 
 
 def all_cases(ws: Path, paths: dict[str, Path]) -> list[Case]:
+    """Every case; the slow classes that matter most (kills, distributed) first, the long value sweep last."""
     return [
-        *data_cases(ws, paths),
-        *config_sweep_cases(paths),
-        *config_file_cases(ws, paths),
-        *override_cases(paths),
-        *checkpoint_cases(ws, paths),
-        *cli_cases(ws, paths),
-        *untrusted_cases(ws, paths),
         *kill_cases(),
         *distributed_cases(),
+        *checkpoint_cases(ws, paths),
+        *untrusted_cases(ws, paths),
+        *config_file_cases(ws, paths),
+        *override_cases(paths),
+        *cli_cases(ws, paths),
+        *data_cases(ws, paths),
+        *config_sweep_cases(paths),
     ]
 
 
