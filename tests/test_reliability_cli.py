@@ -113,6 +113,9 @@ def test_truncated_and_shape_mismatched_checkpoints(tmp_path, capsys, student_ck
     argv = ["bench", "--checkpoint", str(tmp_path / "shapes.pt"), "--resolutions", "32x32", "--runs", "1"]
     last = _one_line_error(capsys, main(argv), "shapes.pt")
     assert key in last
+    torch.save({**torch.load(student_ckpt, weights_only=True), "config": {"modle": {}}}, tmp_path / "cfg.pt")
+    last = _one_line_error(capsys, main(["eval", "--checkpoint", str(tmp_path / "cfg.pt")]), "cfg.pt")
+    assert "modle" in last
 
 
 # --- command line -------------------------------------------------------------------------------------------------
