@@ -1572,7 +1572,9 @@ def ddp_runner(bad: int, launcher: str, command: str = "eval"):
             if good.stderr.strip() and bad_name not in good.stderr:
                 return "unclear error", f"the other rank printed: {last_line(good.stderr)[:160]}", res
             return "clear error", "", res
-        return ("clear error", "") if bad_name in res.stderr else ("unclear error", f"{bad_name} not named"), res
+        if bad_name in res.stderr:
+            return "clear error", "", res
+        return "unclear error", f"{bad_name} not named", res
 
     return runner
 
@@ -1669,7 +1671,19 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
 
     def one(case: Case) -> dict[str, Any]:
-        record = run_case(case, ws)
+        try:
+            record = run_case(case, ws)
+        except Exception as exc:  # a bug in a case's own runner must not lose the other cases
+            record = {
+                "category": case.category,
+                "name": case.name,
+                "command": " ".join(case.argv),
+                "exit_code": None,
+                "stderr_last_line": "",
+                "verdict": "crash",
+                "note": f"runner error: {exc!r}",
+                "seconds": 0,
+            }
         mark = "  " if record["verdict"] in ("clear error", "ok") else "!!"
         print(
             f"{mark} [{record['verdict']}] {case.category}: {case.name} ({record['seconds']} s) "
