@@ -101,6 +101,18 @@ def _main(argv: list[str] | None) -> int:
         # Our own checks raise these with a message that names the file or key; no deep traceback.
         print(f"disdepth: error: {exc}", file=sys.stderr)
         return 2
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # The OS names the path (e.g. --out given a folder, a run directory under a file).
+        print(f"disdepth: error: {exc.filename or ''}: {exc.strerror or exc}".replace(": : ", ": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Ctrl-C outside the training loop (which checkpoints and exits 130 itself), or a second Ctrl-C.
+        print("disdepth: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if getattr(exc, "quiet", False):  # another process of a distributed run printed the error (engine.dist)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

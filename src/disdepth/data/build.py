@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 
-from disdepth.config import Config
+from disdepth.config import Config, ConfigError
 from disdepth.data import kitti, nyu
 from disdepth.data.csv import CSVDataset, csv_columns
 from disdepth.data.io import Transform
@@ -27,6 +27,58 @@ AUGMENT_DEFAULTS: dict[str, tuple[tuple[int, int] | None, float, tuple[float, fl
     "csv": (None, 2.5, (0.9, 1.1)),
     "synthetic": (None, 2.5, (0.9, 1.1)),
 }
+
+
+def _finite(x: float) -> bool:
+    return x == x and x not in (float("inf"), float("-inf"))
+
+
+def _range(key: str, lo_hi: list[float], lo: float, hi: float, positive: bool = False) -> list[str]:
+    """A [low, high] factor range of the augmentation: two finite numbers, low <= high, inside [lo, hi]."""
+    ok = (len(lo_hi) == 2 and all(_finite(v) and lo <= v <= hi for v in lo_hi) and lo_hi[0] <= lo_hi[1]
+          and not (positive and min(lo_hi) <= 0))  # fmt: skip
+    return [] if ok else [f"{key}: must be [low, high] with {lo:g} {'<' if positive else '<='} low <= high <= {hi:g}, "
+                          f"got {lo_hi!r}"]  # fmt: skip
+
+
+def data_config_problems(cfg: Config) -> list[str]:
+    """Values of ``data.augment`` and ``data.synthetic`` that no dataset can use, as ``"<key>: must be ..."``.
+
+    ``check_ranges`` (config.py) covers the rest of ``data``; these sections are read only here.
+    """
+    a, s = cfg.data.augment, cfg.data.synthetic
+    problems = [
+        f"{key}: must be {rule}, got {value!r}"
+        for key, value, ok, rule in [
+            ("data.augment.crop_height", a.crop_height, a.crop_height >= 0, ">= 0 pixels (0 = dataset default)"),
+            ("data.augment.crop_width", a.crop_width, a.crop_width >= 0, ">= 0 pixels (0 = dataset default)"),
+            ("data.augment.rotate_degrees", a.rotate_degrees, _finite(a.rotate_degrees) and a.rotate_degrees <= 180,
+             "finite and <= 180 degrees (negative = dataset default)"),
+            ("data.augment.color_prob", a.color_prob, 0 <= a.color_prob <= 1, "in [0, 1]"),
+            ("data.synthetic.n_train", s.n_train, s.n_train >= 1, ">= 1"),
+            ("data.synthetic.n_val", s.n_val, s.n_val >= 1, ">= 1"),
+            ("data.synthetic.height", s.height, s.height >= 1, ">= 1 pixel"),
+            ("data.synthetic.width", s.width, s.width >= 1, ">= 1 pixel"),
+            ("data.synthetic.seed", s.seed, s.seed >= 0, ">= 0"),
+            ("data.synthetic.sparse_density", s.sparse_density, 0 < s.sparse_density <= 1, "in (0, 1]"),
+            ("data.synthetic.depth_noise", s.depth_noise, _finite(s.depth_noise) and s.depth_noise >= 0,
+             "finite and >= 0"),
+            ("data.synthetic.holes", s.holes, 0 <= s.holes < 1, "in [0, 1)"),
+        ]
+        if not ok
+    ]  # fmt: skip
+    problems += _range("data.augment.gamma", a.gamma, 0, 10, positive=True)
+    problems += _range("data.augment.color", a.color, 0, 10, positive=True)
+    if a.brightness:  # [] = the dataset's default
+        problems += _range("data.augment.brightness", a.brightness, 0, 10, positive=True)
+    return problems
+
+
+def check_data_config(cfg: Config) -> None:
+    """Raise one :class:`ConfigError` naming every bad ``data.augment`` / ``data.synthetic`` key."""
+    problems = data_config_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def build_transform(cfg: Config, split: Split, generator: torch.Generator | None = None) -> Transform | None:
@@ -96,6 +148,7 @@ def build_dataset(
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
+    check_data_config(cfg)
     d = cfg.data
     transform = build_transform(cfg, split)
     train = split == "train"

@@ -28,6 +28,10 @@ DEPTH_SCALE_RANGE: tuple[float, float] = (1e-2, 1e6)
 # Largest depth believed, metres: beyond every depth sensor and the synthetic world. Larger values mean a
 # wrong scale or an "infinity" marker (sky) that should have been written as 0.
 MAX_DEPTH_M = 1e4
+# Largest frame handed to a network, pixels (4096 x 4096 = 16.8 MP, the limit ``disdepth predict`` uses): a CNN's
+# activations at full resolution grow with the pixel count (an 8000 x 8000 frame needs tens of GB even for a tiny
+# student), so a larger frame must be cropped (``data.augment.crop_height/crop_width``) or resized first.
+MAX_FRAME_PIXELS = 4096 * 4096
 # PIL modes of single-channel 16-bit images (I;16N is the native-endian variant some decoders give).
 _MODES_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 _CONVERT_HINT = "save depth in metres x depth_scale as a uint16 PNG (Image.fromarray(arr.astype(np.uint16)))"
@@ -49,6 +53,7 @@ PROBLEMS: dict[str, str] = {
     "transform": "sample does not fit the transform",
     "crop": "frame smaller than the crop",
     "duplicate": "depth file listed twice",
+    "too_large": "frame too large for the network (crop or resize it)",
     "invalid": "invalid data",
 }
 
@@ -456,7 +461,17 @@ class FileDepthDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> DepthSample:
         record, raw = self._load(index)
-        return normalize_sample(self._step(self.transform, raw, record), self.mean, self.std)
+        sample = self._step(self.transform, raw, record)
+        h, w = sample["image"].shape[-2:]
+        if h * w > MAX_FRAME_PIXELS:
+            raise DataError(
+                record.rgb,
+                f"frame {h}x{w} ({h * w / 1e6:.1f} MP) is too large to run the network on (limit "
+                f"{MAX_FRAME_PIXELS / 1e6:.1f} MP): set data.augment.crop_height/crop_width for training, or resize "
+                f"the files (listed at {record.source})",
+                "too_large",
+            )
+        return normalize_sample(sample, self.mean, self.std)
 
     @staticmethod
     def _step(step: Transform | None, raw: RawSample, record: Record) -> RawSample:

@@ -131,7 +131,10 @@ def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Confi
     if not kind.deployable:
         hint = "use its acclimated.pt with distill.acclimated_checkpoint" if kind.value.startswith("acclim") else ""
         raise ValueError(f"{path}: a {kind.value} checkpoint holds no deployable depth model {hint}".rstrip())
-    cfg = config_from_dict(state["config"])
+    try:
+        cfg = config_from_dict(state["config"])
+    except ValueError as exc:  # ConfigError: a wrong key or type in the saved config (a foreign or edited file)
+        raise ValueError(f"{path}: its saved config does not load ({exc})") from None
     if kind == CheckpointKind.STUDENT:
         model: nn.Module = build_student(cfg.model, load_weights=False)
     else:

@@ -79,6 +79,35 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
         dist.broadcast(buffer.data, src)
 
 
+class PeerRankFailed(RuntimeError):
+    """Another rank failed and reports its own error; this rank stops without a second message.
+
+    ``quiet`` tells the CLI to exit non-zero without printing: the failing rank's one line is the message.
+    """
+
+    quiet = True
+
+
+def raise_if_any_failed(error: BaseException | None) -> None:
+    """Collective: after work that may fail on some ranks, every rank learns whether any did.
+
+    The failing rank re-raises its own error (the CLI prints its one line); the others raise
+    :class:`PeerRankFailed` instead of waiting in the next collective for a rank that is gone (a gloo/NCCL traceback
+    or a hang). Without a process group this just re-raises ``error``.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        if error is not None:
+            raise error
+        return
+    reports = all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(rank, text) for rank, text in enumerate(reports) if text is not None]
+    if failed:
+        rank, text = failed[0]
+        raise PeerRankFailed(f"rank {rank} failed: {text}")
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (pickled), in rank order; ``[obj]`` without a process group."""
     if not (dist.is_available() and dist.is_initialized()):

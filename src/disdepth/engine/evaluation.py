@@ -80,8 +80,15 @@ def evaluate_model(
                 gt, valid = full["depth"][0], full["valid"][0]
             yield batch["id"][0], pred, gt, valid
 
-    shard = score_pairs(pairs(), protocol, use_flip_tta)
-    model.train(was_training)
+    # A bad file on one rank must not leave the others waiting in the gather below (gloo traceback or a hang).
+    error: Exception | None = None
+    try:
+        shard = score_pairs(pairs(), protocol, use_flip_tta)
+    except Exception as exc:
+        error = exc
+    finally:
+        model.train(was_training)
+    dist.raise_if_any_failed(error)
 
     agg = MetricAggregator()
     for per_image, skipped in dist.all_gather_objects((shard.per_image, shard.skipped)):
