@@ -230,3 +230,24 @@ def test_runner_classifies_five_cases_through_the_real_cli(tmp_path, student_ckp
     good = h.Case("x", "good", [], "ok", check=lambda r: None if "abs_rel" in r.stdout else "no metrics")
     assert h.classify(good, h.Result(0, "abs_rel 0.1", "", 1.0))[0] == "ok"
     assert h.classify(good, h.Result(0, "", "", 1.0)) == ("silent", "no metrics")
+
+
+def test_config_files_and_keys_that_are_wrong_in_shape_get_one_line(tmp_path, capsys):
+    """Non-UTF-8 YAML, a YAML syntax error (file:line:column), an empty key part, out-of-range sizes."""
+    from disdepth.cli import main
+
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  encoder: [resnet18\n")
+    cases = [
+        (["train", "-c", str(latin), "--print-config"], "not UTF-8"),
+        (["train", "-c", str(broken), "--print-config"], "broken.yaml:"),
+        (["train", "--set", "model..encoder=resnet18", "--print-config"], "empty part"),
+        (["train", "--set", "model.decoder_channels=[1048576]", "--print-config"], "model.decoder_channels"),
+        (["train", "--set", "train.betas=[0.9, 1.5]", "--print-config"], "train.betas"),
+    ]
+    for args, expected in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, (args, err)

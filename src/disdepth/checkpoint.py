@@ -186,7 +186,7 @@ def _read_model_folder(folder: Path) -> dict[str, Any]:
         meta = json.loads((folder / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{folder / 'config.json'}: not valid JSON ({exc})") from None
-    if meta.get("library") != "disdepth" or "disdepth_config" not in meta:
+    if not isinstance(meta, dict) or meta.get("library") != "disdepth" or "disdepth_config" not in meta:
         raise ValueError(f"{folder}: config.json is not a disdepth model config (a Hugging Face hub model? use it "
                          "as a teacher with teacher.kind=hf)")  # fmt: skip
     from safetensors.torch import load_file
@@ -195,6 +195,8 @@ def _read_model_folder(folder: Path) -> dict[str, Any]:
         weights = load_file(str(folder / "model.safetensors"))
     except Exception as exc:  # safetensors raises its own error types for truncated files
         raise ValueError(f"{folder / 'model.safetensors'}: not readable ({exc})") from None
+    if "kind" not in meta or not isinstance(meta["disdepth_config"], dict):
+        raise ValueError(f"{folder / 'config.json'}: needs 'kind' and a 'disdepth_config' mapping")
     state = {"kind": meta["kind"], "model": weights, "ema": None, "input_spec": meta.get("input_spec")}
     return _upgrade({**state, "config": meta["disdepth_config"], "step": meta.get("step", 0)}, folder)
 

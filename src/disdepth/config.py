@@ -444,10 +444,20 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
         raise ConfigError(f"{path}: 'base' chain loops back to this file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = f"0x{raw[exc.start]:02x}"
+        raise ConfigError(f"{path}: not UTF-8 text (byte {byte} on line {line}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of config keys")
     base = data.pop("base", None)
@@ -471,6 +481,8 @@ def parse_override(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")
+    if any(not part for part in parts):
+        raise ConfigError(f"--set {text!r}: empty part in key {key!r} (write it like model.encoder)")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
@@ -569,6 +581,10 @@ def _depth_range_problems(key: str, lo: float | None, hi: float | None, optional
     return [f"{key}.min_depth/max_depth: must be 0 < min_depth < max_depth (metres), got {lo!r}..{hi!r}"]
 
 
+MAX_WIDTH = 8192  # channels, bins, heads...: far above any real model, far below what exhausts memory
+MAX_STEPS = 10**9
+
+
 def _range_problems(cfg: Config) -> list[str]:
     """Every out-of-range value as ``"<dotted key>: must be <allowed>, got <value>"``."""
     d, t, dc, ac = cfg.data, cfg.train, cfg.distill, cfg.acclimate
@@ -636,6 +652,32 @@ def _range_problems(cfg: Config) -> list[str]:
             _finite(ac.teacher_lr_scale) and ac.teacher_lr_scale >= 0,
             "finite and >= 0",
         ),
+    ]
+    m, te, lg = cfg.model, cfg.teacher, cfg.model.lgconv
+    # Architecture sizes: a positive count, capped so a hostile saved config fails here, not out of memory.
+    for key, value, low in (
+        ("model.n_bins", m.n_bins, 1), ("model.lgconv.heads", lg.heads, 1), ("model.lgconv.reduction", lg.reduction, 1),
+        ("model.lgconv.min_width", lg.min_width, 1), ("model.lgconv.min_channels", lg.min_channels, 0),
+        ("teacher.n_bins", te.n_bins, 1), ("teacher.decoder_channels", te.decoder_channels, 1),
+        ("teacher.hybrid_dim", te.hybrid_dim, 1), ("teacher.hybrid_depth", te.hybrid_depth, 1),
+        ("teacher.hybrid_heads", te.hybrid_heads, 1), ("acclimate.fam_hidden", ac.fam_hidden, 0),
+        ("bench.runs", cfg.bench.runs, 1), ("bench.warmup", cfg.bench.warmup, 0),
+        ("bench.threads", cfg.bench.threads, 0),
+    ):  # fmt: skip
+        rules.append((key, value, low <= value <= MAX_WIDTH, f"in [{low}, {MAX_WIDTH}]"))
+    for name, widths in (("model.decoder_channels", m.decoder_channels), ("model.lite_channels", m.lite_channels)):
+        ok = bool(widths) and all(1 <= c <= MAX_WIDTH for c in widths)
+        rules.append((name, widths, ok, f"a non-empty list of widths in [1, {MAX_WIDTH}]"))
+    strides_ok = bool(lg.strides) and all(v in (2, 4, 8, 16, 32) for v in lg.strides)
+    rules.append(("model.lgconv.strides", lg.strides, strides_ok, "encoder strides among 2, 4, 8, 16, 32"))
+    rules += [
+        ("train.steps", t.steps, t.steps <= MAX_STEPS, f"<= {MAX_STEPS:g}"),
+        ("train.betas", t.betas, len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "two numbers in [0, 1)"),
+        ("train.poly_power", t.poly_power, _finite(t.poly_power) and t.poly_power > 0, "finite and > 0"),
+        ("train.silog_scale", t.silog_scale, _finite(t.silog_scale) and t.silog_scale > 0, "finite and > 0"),
+        ("train.silog_variance_focus", t.silog_variance_focus, 0 <= t.silog_variance_focus <= 1, "in [0, 1]"),
+        ("train.end_lr_ratio", t.end_lr_ratio, 0 <= t.end_lr_ratio <= 1, "in [0, 1]"),
+        ("teacher.drop_path", te.drop_path, 0 <= te.drop_path < 1, "in [0, 1)"),
     ]
     levels_ok = bool(dc.levels) and all(v > 0 and v & (v - 1) == 0 for v in dc.levels)
     rules.append(

@@ -126,6 +126,22 @@ def kind_of(state: dict[str, Any]) -> CheckpointKind:
     return CheckpointKind(state["kind"])
 
 
+def _collective_batches(loader: DataLoader, info: dist.DistInfo):
+    """The loader's batches; a data error on one rank stops every rank together (its one-line message, no hang)."""
+    batches = iter(loader)
+    while True:
+        error: Exception | None = None
+        try:
+            batch = next(batches)
+        except StopIteration:  # every rank has the same number of batches (ResumableSampler shards evenly)
+            return
+        except Exception as exc:  # re-raised below, on its own rank
+            error = exc
+        if dist.any_true(error is not None, info.device):
+            dist.raise_if_any_failed(error)
+        yield batch
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -282,7 +298,7 @@ def train(
             epoch, offset = divmod(step, batches_per_epoch)
             sampler.set_position(epoch, offset * batch_size)
             loader = DataLoader(SeededDataset(train_set), sampler=sampler, **loader_kwargs)
-            for batch in loader:
+            for batch in _collective_batches(loader, info):
                 batch = _to_device(batch, info.device)
                 autocast = torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
                 with autocast:
