@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from disdepth.commands.common import add_config_arguments, add_trust_argument, parse_hw, parse_hw_list
+from disdepth.commands.common import add_config_arguments, add_trust_argument, at_least, parse_hw, parse_hw_list
 from disdepth.config import dump_yaml, load_config
 from disdepth.deploy.bench import bench_model, format_table, models_to_bench
 
@@ -28,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoders", help="comma-separated encoders to benchmark in turn (overrides model.encoder)")
     parser.add_argument("--compare-lgconv", action="store_true", help="benchmark each model without and with LG-Conv")
     parser.add_argument("--resolutions", help="HxW list, default bench.resolutions (480x640,352x1216)")
-    parser.add_argument("--runs", type=int, help="timed runs per resolution (default bench.runs)")
-    parser.add_argument("--warmup", type=int, help="untimed warm-up runs (default bench.warmup)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default bench.threads; 0 = torch default)")
+    parser.add_argument("--runs", type=at_least(1), help="timed runs per resolution (default bench.runs)")
+    parser.add_argument("--warmup", type=at_least(0), help="untimed warm-up runs (default bench.warmup)")
+    parser.add_argument(
+        "--threads", type=at_least(0), help="torch CPU threads (default bench.threads; 0 = torch default)"
+    )
     parser.add_argument("--json", help="also write the results as JSON to this path ('-' = stdout)")
 
 

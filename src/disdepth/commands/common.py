@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from disdepth.config import ConfigError, dump_yaml, flat_dict, load_config, stage_config, to_dict
 from disdepth.engine import dist
@@ -31,6 +32,40 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
         help="load a checkpoint that needs Python's full unpickler (an older disdepth file); unpickling can run "
         "code, so only for files you made yourself",
     )
+
+
+def at_least(minimum: int):
+    """An argparse ``type=`` for an int >= ``minimum`` (argparse prints one line naming the flag and exits 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type=`` for a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type=`` for a float in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
 
 
 def parse_hw(text: str, flag: str = "--size", minimum: int = 1) -> tuple[int, int]:

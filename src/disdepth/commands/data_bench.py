@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
+from disdepth.commands.common import at_least
 from disdepth.data.bench import run_bench
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader worker counts")
-    parser.add_argument("--images", type=int, default=48, help="images timed per setting")
+    parser.add_argument("--workers", type=at_least(0), nargs="+", default=[1, 2], help="DataLoader worker counts")
+    parser.add_argument("--images", type=at_least(1), default=48, help="images timed per setting")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--files", type=int, default=8, help="fixture files written per dataset")
     parser.add_argument("--dataset", action="append", choices=["nyu", "kitti"], help="only these sizes")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from disdepth.commands.common import add_config_arguments
+from disdepth.commands.common import add_config_arguments, at_least
 from disdepth.config import dump_yaml, load_config
 from disdepth.data.check import check_dataset, format_report
 
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_config_arguments(parser)
     parser.add_argument("--split", action="append", choices=["train", "val", "test"], help="only these splits")
-    parser.add_argument("--limit", type=int, default=0, help="check only the first N samples of each split")
+    parser.add_argument("--limit", type=at_least(0), default=0, help="check only the first N samples of each split")
     parser.add_argument("--json", help="write statistics and all problems as JSON here")
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from disdepth.commands.common import at_least, fraction, parse_hw
 from disdepth.data.synth.preview import contact_sheet
 from disdepth.data.synthetic import SPARSE_DENSITY, render_arrays
 
@@ -52,17 +53,6 @@ CSV_COLUMNS = [
 DEPTH_SCALE = {"indoor": 1000.0, "outdoor": 256.0}  # PNG value per metre: NYU millimetres, KITTI x256
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"240x320"`` -> (240, 320); raises ValueError naming the flag."""
-    try:
-        h, w = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 240x320") from None
-    if h < 8 or w < 8:
-        raise ValueError(f"--size {text!r}: height and width must be at least 8")
-    return h, w
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["indoor", "outdoor"], default="indoor")
     parser.add_argument("--n", type=int, default=100, help="number of samples")
@@ -72,11 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=int, default=0, help="first scene number (index offset)")
     parser.add_argument("--val", type=int, default=None, help="samples for val_files.txt (default n // 10)")
     parser.add_argument("--sparse", action="store_true", help="LiDAR-like scan-line ground truth")
-    parser.add_argument("--sparse-density", type=float, default=SPARSE_DENSITY, help="kept fraction of pixels")
+    parser.add_argument("--sparse-density", type=fraction, default=SPARSE_DENSITY, help="kept fraction of pixels")
     parser.add_argument("--depth-noise", type=float, default=0.0, help="depth noise std per metre^2")
     parser.add_argument("--holes", type=float, default=0.0, help="fraction of pixels dropped in blobs")
     parser.add_argument("--preview", action="store_true", help="also write preview.png (RGB | depth)")
-    parser.add_argument("--workers", type=int, default=1, help="rendering processes")
+    parser.add_argument("--workers", type=at_least(1), default=1, help="rendering processes")
 
 
 def _paths(preset: str, i: int) -> tuple[str, str]:
@@ -136,7 +126,7 @@ def _write_one(i: int, args: argparse.Namespace, size: tuple[int, int], out: Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    size = parse_size(args.size)
+    size = parse_hw(args.size, "--size", minimum=8)
     if args.n < 1:
         raise ValueError(f"--n {args.n}: need at least one sample")
     n_val = args.n // 10 if args.val is None else args.val

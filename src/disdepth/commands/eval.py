@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from disdepth.commands.common import add_config_arguments, add_trust_argument
+from disdepth.commands.common import add_config_arguments, add_trust_argument, positive_float
 from disdepth.config import dump_yaml, load_config
 from disdepth.data.build import build_dataset, list_for_split
 from disdepth.deploy.weights import load_model
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ema", action="store_true", help="--checkpoint: use the raw weights, not the EMA ones")
     parser.add_argument(
         "--pred-scale",
-        type=float,
+        type=positive_float,
         default=None,
         help="PNG value / scale = metres (default: eval.pred_scale, else the dataset's depth scale)",
     )
@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
+    if args.pred_dir and not Path(args.pred_dir).is_dir():
+        raise FileNotFoundError(f"--pred-dir {args.pred_dir}: prediction folder not found")
     if not args.pred_dir and model is None:
         raise ValueError("nothing to evaluate: give --pred-dir (saved PNG predictions) or --checkpoint (a model)")
     split = args.split or cfg.eval.split
