@@ -249,3 +249,21 @@ def test_run_dir_is_not_overwritten(tmp_path):
     train(cfg, tmp_path / "run", make_task(cfg), RampDataset(8), overwrite=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
         train(cfg, tmp_path / "other", make_task(cfg), RampDataset(8), resume=True)
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path):
+    """--overwrite then a run that fails before its first checkpoint: the old checkpoints are all still there;
+    a stale temp file of a killed checkpoint write is removed at the next start."""
+    cfg = tiny_config(steps=2)
+    run = tmp_path / "run"
+    train(cfg, run, make_task(cfg), RampDataset(8))
+    old = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    (run / "checkpoints" / ".last.pt.tmp.12345").write_bytes(b"half a checkpoint")
+    with pytest.raises(TrainingAborted):  # every sample poisoned: aborts before writing any checkpoint
+        train(tiny_config(steps=4, max_bad_steps=2), run, make_task(cfg), RampDataset(8, poison_from=0),
+              overwrite=True)  # fmt: skip
+    kept = run / "previous_run" / "checkpoints" / "last.pt"
+    assert kept.is_file() and all(torch.equal(v, load_checkpoint(kept)["model"][k]) for k, v in old.items())
+    assert not list(run.rglob(".last.pt.tmp.*"))
+    train(cfg, run, make_task(cfg), RampDataset(8), overwrite=True)  # now it succeeds: the old run goes
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / "previous_run").exists()
