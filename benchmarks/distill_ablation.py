@@ -160,6 +160,18 @@ def extra_synthetic(
     return InMemory(torch.load(path, weights_only=True))
 
 
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags :func:`base_config` reads (shared by the benchmarks built on this recipe)."""
+    p.add_argument("--student", default="mobilenetv2_100")
+    p.add_argument(
+        "--student-weights", default="", help="ImageNet weights for the student, e.g. package:efficientnet-lite0"
+    )
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--max-depth", type=float, default=10.0)
+    p.add_argument("--base-set", nargs="*", default=[], help="extra --set overrides for every stage (teacher too)")
+
+
 def base_config(args: argparse.Namespace, seed: int) -> Config:
     """The recipe file plus what the flags set (seed, student, budgets, sizes), then ``--base-set``."""
     h, w = args.size
@@ -389,10 +401,7 @@ def main() -> None:
     p.add_argument("--size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
     p.add_argument("--n-train", type=int, default=400, help="synthetic only")
     p.add_argument("--n-val", type=int, default=100, help="synthetic only")
-    p.add_argument("--student", default="mobilenetv2_100")
-    p.add_argument(
-        "--student-weights", default="", help="ImageNet weights for the student, e.g. package:efficientnet-lite0"
-    )
+    add_recipe_arguments(p)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--teacher-steps", type=int, default=900)
     p.add_argument("--acclimate-steps", type=int, default=150)
@@ -408,17 +417,13 @@ def main() -> None:
         "--split", choices=["test", "val"], default="test", help="val: score on disjoint synthetic scenes (tuning)"
     )
     p.add_argument("--levels", type=int, nargs="+", default=[4, 8, 16, 32], help="student strides distilled")
-    p.add_argument("--base-set", nargs="*", default=[], help="extra --set overrides for every stage (teacher too)")
     p.add_argument("--distill-set", nargs="*", default=[], help="extra --set overrides for every KD/acclimate stage")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kd-weight", type=float, default=1.0)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--attention", choices=["magnitude", "saliency"], default="magnitude", help="the DisDepth row's")
     p.add_argument("--magnitude-row", action="store_true", help="add a magnitude-attention DisDepth row")
     p.add_argument("--soft-floor", type=float, default=0.0, help="attention floor of the magnitude row")
     p.add_argument("--soft-tau", type=float, default=1.0, help="temperature of the magnitude row")
-    p.add_argument("--max-depth", type=float, default=10.0)
     p.add_argument(
         "--unlabelled",
         type=int,

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_ablation import SEVEN_SCENES, Flipped, Splits, _resize, base_config, extra_synthetic  # noqa: E402
+from distill_ablation import SEVEN_SCENES, Flipped, Splits, _resize, add_recipe_arguments, base_config, extra_synthetic  # noqa: E402
 
 from disdepth.config import Config, load_config, to_dict  # noqa: E402
 from disdepth.data.csv import CSVDataset  # noqa: E402
@@ -97,13 +97,7 @@ def main() -> None:
     p.add_argument("--teacher-extra", type=int, default=400, help="synthetic indoor scenes for the teacher")
     p.add_argument("--acclimate-steps", type=int, default=150)
     p.add_argument("--threads", type=int, default=1)
-    # distill_ablation.base_config reads these
-    p.add_argument("--student", default="mobilenetv2_100")
-    p.add_argument("--student-weights", default="")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--max-depth", type=float, default=10.0)
-    p.add_argument("--base-set", nargs="*", default=[])
+    add_recipe_arguments(p)  # what distill_ablation.base_config reads
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_ablation import Splits, base_config, load_data  # noqa: E402
+from distill_ablation import Splits, add_recipe_arguments, base_config, load_data  # noqa: E402
 
 from disdepth.config import load_config  # noqa: E402
 from disdepth.engine import dist  # noqa: E402
@@ -48,13 +48,7 @@ def main() -> None:
     p.add_argument("--n-val", type=int, default=100)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
-    # distill_ablation.base_config reads these
-    p.add_argument("--student", default="mobilenetv2_100")
-    p.add_argument("--student-weights", default="")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--max-depth", type=float, default=10.0)
-    p.add_argument("--base-set", nargs="*", default=[])
+    add_recipe_arguments(p)  # what distill_ablation.base_config reads
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     info = dist.DistInfo(0, 1, 0, torch.device("cpu"))

@@ -23,10 +23,10 @@ from torch import nn
 from disdepth.models.encoder import FeatureInfo
 
 
-def separable(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 depthwise conv -> BN -> ReLU -> 1x1 conv -> BN -> ReLU."""
+def separable(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequential:
+    """k x k depthwise conv -> BN -> ReLU -> 1x1 conv -> BN -> ReLU (FastDepth's NNConv5 is k = 5)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
+        nn.Conv2d(in_channels, in_channels, kernel, padding=kernel // 2, groups=in_channels, bias=False),
         nn.BatchNorm2d(in_channels),
         nn.ReLU(inplace=True),
         nn.Conv2d(in_channels, out_channels, 1, bias=False),

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.models.encoder import FeatureInfo
+from disdepth.models.lite_decoder import separable
 
 
 def _upsample_to(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
@@ -28,24 +29,6 @@ def _upsample_to(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
     if skip is not None:
         return F.interpolate(x, size=skip.shape[-2:], mode="nearest")
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
-
-
-class NNConv5Block(nn.Module):
-    """FastDepth's NNConv5 layer: 5x5 depthwise conv -> BN -> ReLU -> 1x1 pointwise conv -> BN -> ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, 5, padding=2, groups=in_channels, bias=False),
-            nn.BatchNorm2d(in_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 class NNConv5Decoder(nn.Module):
@@ -65,7 +48,8 @@ class NNConv5Decoder(nn.Module):
         channels = list(channels or [deep // 2**i for i in range(1, len(encoder_info) + 1)])
         strides = [encoder_info[-1].stride // 2**i for i in range(1, len(channels) + 1)]
         in_channels = [deep, *channels[:-1]]
-        self.blocks = nn.ModuleList(NNConv5Block(i, o) for i, o in zip(in_channels, channels, strict=True))
+        # NNConv5: 5x5 depthwise -> BN -> ReLU -> 1x1 pointwise -> BN -> ReLU
+        self.blocks = nn.ModuleList(separable(i, o, kernel=5) for i, o in zip(in_channels, channels, strict=True))
         self.feature_info = [FeatureInfo(c, s) for c, s in zip(channels, strides, strict=True)]
         by_level = {(f.channels, f.stride): i for i, f in enumerate(encoder_info)}
         self.skips = [by_level.get((c, s)) for c, s in zip(channels, strides, strict=True)]
