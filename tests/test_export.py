@@ -117,3 +117,36 @@ def test_export_cli_metadata_and_report(tmp_path, capsys):
 def test_export_missing_checkpoint(tmp_path, capsys):
     assert main(["export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "none.pt" in capsys.readouterr().err
+
+
+def test_export_int8_is_calibrated_on_the_users_images_and_reports_latency_and_change(tmp_path, capsys):
+    """--int8: a QDQ graph next to the fp32 one, metadata kept, its depth close to fp32 on held-out images."""
+    import onnx
+    from PIL import Image
+
+    from disdepth.cli import main
+    from disdepth.config import load_config, to_dict
+    from disdepth.models.student import build_student
+
+    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"])
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(
+        {"kind": "student", "model": build_student(cfg.model).state_dict(), "config": to_dict(cfg)}, tmp_path / "s.pt"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    out = tmp_path / "m.onnx"
+    args = ["export", str(ckpt), "--out", str(out), "--size", "32x64", "--runs", "2", "--warmup", "1"]
+    assert main([*args, "--no-check", "--int8", "--calibration", str(photos)]) == 0
+    int8 = tmp_path / "m.int8.onnx"
+    graph = onnx.load(str(int8))
+    assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
+    assert [o.name for o in graph.graph.output] == ["depth"]
+    props = {p.key: p.value for p in graph.metadata_props}
+    assert "int8" in props["quantization"] and "6 images" in props["quantization"]
+    printed = capsys.readouterr().out
+    assert "calibrated on 6 images" in printed and "held-out images" in printed
+    assert main([*args, "--no-check", "--int8"]) == 2  # no calibration images: one clear line
