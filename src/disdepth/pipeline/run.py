@@ -68,11 +68,14 @@ def stale_keys(run_dir: Path, cfg: Config) -> list[str]:
     return keys
 
 
-def run_stage(name: str, run_dir: Path, cfg: Config, fn, overwrite: bool) -> dict:
+def run_stage(
+    name: str, run_dir: Path, cfg: Config, fn, overwrite: bool, info: dist.DistInfo | None = None
+) -> dict:
     """Reuse a finished stage made from the same settings; resume an interrupted one; otherwise start (over).
 
     ``fn(resume=..., overwrite=...)`` runs the stage. Raises :class:`StaleStage` naming the differing keys.
     """
+    info = info or dist.DistInfo(0, 1, 0, torch.device("cpu"))
     if not overwrite:
         stale = stale_keys(run_dir, cfg)
         if stale:
@@ -89,10 +92,8 @@ def run_stage(name: str, run_dir: Path, cfg: Config, fn, overwrite: bool) -> dic
     out = fn(resume=resume, overwrite=not resume)
     if out.get("interrupted"):
         raise StageInterrupted(f"stage {name} interrupted at step {out.get('step')}; re-run to resume")
-    if S.stage_done(run_dir) is not None:  # record the inputs next to the result (rank 0 wrote it)
-        out["inputs"] = inputs
-        S._write_result(run_dir, out, dist.DistInfo(0, 1, 0, torch.device("cpu")))
-    return out
+    out["inputs"] = inputs  # recorded with the result, so a changed input makes the stage stale
+    return S.write_result(run_dir, out, info)
 
 
 def teacher_config(cfg: Config, checkpoint: str) -> Config:
@@ -165,7 +166,7 @@ def run_stages(
         train_set, val_set = datasets(stage_cfg, "train", spec), datasets(stage_cfg, "val", spec)
         results[name] = run_stage(
             name, root / name, stage_cfg, lambda **kw: fn(stage_cfg, root / name, train_set, val_set, info, **kw),
-            overwrite,
+            overwrite, info,
         )  # fmt: skip
         return results[name]
 

@@ -73,7 +73,8 @@ def stage_done(run_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _write_result(run_dir: Path, result: dict, info: dist.DistInfo) -> dict:
+def write_result(run_dir: Path, result: dict, info: dist.DistInfo) -> dict:
+    """Write ``result.json`` atomically on the main rank; returns ``result``."""
     if info.is_main:
         tmp = run_dir / f".{RESULT}.tmp"
         tmp.write_text(json.dumps(result, indent=2, default=float))
@@ -198,7 +199,7 @@ def supervised_stage(
     res = train(cfg, run_dir, task, train_set, _evaluator(cfg, val_set, info), resume=resume, overwrite=overwrite,
                 info=info)  # fmt: skip
     out = _stage_result(which, res, start, run_dir / "checkpoints" / "last.pt")
-    return out if res.interrupted else _write_result(run_dir, out, info)
+    return out if res.interrupted else write_result(run_dir, out, info)
 
 
 def acclimate_stage(
@@ -245,7 +246,7 @@ def acclimate_stage(
         save_checkpoint(acclimated_state(model, cfg, metrics), run_dir / "acclimated.pt")
     out = _stage_result("acclimate", res, start, run_dir / "acclimated.pt")
     out["metrics"] = metrics
-    return _write_result(run_dir, out, info)
+    return write_result(run_dir, out, info)
 
 
 def cache_enabled(cfg: Config) -> bool:
@@ -320,7 +321,7 @@ def distill_stage(
                 info=info)  # fmt: skip
     if res.interrupted:
         return {"stage": "distill", "interrupted": True, "step": res.step}
-    return _write_result(run_dir, _stage_result("distill", res, start, run_dir / "checkpoints" / "last.pt"), info)
+    return write_result(run_dir, _stage_result("distill", res, start, run_dir / "checkpoints" / "last.pt"), info)
 
 
 def add_unlabelled(cfg: Config, train_set: Dataset) -> Dataset:
