@@ -31,7 +31,7 @@ from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
 ARCHS = {
-    "default": ("default student (mobilenetv2_100, U-Net 256..16)", ["model.decoder_channels=[256,128,64,32,16]"]),
+    "default": ("default student (mobilenetv2_100, U-Net)", ["model.decoder_channels=[256,128,64,32,16]"]),
     "lite": ("lite student (mobilenetv2_100, lite decoder)", ["model.decoder=lite"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
@@ -97,7 +97,7 @@ def write_table(args: argparse.Namespace) -> None:
             vals = [x[m] for x in per]
             cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
         delta = paired_bootstrap(errors(arch), errors("default")).format() if arch != "default" else ""
-        ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in latency if r["model"].startswith(label.split(" (")[0])}
+        ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in latency if r["model"] == label}
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager")]
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
     text = "\n".join(lines) + "\n"
