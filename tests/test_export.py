@@ -150,3 +150,30 @@ def test_export_int8_is_calibrated_on_the_users_images_and_reports_latency_and_c
     printed = capsys.readouterr().out
     assert "calibrated on 6 images" in printed and "held-out images" in printed
     assert main([*args, "--no-check", "--int8"]) == 2  # no calibration images: one clear line
+
+
+def test_predict_runs_an_exported_onnx_file_like_its_checkpoint(tmp_path):
+    """`disdepth predict model.onnx` (ONNX Runtime) writes the same depth as `disdepth predict model.pt`."""
+    from PIL import Image
+
+    from disdepth.cli import main
+    from disdepth.config import load_config, to_dict
+    from disdepth.data.io import read_depth
+    from disdepth.models.student import build_student
+
+    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"])
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(
+        {"kind": "student", "model": build_student(cfg.model).state_dict(), "config": to_dict(cfg)}, tmp_path / "s.pt"
+    )
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(image)
+    for dynamic in (["--dynamic"], []):  # a fixed-size graph gets the image resized to its size
+        onnx_file = tmp_path / f"m{len(dynamic)}.onnx"
+        assert main(["export", str(ckpt), "--out", str(onnx_file), "--size", "64x64", *dynamic, "--no-check"]) == 0
+        for name, model in (("pt", ckpt), ("onnx", onnx_file)):
+            size = [] if dynamic else ["--size", "64x64"]
+            assert main(["predict", str(model), str(image), "--out", str(tmp_path / name), *size]) == 0
+        a, _ = read_depth(tmp_path / "pt" / "photo.png", 1000.0)
+        b, _ = read_depth(tmp_path / "onnx" / "photo.png", 1000.0)
+        assert (a - b).abs().max().item() <= 2e-3  # PNG millimetres: at most a rounding step apart

@@ -121,8 +121,14 @@ class DepthPredictor:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True, **kwargs: Any
     ) -> DepthPredictor:
-        """Load a ``disdepth train``/``distill`` checkpoint (EMA weights when present)."""
+        """Load a ``disdepth train``/``distill`` checkpoint or model folder (EMA weights when present), or an ``.onnx``
+        file written by ``disdepth export`` (run by ONNX Runtime on the CPU)."""
+        if str(path).endswith(".onnx"):
+            from disdepth.deploy.onnx_model import OnnxDepthModel  # needs onnxruntime, the `deploy` extra
 
+            model: nn.Module = OnnxDepthModel(path)
+            spec = model.input_spec
+            return cls(model, spec.mean, spec.std, device="cpu", config=None, **kwargs)
         model, cfg = load_model(path, use_ema=use_ema)
         spec = model.input_spec
         return cls(model, spec.mean, spec.std, device=device, config=cfg, **kwargs)

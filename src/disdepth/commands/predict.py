@@ -43,7 +43,9 @@ def _parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trust_argument(parser)
-    parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
+    parser.add_argument(
+        "checkpoint", help="checkpoint (.pt), model folder, or .onnx from disdepth export (run by ONNX Runtime)"
+    )
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, videos (.mp4 ... via PyAV; .gif)")
     parser.add_argument("--out", "-o", required=True, help="output folder")
     parser.add_argument(

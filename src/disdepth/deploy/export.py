@@ -263,9 +263,10 @@ def build_metadata(
         "max_depth_m": getattr(mcfg, "max_depth", None),
         "mean": list(mean),
         "std": list(std),
+        "input_spec": model.input_spec.to_dict(),
         "input": "image (B,3,H,W) float32 "
         + ("normalised: (rgb - mean) / std" if normalized_input else "RGB in [0,1]; normalised inside the graph"),
-        "output": "depth (B,1,H,W) float32 metres",
+        "output": "depth (B,1,H,W) float32 " + ("metres" if model.input_spec.metric else model.input_spec.units),
         "input_size": "dynamic" if dynamic else f"{size[0]}x{size[1]}",
         "export_size": f"{size[0]}x{size[1]}",
     }
