@@ -60,3 +60,26 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
     plain, lg = rows
     assert lg["params_m"] > plain["params_m"] and lg["gflops"] > plain["gflops"]
     assert all(r["threads"] == torch.get_num_threads() and r["latency_ms_median"] > 0 for r in rows)
+
+
+def test_bench_interleaves_the_models_it_compares():
+    """One forward of each model per timed round (A B A B ...), not all of A then all of B: drift hits both alike."""
+    from torch import nn
+
+    from disdepth.deploy.bench import bench_models
+
+    calls: list[str] = []
+
+    class Recorder(nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name, self.conv = name, nn.Conv2d(3, 1, 1)
+
+        def forward(self, x):
+            calls.append(self.name)
+            return self.conv(x)
+
+    results = bench_models([("a", Recorder("a")), ("b", Recorder("b"))], [(8, 8)], warmup=1, runs=3)
+    timed = [c for c in calls[2:8]]  # after one warm-up round; the FLOP counting passes come last
+    assert timed == ["a", "b", "a", "b", "a", "b"]
+    assert [r.model for r in results] == ["a", "b"] and all(r.runs == 3 for r in results)

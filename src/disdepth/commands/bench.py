@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 
 from disdepth.commands.common import add_config_arguments, add_trust_argument, at_least, parse_hw, parse_hw_list
 from disdepth.config import dump_yaml, load_config
-from disdepth.deploy.bench import bench_model, format_table, models_to_bench
+from disdepth.deploy.bench import bench_models, format_table, models_to_bench
 
 MIN_SIDE = 32  # the encoders' output stride: a smaller side leaves an empty stride-32 feature map
 
@@ -53,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if runs < 1 or warmup < 0:
         raise ValueError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")
     encoders = args.encoders.split(",") if args.encoders else None
-    results = []
-    for label, model in models_to_bench(cfg, args.checkpoint, args.teacher, encoders, args.compare_lgconv):
-        print(f"benchmarking {label} ...", file=sys.stderr, flush=True)
-        results.extend(bench_model(model, label, resolutions, warmup, runs))
+    models = list(models_to_bench(cfg, args.checkpoint, args.teacher, encoders, args.compare_lgconv))
+    print(f"benchmarking {len(models)} model(s), interleaved ...", file=sys.stderr, flush=True)
+    results = bench_models(models, resolutions, warmup, runs)
     print(format_table(results))
     print(
-        f"\nFLOPs counted by torch.utils.flop_counter (1 MAC = 2 FLOPs); batch 1, {warmup} warm-up + {runs} timed runs;"
+        f"\nFLOPs counted by torch.utils.flop_counter (1 MAC = 2 FLOPs); batch 1, {warmup} warm-up + {runs} timed"
+        f" rounds, models interleaved (one forward of each per round), load average {os.getloadavg()[0]:.1f};"
         f" torch {torch.__version__}, {torch.get_num_threads()} threads, CPU."
     )
     if args.json:

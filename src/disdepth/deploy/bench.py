@@ -47,20 +47,6 @@ def count_flops(model: nn.Module, height: int, width: int) -> int:
     return int(counter.get_total_flops())
 
 
-def time_forward(model: nn.Module, height: int, width: int, warmup: int, runs: int) -> list[float]:
-    """Wall times (ms) of ``runs`` batch-1 forward passes after ``warmup`` untimed ones."""
-    x = torch.randn(1, 3, height, width)
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - start) * 1000.0)
-    return times
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
@@ -68,31 +54,50 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def bench_models(
+    models: list[tuple[str, nn.Module]], resolutions: list[tuple[int, int]], warmup: int = 3, runs: int = 10
+) -> list[BenchResult]:
+    """Benchmark several models (eval mode, CPU) at each (height, width), **interleaved**: every timed round runs
+    each model once, so load that comes and goes on a shared machine hits all of them alike and their ratios hold
+    (timing one model after another let machine drift decide the comparison)."""
+    models = [(label, model.eval().cpu()) for label, model in models]
+    results = []
+    for height, width in resolutions:
+        x = torch.randn(1, 3, height, width)
+        times: dict[str, list[float]] = {label: [] for label, _ in models}
+        with torch.inference_mode():
+            for _ in range(warmup):
+                for _, model in models:
+                    model(x)
+            for _ in range(runs):
+                for label, model in models:
+                    start = time.perf_counter()
+                    model(x)
+                    times[label].append((time.perf_counter() - start) * 1000.0)
+        for label, model in models:
+            t = times[label]
+            results.append(
+                BenchResult(
+                    model=label,
+                    height=height,
+                    width=width,
+                    params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                    gflops=count_flops(model, height, width) / 1e9,
+                    latency_ms_median=statistics.median(t),
+                    latency_ms_p10=_percentile(t, 0.1),
+                    latency_ms_p90=_percentile(t, 0.9),
+                    runs=runs,
+                    threads=torch.get_num_threads(),
+                )
+            )
+    return results
+
+
 def bench_model(
     model: nn.Module, label: str, resolutions: list[tuple[int, int]], warmup: int = 3, runs: int = 10
 ) -> list[BenchResult]:
-    """Benchmark ``model`` (eval mode, CPU) at each (height, width)."""
-    model = model.eval().cpu()
-    params = sum(p.numel() for p in model.parameters())
-    results = []
-    for height, width in resolutions:
-        flops = count_flops(model, height, width)
-        times = time_forward(model, height, width, warmup, runs)
-        results.append(
-            BenchResult(
-                model=label,
-                height=height,
-                width=width,
-                params_m=params / 1e6,
-                gflops=flops / 1e9,
-                latency_ms_median=statistics.median(times),
-                latency_ms_p10=_percentile(times, 0.1),
-                latency_ms_p90=_percentile(times, 0.9),
-                runs=runs,
-                threads=torch.get_num_threads(),
-            )
-        )
-    return results
+    """Benchmark one model (see :func:`bench_models`)."""
+    return bench_models([(label, model)], resolutions, warmup, runs)
 
 
 def format_table(results: list[BenchResult]) -> str:

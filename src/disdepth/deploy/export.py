@@ -156,7 +156,7 @@ def parity(session, wrapper: nn.Module, image: torch.Tensor) -> float:
 def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
     """Wall times (ms) of each zero-argument callable, alternating between them on every run.
 
-    Unlike :func:`disdepth.deploy.bench.time_forward` (one model at a time), alternating makes the
+    Like :func:`disdepth.deploy.bench.bench_models` (which alternates eager models), alternating makes the
     eager vs ORT *ratio* robust to load that comes and goes on a shared machine.
     """
     for _ in range(warmup):
