@@ -30,7 +30,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from disdepth.config import Config, load_config
 from disdepth.data.views import InMemory, renormalized
 from disdepth.engine import dist
-from disdepth.eval.stats import paired_bootstrap
+from disdepth.eval.stats import paired_bootstrap, per_image_matrix
 from disdepth.models.spec import InputSpec
 from disdepth.pipeline.run import run_stage
 from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, stage_done, supervised_stage
@@ -327,10 +327,8 @@ def few_label_rows(args, seed: int, stage, train: Dataset, kd: list[str], disdep
 
 
 def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
-    """(seeds, test images) abs_rel of one row, images in one fixed order."""
-    runs = list(per_seed.values())
-    ids = sorted(runs[0][key]["metrics"]["per_image"])
-    return np.array([[r[key]["metrics"]["per_image"][i]["abs_rel"] for i in ids] for r in runs])
+    """(seeds, test images) abs_rel of one row."""
+    return per_image_matrix([r[key]["metrics"] for r in per_seed.values()])
 
 
 def save_runs(per_seed: dict[int, dict], teacher: dict, args) -> Path:
@@ -448,7 +446,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    info = dist.DistInfo.single()
     start = time.perf_counter()
     train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data", args.split)
     print(f"data: {len(train)} train / {len(test)} test at {args.size}", flush=True)

@@ -43,7 +43,7 @@ from disdepth.data.csv import CSVDataset  # noqa: E402
 from disdepth.data.mixing import UnlabelledImages  # noqa: E402
 from disdepth.data.views import InMemory  # noqa: E402
 from disdepth.engine import dist  # noqa: E402
-from disdepth.eval.stats import paired_bootstrap  # noqa: E402
+from disdepth.eval.stats import paired_bootstrap, per_image_matrix  # noqa: E402
 from disdepth.pipeline.run import run_stage  # noqa: E402
 from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, supervised_stage  # noqa: E402
 
@@ -100,7 +100,7 @@ def main() -> None:
     add_recipe_arguments(p)  # what distill_ablation.base_config reads
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    info = dist.DistInfo.single()
     start = time.perf_counter()
     size = tuple(args.size)
     parts = load_frames(size, args.out / "data")
@@ -140,9 +140,8 @@ def main() -> None:
 
 
 def per_image(runs: dict, row: str, seeds: list[int]) -> np.ndarray:
-    """(seeds, test images) abs_rel of one row, images in one fixed order."""
-    ids = sorted(runs[f"{row}_seed{seeds[0]}"]["metrics"]["per_image"])
-    return np.array([[runs[f"{row}_seed{s}"]["metrics"]["per_image"][i]["abs_rel"] for i in ids] for s in seeds])
+    """(seeds, test images) abs_rel of one row."""
+    return per_image_matrix([runs[f"{row}_seed{s}"]["metrics"] for s in seeds])
 
 
 def write_table(args: argparse.Namespace, wall: float) -> None:

@@ -25,7 +25,7 @@ from distill_ablation import Splits, add_recipe_arguments, base_config, load_dat
 
 from disdepth.config import load_config  # noqa: E402
 from disdepth.engine import dist  # noqa: E402
-from disdepth.eval.stats import paired_bootstrap  # noqa: E402
+from disdepth.eval.stats import paired_bootstrap, per_image_matrix  # noqa: E402
 from disdepth.pipeline.run import run_stage  # noqa: E402
 from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
     add_recipe_arguments(p)  # what distill_ablation.base_config reads
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    info = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    info = dist.DistInfo.single()
     train, test = load_data("synthetic", tuple(args.size), args.n_train, args.n_val, args.out / "data")
     splits = Splits(train, test)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -76,8 +76,7 @@ def write_table(args: argparse.Namespace) -> None:
     seeds = [s for s in args.seeds if all(f"{a}_seed{s}" in runs for a in args.archs)]
 
     def errors(arch: str) -> np.ndarray:
-        ids = sorted(runs[f"{arch}_seed{seeds[0]}"]["metrics"]["per_image"])
-        return np.array([[runs[f"{arch}_seed{s}"]["metrics"]["per_image"][i]["abs_rel"] for i in ids] for s in seeds])
+        return per_image_matrix([runs[f"{arch}_seed{s}"]["metrics"] for s in seeds])
 
     lines = [
         f"Synthetic indoor, {args.size[0]}x{args.size[1]}, {args.n_train} train scenes, {args.n_val} held-out test "

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from disdepth.config import load_config
-from disdepth.deploy.export import DepthOnly, export_onnx, ort_session, time_interleaved
+from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
 from disdepth.models.student import build_student
 
 MODELS = {

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from disdepth.cli import main
-from disdepth.config import load_config
+from disdepth.config import PIPELINE_STAGES, load_config
 from disdepth.models.spec import InputSpec
 from disdepth.pipeline import demo
 
@@ -107,8 +107,8 @@ def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0, one_thread):
     assert (out / "panels/side_by_side.png").is_file() and (out / "table.txt").is_file()
     assert "side_by_side.png" in (out / "report.md").read_text()
     # A re-run reuses every finished stage; a different recipe in the same folder is refused.
-    stamps = {s: (out / "pipeline" / s / "result.json").stat().st_mtime for s in demo.STAGES}
+    stamps = {s: (out / "pipeline" / s / "result.json").stat().st_mtime for s in PIPELINE_STAGES}
     assert main(_args(out)) == 0
-    assert stamps == {s: (out / "pipeline" / s / "result.json").stat().st_mtime for s in demo.STAGES}
+    assert stamps == {s: (out / "pipeline" / s / "result.json").stat().st_mtime for s in PIPELINE_STAGES}
     assert main(_args(out, "--quick")) == 2
     assert "different recipe" in capsys.readouterr().err

@@ -73,3 +73,13 @@ def test_build_errors_name_the_key(tmp_path):
         build_student(ModelConfig(encoder="not_a_net"))
     with pytest.raises(ValueError, match="min_depth/max_depth"):
         build_student(ModelConfig(encoder="test_resnet", min_depth=5.0, max_depth=1.0))
+
+
+@pytest.mark.parametrize("encoder", ["test_efficientnet", "mobilenetv2_100", "tf_efficientnet_lite0"])
+def test_student_input_spec_from_the_config_equals_the_built_students(encoder):
+    """Datasets are built before the model: the config-only spec (lite0: mean = std = 0.5) must be the model's."""
+    from disdepth.config import load_config
+    from disdepth.models.student import student_input_spec
+
+    cfg = load_config(overrides=[f"model.encoder={encoder}", "model.max_depth=80"]).model
+    assert student_input_spec(cfg) == build_student(cfg).input_spec

@@ -204,3 +204,18 @@ def test_flop_counter_runs_at_480x640() -> None:
     for family in ("swin", "pvt", "vit", "hybrid"):
         stats = measure_complexity(tiny_teacher(family), 480, 640)
         assert stats["gflops"] > 0 and stats["params_m"] > 0, family
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TeacherConfig(kind="timm", name="test_vit", decoder_channels=16),
+        TeacherConfig(kind="hybrid", name="test_efficientnet", hybrid_dim=32, hybrid_depth=1, hybrid_heads=2,
+                      decoder_channels=16, max_depth=80.0),  # fmt: skip
+    ],
+)
+def test_teacher_input_spec_from_the_config_equals_the_built_teachers(cfg):
+    """Datasets are built for a teacher before the teacher is: the config-only spec must be the model's own."""
+    from disdepth.teachers.build import teacher_input_spec
+
+    assert teacher_input_spec(cfg) == build_teacher(cfg).input_spec

@@ -540,6 +540,12 @@ def flat_dict(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def changed_keys(before: Config, after: Config) -> list[str]:
+    """The dotted keys whose value differs between two configs, sorted (for refusing a resume or a stale stage)."""
+    old, new = flat_dict(to_dict(before)), flat_dict(to_dict(after))
+    return sorted(k for k in new if new[k] != old.get(k))
+
+
 def dump_yaml(cfg: Any) -> str:
     """The fully resolved config as YAML text."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

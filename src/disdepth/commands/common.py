@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import math
+from pathlib import Path
 
-from disdepth.config import ConfigError, dump_yaml, flat_dict, load_config, stage_config, to_dict
+from disdepth.config import ConfigError, changed_keys, dump_yaml, flat_dict, load_config, stage_config, to_dict
 from disdepth.engine import dist
 from disdepth.engine.logging import setup_console_logging
 from disdepth.engine.loop import TrainingAborted
@@ -132,8 +135,6 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
     With ``--resume`` the run directory's saved ``config.yaml`` is the base and ``-c``/``--set`` apply on top; a
     change to a key that defines the run (:data:`RUN_DEFINING`) is refused naming the keys.
     """
-    from pathlib import Path
-
     if not args.resume:
         cfg = load_config(args.config, args.overrides)
         return cfg, Path(args.run_dir or Path("runs") / default_run_dir.format(name=cfg.name))
@@ -143,11 +144,10 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
     if not saved_path.is_file():
         raise FileNotFoundError(f"--resume: {saved_path} not found (is {args.run_dir} a run directory?)")
     saved = load_config(saved_path)
-    cfg = load_config(args.config, args.overrides, base=load_config(saved_path))
-    before, after = flat_dict(to_dict(saved)), flat_dict(to_dict(cfg))
-    changed = sorted(k for k in after if after[k] != before.get(k))
-    defining = [k for k in changed if k.startswith(RUN_DEFINING)]
+    cfg = load_config(args.config, args.overrides, base=copy.deepcopy(saved))
+    defining = [k for k in changed_keys(saved, cfg) if k.startswith(RUN_DEFINING)]
     if defining:
+        before, after = flat_dict(to_dict(saved)), flat_dict(to_dict(cfg))
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in defining[:6])
         raise ConfigError(
             f"--resume: these keys change what {args.run_dir} trains, so its checkpoint cannot continue: {detail}; "
@@ -175,8 +175,6 @@ def run_stage_command(args: argparse.Namespace, stage: str) -> int:
 
     Exit codes: 0 done, 1 aborted (non-finite losses), 130 stopped by a signal after writing a checkpoint.
     """
-    import json
-
     default_dir = "{name}" if stage in ("student", "teacher") else "{name}_" + stage
     started = start_run(args, default_dir)
     if started is None:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from disdepth.commands.common import add_trust_argument, at_least, hw_type
+from disdepth.deploy.bench import time_interleaved
 from disdepth.deploy.export import (
     DepthOnly,
     build_metadata,
@@ -22,7 +23,6 @@ from disdepth.deploy.export import (
     export_onnx,
     ort_session,
     read_metadata,
-    time_interleaved,
     write_metadata,
 )
 from disdepth.deploy.quantize import depth_agreement, iter_calibration, quantize_int8

@@ -16,8 +16,7 @@ from typing import TypedDict
 
 import torch
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from disdepth.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 
 class DepthSample(TypedDict):

@@ -8,8 +8,10 @@ with the number of threads stated. Compare figures as ratios within one run: mac
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,24 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Wall times (ms) of each zero-argument callable, alternating between them on every run.
+
+    Alternating makes the *ratios* (eager vs ORT, one model vs another) robust to load that comes and goes on a
+    shared machine; timing one after another lets machine drift decide the comparison.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
 def bench_models(
     models: list[tuple[str, nn.Module]], resolutions: list[tuple[int, int]], warmup: int = 3, runs: int = 10
 ) -> list[BenchResult]:
@@ -64,16 +84,8 @@ def bench_models(
     results = []
     for height, width in resolutions:
         x = torch.randn(1, 3, height, width)
-        times: dict[str, list[float]] = {label: [] for label, _ in models}
         with torch.inference_mode():
-            for _ in range(warmup):
-                for _, model in models:
-                    model(x)
-            for _ in range(runs):
-                for label, model in models:
-                    start = time.perf_counter()
-                    model(x)
-                    times[label].append((time.perf_counter() - start) * 1000.0)
+            times = time_interleaved({label: functools.partial(model, x) for label, model in models}, warmup, runs)
         for label, model in models:
             t = times[label]
             results.append(

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from torch import nn
 
 import disdepth
 from disdepth.data.synthetic import render_sample
+from disdepth.deploy.bench import time_interleaved
 from disdepth.models.student import DepthStudent
 
 DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
@@ -151,24 +150,6 @@ def parity(session, wrapper: nn.Module, image: torch.Tensor) -> float:
     if out.shape != ref.shape:
         raise ValueError(f"ONNX output shape {out.shape} differs from PyTorch {ref.shape}")
     return float(np.abs(out - ref).max())
-
-
-def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
-    """Wall times (ms) of each zero-argument callable, alternating between them on every run.
-
-    Like :func:`disdepth.deploy.bench.bench_models` (which alternates eager models), alternating makes the
-    eager vs ORT *ratio* robust to load that comes and goes on a shared machine.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1000.0)
-    return times
 
 
 def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 3, runs: int = 10) -> dict:

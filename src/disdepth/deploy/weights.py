@@ -117,6 +117,14 @@ def readable_load_errors(source: str | Path) -> Iterator[None]:
         raise ValueError(message) from None
 
 
+def load_weights(model: nn.Module, state: dict[str, Any], path: str | Path, use_ema: bool = True) -> None:
+    """Put a checkpoint's deployable weights (EMA when present and ``use_ema``) into ``model``, strictly; weights
+    that do not fit name ``path``, the first differing key and both shapes."""
+    weights = deployable_weights(state, use_ema)
+    check_state_dict(model, weights, path)
+    model.load_state_dict(weights)
+
+
 def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Config]:
     """Rebuild the deployable model of a checkpoint file or model folder, in eval mode, with its Config.
 
@@ -139,9 +147,7 @@ def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Confi
         model: nn.Module = build_student(cfg.model, load_weights=False)
     else:
         model = build_teacher(cfg.teacher, load_weights=False)
-    weights = deployable_weights(state, use_ema)
-    check_state_dict(model, weights, path)
-    model.load_state_dict(weights)
+    load_weights(model, state, path, use_ema)
     saved = state.get("input_spec")
     if saved and InputSpec.from_dict(saved) != model.input_spec:
         log.warning("%s: saved input spec %s differs from the rebuilt model's %s", path, saved, model.input_spec)

@@ -29,6 +29,11 @@ class DistInfo:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @classmethod
+    def single(cls, device: torch.device | str = "cpu") -> DistInfo:
+        """A world of one process (scoring on rank 0 alone, benchmarks, library calls without torchrun)."""
+        return cls(0, 1, 0, torch.device(device))
+
 
 def setup(device: str = "auto") -> DistInfo:
     """Initialise the process group when launched by torchrun; pick the device ("auto": CUDA if available)."""

@@ -56,7 +56,7 @@ def evaluate_model(
     Returns:
         (result, panels): panels are up to ``n_panels`` RGB | prediction | GT | error images (rank 0).
     """
-    info = info or dist.DistInfo(0, 1, 0, next(model.parameters()).device)
+    info = info or dist.DistInfo.single(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     spec = model.input_spec  # every depth model states its normalisation (models/spec.py)

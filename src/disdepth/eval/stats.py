@@ -59,3 +59,10 @@ def paired_bootstrap(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [alpha, 1.0 - alpha])
     return Change(100.0 * (row.mean() / baseline.mean() - 1.0), float(low), float(high))
+
+
+def per_image_matrix(metrics_per_seed: list[dict], metric: str = "abs_rel") -> np.ndarray:
+    """(seeds, images) of one per-image metric from stage results' ``metrics`` (their ``per_image`` entries), the
+    images in one fixed (sorted id) order for every seed, as :func:`paired_bootstrap` pairs them."""
+    ids = sorted(metrics_per_seed[0]["per_image"])
+    return np.array([[m["per_image"][i][metric] for i in ids] for m in metrics_per_seed])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from disdepth.config import Config, dump_yaml, stage_config
+from disdepth.config import PIPELINE_STAGES, Config, dump_yaml, stage_config
 from disdepth.data.synthetic import SyntheticDepthDataset
 from disdepth.engine.evaluation import predict_depth
 from disdepth.eval.viz import colorize, denormalize
@@ -28,7 +28,6 @@ from disdepth.pipeline.stages import model_spec
 
 # --quick divides every stage's steps by this (and the held-out set by two): about a third of the full run.
 QUICK_STEP_DIVISOR = 3
-STAGES = ("teacher", "baseline", "acclimate", "distill")
 LABELS = ("teacher", "baseline", "distilled")
 
 
@@ -39,7 +38,7 @@ def recipe_path() -> Path:
 
 def stage_steps(cfg: Any) -> dict[str, int]:
     """Optimizer steps of each stage after its ``pipeline.<stage>`` budget."""
-    return {stage: stage_config(cfg, stage).train.steps for stage in STAGES}
+    return {stage: stage_config(cfg, stage).train.steps for stage in PIPELINE_STAGES}
 
 
 def quick_overrides(cfg: Any) -> list[str]:

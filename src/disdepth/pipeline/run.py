@@ -17,11 +17,10 @@ import functools
 import logging
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from disdepth.config import Config, ConfigError, flat_dict, load_config, stage_config, to_dict
+from disdepth.config import Config, ConfigError, changed_keys, load_config, stage_config
 from disdepth.deploy.weights import load_model
 from disdepth.engine import dist
 from disdepth.pipeline import stages as S
@@ -31,7 +30,6 @@ from disdepth.teachers.build import build_teacher
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("teacher", "baseline", "acclimate", "distill")
 # Keys that do not change what a stage trains or scores: a re-run may differ in them and still reuse the stage.
 NOT_DETERMINING = ("train.device", "data.num_workers", "train.log_every", "train.image_panels", "pipeline.", "bench.")
 
@@ -59,8 +57,7 @@ def stale_keys(run_dir: Path, cfg: Config) -> list[str]:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return []
-    before, after = flat_dict(to_dict(load_config(saved_path))), flat_dict(to_dict(cfg))
-    keys = [k for k in sorted(after) if after[k] != before.get(k) and not k.startswith(NOT_DETERMINING)]
+    keys = [k for k in changed_keys(load_config(saved_path), cfg) if not k.startswith(NOT_DETERMINING)]
     done = S.stage_done(run_dir)
     if done is not None and "inputs" in done:
         now = input_files(cfg)
@@ -75,7 +72,7 @@ def run_stage(
 
     ``fn(resume=..., overwrite=...)`` runs the stage. Raises :class:`StaleStage` naming the differing keys.
     """
-    info = info or dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    info = info or dist.DistInfo.single()
     if not overwrite:
         stale = stale_keys(run_dir, cfg)
         if stale:
@@ -157,17 +154,17 @@ def run_stages(
         StaleStage: a stage was made with other settings (names the keys).
     """
     root = Path(root)
-    info = info or dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    info = info or dist.DistInfo.single()
     cfg = check_teacher_and_labels(cfg, datasets)
     results: dict[str, dict] = {}
 
     def stage(name: str, stage_cfg: Config, which: str, fn) -> dict:
-        spec = S.model_spec(stage_cfg, which)
-        train_set, val_set = datasets(stage_cfg, "train", spec), datasets(stage_cfg, "val", spec)
-        results[name] = run_stage(
-            name, root / name, stage_cfg, lambda **kw: fn(stage_cfg, root / name, train_set, val_set, info, **kw),
-            overwrite, info,
-        )  # fmt: skip
+        def train_stage(**kw) -> dict:  # datasets are built only when the stage runs, not when it is reused
+            spec = S.model_spec(stage_cfg, which)
+            train_set, val_set = datasets(stage_cfg, "train", spec), datasets(stage_cfg, "val", spec)
+            return fn(stage_cfg, root / name, train_set, val_set, info, **kw)
+
+        results[name] = run_stage(name, root / name, stage_cfg, train_stage, overwrite, info)
         return results[name]
 
     if cfg.teacher.checkpoint or cfg.teacher.kind == "hf":  # a given teacher is used as it is
@@ -207,7 +204,7 @@ def score_models(
     n_panels: int = 0,
 ) -> list[dict]:
     """Every model on the same test set and protocol (rank 0 alone): accuracy, params, GFLOPs, CPU latency."""
-    one = dist.DistInfo(0, 1, 0, torch.device("cpu"))
+    one = dist.DistInfo.single()
     return [
         model_entry(label, scored, deployed, test_set, cfg, one, Path(out_dir), n_panels)
         for label, (scored, deployed) in models.items()

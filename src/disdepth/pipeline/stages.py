@@ -19,14 +19,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from disdepth.checkpoint import CheckpointKind, deployable_weights, read_checkpoint, save_checkpoint
+from disdepth.checkpoint import CheckpointKind, read_checkpoint, save_checkpoint
 from disdepth.config import Config
 from disdepth.data.build import build_dataset, build_transform, kb_crop_enabled
 from disdepth.data.csv import CSVDataset
 from disdepth.data.io import DataError, FileDepthDataset
 from disdepth.data.mixing import MixedDataset
 from disdepth.data.transforms import NYUBorderCrop
-from disdepth.deploy.weights import check_state_dict
+from disdepth.deploy.weights import load_weights
 from disdepth.engine import dist
 from disdepth.engine.evaluation import evaluate_model, summary_of
 from disdepth.engine.loop import train
@@ -45,7 +45,7 @@ from disdepth.tasks.acclimation import (
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
 from disdepth.tasks.supervised import SupervisedTask
 from disdepth.teachers.base import Teacher
-from disdepth.teachers.build import build_teacher
+from disdepth.teachers.build import build_teacher, teacher_input_spec
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,8 @@ def _stage_result(stage: str, res: Any, start: float, checkpoint: Path) -> dict:
 
 
 def model_spec(cfg: Config, which: str) -> InputSpec:
-    """The input spec of the ``which`` = student | teacher model of ``cfg`` (a teacher is built to ask it)."""
-    if which == "student":
-        return student_input_spec(cfg.model)
-    return build_teacher(cfg.teacher, load_weights=False).input_spec
+    """The input spec of the ``which`` = student | teacher model of ``cfg``."""
+    return student_input_spec(cfg.model) if which == "student" else teacher_input_spec(cfg.teacher)
 
 
 def supervised_task(cfg: Config, which: str) -> SupervisedTask:
@@ -171,9 +169,7 @@ def load_student_weights(student: nn.Module, path: str | Path, use_ema: bool = T
     state = read_checkpoint(path)
     if state["kind"] != CheckpointKind.STUDENT:
         raise ValueError(f"{path}: a {state['kind'].value} checkpoint, not a student")
-    weights = deployable_weights(state, use_ema)
-    check_state_dict(student, weights, path)
-    student.load_state_dict(weights)
+    load_weights(student, state, path, use_ema)
 
 
 # --------------------------------------------------------------------------------------------

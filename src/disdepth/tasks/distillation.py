@@ -27,7 +27,7 @@ from disdepth.tasks.kd_losses import (
     uniform_attention,
 )
 from disdepth.tasks.losses import resize_like, silog_loss
-from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, unlabelled
+from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, target_of, unlabelled
 from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,8 @@ class TeacherTargets(nn.Module):
             tout = self.teacher(self.teacher.input_spec.renormalize(image, self.student_spec))
             t_strides = [f.stride for f in self.teacher.feature_info]
             feats = [tout["features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
-            grads, depth = None, resize_like(tout["depth"], image)
-            relative = resize_like(tout["relative"], image) if "relative" in tout else None
+            target = target_of(tout, self.teacher, image)
+            grads, depth, relative = None, target.depth, target.relative
         out = {"features": feats, "attention": self._attention(feats, grads), "depth": depth}
         if relative is not None:  # a relative teacher: depth targets use its raw output (tasks/pseudo.py)
             out["relative"] = relative

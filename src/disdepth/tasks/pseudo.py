@@ -39,13 +39,17 @@ class TeacherTarget:
         return TeacherTarget(self.depth[index], rel, self.space)
 
 
+def target_of(out: dict, teacher: nn.Module, like: torch.Tensor) -> TeacherTarget:
+    """A ``Teacher``'s forward output as a depth target at the size of ``like`` (B, C, H, W)."""
+    depth = resize_like(out["depth"], like)
+    relative = resize_like(out["relative"], like) if "relative" in out else None
+    return TeacherTarget(depth, relative, teacher.input_spec.relative_space)
+
+
 @torch.no_grad()
 def teacher_depth(teacher: nn.Module, image: torch.Tensor, spec: InputSpec) -> TeacherTarget:
     """Run a frozen ``Teacher`` on a batch normalised for ``spec`` (the student's): (B, 3, H, W) -> its depth."""
-    out = teacher(teacher.input_spec.renormalize(image, spec))
-    depth = resize_like(out["depth"], image)
-    relative = resize_like(out["relative"], image) if "relative" in out else None
-    return TeacherTarget(depth, relative, teacher.input_spec.relative_space)
+    return target_of(teacher(teacher.input_spec.renormalize(image, spec)), teacher, image)
 
 
 def loss_to_teacher(

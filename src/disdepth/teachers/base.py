@@ -211,14 +211,7 @@ class Teacher(nn.Module):
         Returns:
             (B, 3, H, W), ``(x - self.mean) / self.std``; ``image`` itself when both normalisations agree.
         """
-        if tuple(map(float, student_mean)) == self.mean and tuple(map(float, student_std)) == self.std:
-            return image
-        shape = (1, 3, 1, 1)
-        s_mean = torch.tensor(student_mean, dtype=image.dtype, device=image.device).view(shape)
-        s_std = torch.tensor(student_std, dtype=image.dtype, device=image.device).view(shape)
-        t_mean = torch.tensor(self.mean, dtype=image.dtype, device=image.device).view(shape)
-        t_std = torch.tensor(self.std, dtype=image.dtype, device=image.device).view(shape)
-        return (image * s_std + s_mean - t_mean) / t_std
+        return self.input_spec.renormalize(image, InputSpec(tuple(student_mean), tuple(student_std)))
 
     # -- frozen-ness -----------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from disdepth.config import TeacherConfig
-from disdepth.models.encoder import clear_from_scratch
+from disdepth.models.encoder import clear_from_scratch, encoder_normalization
+from disdepth.models.spec import InputSpec
 from disdepth.teachers.base import Teacher, load_teacher_checkpoint
 from disdepth.teachers.timm_teacher import HybridBackbone, TimmTeacher, make_timm_backbone
 
@@ -43,6 +44,18 @@ def _check_weights(cfg: TeacherConfig) -> None:
         )
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise FileNotFoundError(f"teacher.checkpoint: file not found: {cfg.checkpoint}")
+
+
+def teacher_input_spec(cfg: TeacherConfig) -> InputSpec:
+    """The :class:`InputSpec` of the teacher ``cfg`` describes (equals ``build_teacher(cfg).input_spec``).
+
+    A timm or hybrid teacher's is known from timm's pretrained config, without building (a Swin-L) for it; a Hugging
+    Face teacher's comes from its folder, so it is built (without loading a ``teacher.checkpoint``).
+    """
+    if cfg.kind == "hf":
+        return build_teacher(cfg, load_weights=False).input_spec
+    mean, std = encoder_normalization(cfg.name)
+    return InputSpec(mean, std, cfg.min_depth, cfg.max_depth, TimmTeacher.size_multiple, relative_fit=cfg.relative_fit)
 
 
 def build_teacher(cfg: TeacherConfig, load_weights: bool = True) -> Teacher:

@@ -32,12 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.models.encoder import FeatureInfo
+from disdepth.models.spec import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.teachers.base import PYRAMID_STRIDES, RelativeSpace, Teacher, pyramid_sizes, resample
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Processor defaults per family (transformers' DPTImageProcessor, DPT/Depth Anything processor configs,
 # GLPNImageProcessor which only rescales to [0, 1]).
 FAMILY_NORM: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

@@ -27,13 +27,11 @@ from timm.models import is_model_in_modules
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from disdepth.models.encoder import FeatureInfo, TimmEncoder, mark_from_scratch
+from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization, mark_from_scratch
 from disdepth.models.heads import HEADS, BinsHead
 from disdepth.teachers.base import PYRAMID_STRIDES, Teacher, pad_to_multiple, pyramid_sizes, resample
 from disdepth.teachers.decoders import DPTDecoder, ViTReassemble
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # timm modules whose models are single-scale token transformers with ``forward_intermediates``.
 VIT_MODULES = ("vision_transformer", "vision_transformer_hybrid", "deit", "eva")
 
@@ -52,11 +50,6 @@ def _create(name: str, pretrained: bool, weights: str | Path | None, **kwargs) -
         if "Unknown model" in str(exc):
             raise ValueError(f"teacher.name={name!r}: not a timm model (see docs/teachers.md for the list)") from exc
         raise
-
-
-def _norm_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
 
 
 class HierarchicalBackbone(nn.Module):
@@ -94,7 +87,7 @@ class HierarchicalBackbone(nn.Module):
         self.feature_info = [
             FeatureInfo(int(channels[i]), s) for i, s in zip(self.levels, PYRAMID_STRIDES, strict=True)
         ]
-        self.mean, self.std = _norm_stats(self.body)
+        self.mean, self.std = encoder_normalization(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, 3, H, W), H and W multiples of 32 -> 4 maps (B, C_i, H/s_i, W/s_i)."""
@@ -152,7 +145,7 @@ class ViTBackbone(nn.Module):
         self.reassemble = ViTReassemble(dim, channels)
         mark_from_scratch(self.reassemble)  # new layers on pretrained tokens: full learning rate
         self.feature_info = self.reassemble.feature_info
-        self.mean, self.std = _norm_stats(self.body)
+        self.mean, self.std = encoder_normalization(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, 3, H, W), multiples of 32 -> 4 maps (B, C_i, H/s_i, W/s_i)."""
