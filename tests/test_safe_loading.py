@@ -148,3 +148,16 @@ def test_a_training_run_writes_a_safetensors_model_folder_that_every_loader_read
     assert np.allclose(from_folder, from_pt)
     assert main(["predict", str(folder), str(_image(tmp_path)), "--out", str(tmp_path / "p")]) == 0
     assert main(["export", str(folder), "--out", str(tmp_path / "m.onnx"), "--size", "32x32"]) == 0
+
+
+def test_what_a_killed_writer_leaves_is_removed_files_and_folders(tmp_path):
+    """A half-written checkpoint file and a half-written model folder are both cleared at the next start."""
+    from disdepth.checkpoint import remove_stale_temp_files
+
+    (tmp_path / ".last.pt.tmp.123").write_bytes(b"half")
+    (tmp_path / ".model.tmp.123").mkdir()
+    (tmp_path / ".model.tmp.123" / "model.safetensors").write_bytes(b"half")
+    (tmp_path / ".model.old.123").mkdir()
+    (tmp_path / "last.pt").write_bytes(b"kept")
+    assert len(remove_stale_temp_files(tmp_path)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -30,6 +30,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete ``.<name>.tmp.<pid>`` files that a killed writer left in ``folder``; returns what was removed."""
+    """Delete what a killed writer left in ``folder``: ``.<name>.tmp.<pid>`` files and folders (checkpoints, a model
+    folder being written) and ``.<name>.old.<pid>`` folders (a model folder being replaced); returns them."""
     folder = Path(folder)
-    stale = sorted(folder.glob(".*.tmp.*")) if folder.is_dir() else []
+    stale = sorted([*folder.glob(".*.tmp.*"), *folder.glob(".*.old.*")]) if folder.is_dir() else []
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return stale
 
 
@@ -120,16 +125,10 @@ def save_model_folder(
         old = folder.with_name(f".{folder.name}.old.{os.getpid()}")
         folder.rename(old)
         tmp.rename(folder)
-        _remove_tree(old)
+        shutil.rmtree(old)
     else:
         tmp.rename(folder)
     return folder
-
-
-def _remove_tree(path: Path) -> None:
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,10 +122,6 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def kind_of(state: dict[str, Any]) -> CheckpointKind:
-    return CheckpointKind(state["kind"])
-
-
 def _collective_batches(loader: DataLoader, info: dist.DistInfo):
     """The loader's batches; a data error on one rank stops every rank together (its one-line message, no hang)."""
     batches = iter(loader)
@@ -241,8 +237,10 @@ def train(
 
     def write_model_folder() -> None:
         """The deployable model as shipped: EMA weights when kept, safetensors + config.json + model card."""
+        if not info.is_main:
+            return
         state = deployable_state()
-        if not info.is_main or not state["model"]:
+        if not state["model"]:  # a training-only kind (acclimation): its artifact is written by the stage
             return
         weights = state["ema"] if state["ema"] is not None else state["model"]
         card = (
@@ -251,7 +249,8 @@ def train(
             "`disdepth predict folder IMAGES --out DIR`. Input spec (normalisation, depth range in metres) and the "
             "resolved training config are in config.json; weights in model.safetensors.\n"
         )
-        save_model_folder(run_dir / "model", kind_of(state), weights, state["input_spec"], to_dict(cfg), card)
+        kind = CheckpointKind(state["kind"])
+        save_model_folder(run_dir / "model", kind, weights, state["input_spec"], to_dict(cfg), card)
 
     def run_evaluation() -> dict[str, Any]:
         if evaluate is None:

@@ -90,10 +90,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
     h, w = cfg.pipeline.bench_resolution
-    budgets = ", ".join(
-        f"{stage} {stage_config(cfg, stage).train.steps}x{stage_config(cfg, stage).data.batch_size}"
-        for stage in PIPELINE_STAGES
-    )
+    stage_cfgs = {stage: stage_config(cfg, stage) for stage in PIPELINE_STAGES}
+    budgets = ", ".join(f"{stage} {c.train.steps}x{c.data.batch_size}" for stage, c in stage_cfgs.items())
     lines = [
         f"# {title}: {cfg.name}",
         "",
