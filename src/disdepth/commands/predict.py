@@ -27,18 +27,22 @@ from disdepth.deploy.writers import (
     PNG_UNITS,
     WriteOptions,
     auto_png_units,
+    parse_intrinsics,
     png_note,
     write_outputs,
     write_summary,
 )
 
 
-def _parse_intrinsics(text: str) -> tuple[float, float, float, float]:
+def _intrinsics_type(text: str) -> tuple[float, float, float, float]:
+    """``--intrinsics``: :func:`disdepth.deploy.writers.parse_intrinsics` as an argparse type (one-line error)."""
     try:
-        fx, fy, cx, cy = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected fx,fy,cx,cy in pixels, got {text!r}") from None
-    return fx, fy, cx, cy
+        intrinsics = parse_intrinsics(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if intrinsics is None:
+        raise argparse.ArgumentTypeError("expected fx,fy,cx,cy in pixels, got an empty value")
+    return intrinsics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panel", action="store_true", help="also write RGB | colour depth side by side")
     parser.add_argument("--vmin", type=float, help="colour range near end, metres (default: 2nd percentile)")
     parser.add_argument("--vmax", type=float, help="colour range far end, metres (default: 98th percentile)")
-    parser.add_argument("--intrinsics", type=_parse_intrinsics, help="fx,fy,cx,cy in pixels at the input size")
+    parser.add_argument("--intrinsics", type=_intrinsics_type, help="fx,fy,cx,cy in pixels at the input size")
     parser.add_argument("--fov", type=float, help="horizontal field of view in degrees (principal point = centre)")
     parser.add_argument("--ply-ascii", action="store_true", help="ASCII PLY instead of binary")
     parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th pixel in the point cloud")

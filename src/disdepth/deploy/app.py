@@ -35,7 +35,14 @@ from disdepth.data.io import DataError
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS, check_run_size, is_out_of_memory, out_of_memory_error
 from disdepth.deploy.sources import check_image, read_rgb, to_rgb
 from disdepth.deploy.weights import load_model, readable_load_errors
-from disdepth.deploy.writers import PNG_UNITS, WriteOptions, auto_png_units, nice_ticks, write_outputs
+from disdepth.deploy.writers import (
+    PNG_UNITS,
+    WriteOptions,
+    auto_png_units,
+    nice_ticks,
+    parse_intrinsics,
+    write_outputs,
+)
 from disdepth.eval.viz import colorize
 from disdepth.teachers.base import fit_scale_shift
 
@@ -189,19 +196,6 @@ class View:
     run_size: tuple[int, int] = (0, 0)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def parse_intrinsics(text: str) -> tuple[float, float, float, float] | None:
-    """``"fx,fy,cx,cy"`` (pixels) -> a tuple; blank -> None. Raises ValueError naming the field."""
-    if not text or not text.strip():
-        return None
-    try:
-        fx, fy, cx, cy = (float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(f"intrinsics: expected fx,fy,cx,cy in pixels, got {text!r}") from None
-    if fx <= 0 or fy <= 0:
-        raise ValueError(f"intrinsics: fx and fy must be > 0, got {text!r}")
-    return fx, fy, cx, cy
 
 
 def _read_input(image: Any, max_megapixels: float, max_mb: float) -> tuple[str, np.ndarray, dict[str, str]]:

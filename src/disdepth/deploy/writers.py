@@ -177,6 +177,19 @@ def write_ply(
     return int(z.size)
 
 
+def parse_intrinsics(text: str) -> tuple[float, float, float, float] | None:
+    """``"fx,fy,cx,cy"`` (pixels) -> a tuple; blank -> None. Raises ValueError naming the field."""
+    if not text or not text.strip():
+        return None
+    try:
+        fx, fy, cx, cy = (float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"intrinsics: expected fx,fy,cx,cy in pixels, got {text!r}") from None
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"intrinsics: fx and fy must be > 0, got {text!r}")
+    return fx, fy, cx, cy
+
+
 def intrinsics_for_image(options: WriteOptions, height: int, width: int) -> tuple[float, float, float, float] | None:
     """(fx, fy, cx, cy) at (height, width) from ``options.intrinsics`` or ``options.fov`` (degrees), else None."""
     if options.intrinsics:
