@@ -42,9 +42,11 @@ RECIPE = ROOT / "configs" / "benchmarks" / "distill_ablation.yaml"
 SEVEN_SCENES = ROOT.parent / "shared" / "data" / "seven_scenes_redkitchen" / "index.csv"
 # In-memory samples are stored in ImageNet normalisation; each model sees them in its own (InputSpec).
 STORED = InputSpec()
-# Sequence split (rows of index.csv = frames 0, 3, ..., 699): train rows 0-164 (frames 0-492), a 10-row gap
-# (frames 495-522) so near-duplicate neighbours never straddle the split, test rows 175-233 (frames 525-699).
-TRAIN_ROWS, TEST_ROWS = range(0, 165), range(175, 234)
+# Sequence split, fixed before any run (rows of index.csv = frames 0, 3, ..., 699): train rows 0-129 (frames 0-387),
+# a 5-row gap, validation rows 135-164 (frames 405-492), a 10-row gap, test rows 175-233 (frames 525-699). The gaps
+# keep near-duplicate neighbours from straddling two parts; settings are chosen on validation frames only
+# (--split val), and the test frames are scored once per run (--split test).
+TRAIN_ROWS, VAL_ROWS, TEST_ROWS = range(0, 130), range(135, 165), range(175, 234)
 
 ROWS = [
     ("baseline", "baseline student"),
@@ -57,6 +59,12 @@ ROWS = [
 ]
 # The few-label regime (--few-label F): F of the training frames keep their depth, the rest are unlabelled images
 # whose depth target is the teacher's; compared with the baseline trained on the labelled part alone.
+# Optional rows (flags --magnitude-row, --unlabelled).
+EXTRA_ROWS = [
+    ("disdepth_soft", "full DisDepth, magnitude attention (--soft-tau, --soft-floor)"),
+    ("disdepth_unlabelled", "full DisDepth + response KD, + unlabelled synthetic scenes (--unlabelled)"),
+    ("response_unlabelled", "response KD only, + unlabelled synthetic scenes (--unlabelled)"),
+]
 FEW_ROWS = [
     ("few_baseline", "few labels: baseline student (labelled part only)"),
     ("few_response", "few labels: response KD (all frames, teacher depth where unlabelled)"),
@@ -101,11 +109,9 @@ def load_data(
 ) -> tuple[Dataset, Dataset]:
     """(train, held-out) in memory with ImageNet normalisation (the students'; teachers re-normalise).
 
-    ``split="test"`` holds out the test images; ``split="val"`` (synthetic only) holds out a third, disjoint set of
-    scenes for choosing settings, so the test images never steer a choice.
+    ``split="test"`` holds out the test images; ``split="val"`` holds out a third, disjoint set (synthetic scenes, or
+    the 7-Scenes validation rows) for choosing settings, so the test images never steer a choice.
     """
-    if split == "val" and name != "synthetic":
-        raise ValueError("--split val exists for the synthetic world only (its scenes are unlimited)")
     path = cache / f"{name}_{size[0]}x{size[1]}_{n_train}_{n_val}{'_val' if split == 'val' else ''}.pt"
     if path.is_file():
         train, test = torch.load(path, weights_only=True)
@@ -131,7 +137,7 @@ def load_data(
         full = CSVDataset(SEVEN_SCENES, require_depth=True)
         assert len(full) == len(rows) == 234, len(full)
         train = [_resize(full[i], size) for i in TRAIN_ROWS]
-        test = [_resize(full[i], size) for i in TEST_ROWS]
+        test = [_resize(full[i], size) for i in (VAL_ROWS if split == "val" else TEST_ROWS)]
     cache.mkdir(parents=True, exist_ok=True)
     torch.save((train, test), path)
     return InMemory(train), InMemory(test)
@@ -218,11 +224,13 @@ def run_seed(
         spec = model_spec(cfg, "student")
         train_set, val_set = splits(cfg, "train", spec), splits(cfg, "val", spec)
         run = lambda **kw: fn(cfg, run_dir, train_set, val_set, info, **kw)  # noqa: E731
-        results[key] = run_stage(key, run_dir, cfg, run, overwrite=False)
+        results[key] = {**run_stage(key, run_dir, cfg, run, overwrite=False), "curve": validation_curve(run_dir)}
         return results[key]
 
     cfg = base_config(args, seed)
     stage("baseline", supervised_stage, cfg)
+    if args.baseline_only:
+        return results
     lg = ["model.lgconv.enabled=true"]
     cfg = load_config(overrides=lg, base=base_config(args, seed))
     lg_ckpt = stage("lgconv", supervised_stage, cfg)["checkpoint"]
@@ -288,6 +296,16 @@ def run_seed(
     return results
 
 
+def validation_curve(run_dir: Path) -> list[list[float]]:
+    """[[step, abs_rel], ...] of the held-out scores logged during training (train.eval_every > 0), from
+    ``log.jsonl``; empty when the stage scored only at its end."""
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        return []
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [[r["step"], r["abs_rel"]] for r in records if r.get("split") == "val" and "abs_rel" in r]
+
+
 def few_label_split(train: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
     """(the labelled part, the whole set with the rest's depth removed): every 1/fraction-th frame keeps its depth,
     spread over the sequence."""
@@ -331,71 +349,85 @@ def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
     return per_image_matrix([r[key]["metrics"] for r in per_seed.values()])
 
 
-def save_runs(per_seed: dict[int, dict], teacher: dict, args) -> Path:
+def save_runs(per_seed: dict[int, dict], teacher: dict | None, args) -> Path:
     """The per-run results (metrics, per-image errors, seed, wall time; no checkpoints) under
     benchmarks/results/distill_ablation/<out folder name>/, so the tables survive a new machine."""
     folder = RESULTS / args.out.name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "teacher.json").write_text(json.dumps(teacher, indent=1, default=float))
+    if teacher is not None:
+        (folder / "teacher.json").write_text(json.dumps(teacher, indent=1, default=float))
     for seed, rows in per_seed.items():
         for key, result in rows.items():
-            record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step")}}
+            record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step", "curve")}}
             (folder / f"{key}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
     return folder
 
 
-def summarise(per_seed: dict[int, dict], teacher: dict, args) -> tuple[str, dict]:
+def load_runs(folder: Path) -> tuple[dict[int, dict], dict | None]:
+    """(per seed: {row: record}, the teacher's own record or None) from the per-run JSONs of :func:`save_runs`."""
+    per_seed: dict[int, dict] = {}
+    for path in sorted(folder.glob("*_seed*.json")):
+        record = json.loads(path.read_text())
+        per_seed.setdefault(record["seed"], {})[record["row"]] = record
+    teacher = folder / "teacher.json"
+    return per_seed, json.loads(teacher.read_text()) if teacher.is_file() else None
+
+
+def _cells(values: dict[str, list[float]]) -> str:
+    """``mean ± std`` (std over seeds) of abs_rel, rmse, δ1."""
+    return " | ".join(
+        f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.4f}" for v in values.values()
+    )
+
+
+def summarise(per_seed: dict[int, dict]) -> tuple[str, dict]:
+    """The markdown table (and its numbers) of every row present for all seeds.
+
+    Δ: each seed's row against the same seed's baseline (same initialisation and batch order) on the same test
+    images, a paired bootstrap over test images and seeds (eval/stats.py); few-label rows against the few-label
+    baseline. The teacher and ghost-decoder rows are the acclimation stage's scores on the same held-out frames
+    (the teacher is frozen, so ``teacher_before`` is the teacher every student learns from)."""
     metrics = ("abs_rel", "rmse", "d1")
-    table = {}
+    table: dict[str, dict] = {}
     lines = [
-        "| row | abs_rel | rmse (m) | δ1 | Δ abs_rel vs baseline | paired Δ, 95 % CI (images x seeds) | wall s / run |",
-        "|---|---|---|---|---|---|---|",
+        "| row | abs_rel | rmse (m) | δ1 | paired Δ abs_rel vs baseline, 95 % CI (images x seeds) | wall s / run |",
+        "|---|---|---|---|---|---|",
     ]
-    base_mean = statistics.mean(r["baseline"]["metrics"]["abs_rel"] for r in per_seed.values())
-    mix = f"{args.unlabelled} unlabelled scenes ({args.unlabelled_fraction:g} of samples)"
-    optional = [
-        *ROWS,
-        ("disdepth_soft", f"full DisDepth, magnitude attention (tau {args.soft_tau}, floor {args.soft_floor})"),
-        ("disdepth_unlabelled", f"full DisDepth + response KD (weight {args.unlabelled_response:g}), + {mix}"),
-        ("response_unlabelled", f"response KD only (weight {args.unlabelled_response:g}), + {mix}"),
-        *FEW_ROWS,
-    ]
-    rows = [(key, label) for key, label in optional if all(key in r for r in per_seed.values())]
     runs = list(per_seed.values())
-    for key, label in rows:
+    for key, label in [*ROWS, *EXTRA_ROWS, *FEW_ROWS]:
+        if not all(key in r for r in runs):
+            continue
         vals = {m: [r[key]["metrics"][m] for r in runs] for m in metrics}
-        wall = statistics.mean(r[key].get("wall_s", 0.0) for r in per_seed.values())
-        stats = {m: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in vals.items()}
-        table[key] = {"label": label, **{m: {"mean": a, "std": s, "values": vals[m]} for m, (a, s) in stats.items()}}
-        delta = 100.0 * (stats["abs_rel"][0] - base_mean) / base_mean
-        # Paired: each seed's row against the same seed's baseline (same init and batch order), mean ± std.
-        # Paired against the same seed's baseline on the same images; a bootstrap over images and seeds
-        # (eval/stats.py). Few-label rows compare with the few-label baseline.
+        table[key] = {"label": label, **{m: {"mean": statistics.mean(v), "values": v} for m, v in vals.items()}}
         base_key = "few_baseline" if key.startswith("few_") else "baseline"
         change = None
-        if key != base_key and all("per_image" in r[key]["metrics"] for r in runs):
+        if key != base_key and all(base_key in r for r in runs):
             change = paired_bootstrap(per_image_errors(per_seed, key), per_image_errors(per_seed, base_key))
             table[key]["paired_delta_pct"] = {"mean": change.percent, "ci95": [change.low, change.high]}
-        cells = " | ".join(f"{stats[m][0]:.4f} ± {stats[m][1]:.4f}" for m in metrics)
-        lines.append(f"| {label} | {cells} | {delta:+.1f}% | {change.format() if change else ''} | {wall:.0f} |")
-    t = teacher["metrics"]
-    lines.append(
-        f"| teacher (hybrid lite0, seed 0) | {t['abs_rel']:.4f} | {t['rmse']:.4f} | {t['d1']:.4f} | "
-        f"{100.0 * (t['abs_rel'] - base_mean) / base_mean:+.1f}% | | {teacher.get('wall_s', 0):.0f} |"
-    )
-    ghosts = [r["acclimate"]["metrics"] for r in per_seed.values()]
-    g = [x["ghost"]["abs_rel"] for x in ghosts]
-    ta = [x["teacher_after"]["abs_rel"] for x in ghosts]
-    lines.append(f"| ghost decoder on acclimated teacher features | {statistics.mean(g):.4f} | | | | | |")
-    lines.append(f"| teacher after acclimation (frozen: unchanged) | {statistics.mean(ta):.4f} | | | | | |")
+        wall = statistics.mean(r[key].get("wall_s") or 0.0 for r in runs)
+        lines.append(f"| {label} | {_cells(vals)} | {change.format() if change else ''} | {wall:.0f} |")
+    for acclimate, who in (("acclimate", "full labels"), ("few_acclimate", "few labels")):
+        if not all(acclimate in r for r in runs):
+            continue
+        scored = {"teacher_before": "teacher (frozen; the one every KD row learns from)", "ghost": "ghost decoder on "
+                  "acclimated teacher features"}  # fmt: skip
+        for part, label in scored.items():
+            vals = {m: [r[acclimate]["metrics"][part][m] for r in runs] for m in metrics}
+            base_key = "few_baseline" if acclimate.startswith("few_") else "baseline"
+            rows = [r[acclimate]["metrics"][part] for r in runs]
+            change = paired_bootstrap(per_image_matrix(rows), per_image_errors(per_seed, base_key))
+            table[f"{acclimate}_{part}"] = {"abs_rel": {"mean": statistics.mean(vals["abs_rel"])},
+                                            "paired_delta_pct": {"mean": change.percent,
+                                                                 "ci95": [change.low, change.high]}}  # fmt: skip
+            lines.append(f"| {label} ({who}) | {_cells(vals)} | {change.format()} | |")
     return "\n".join(lines), table
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], required=True)
+    p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], default="sevenscenes")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
     p.add_argument("--n-train", type=int, default=400, help="synthetic only")
     p.add_argument("--n-val", type=int, default=100, help="synthetic only")
@@ -411,6 +443,12 @@ def main() -> None:
         "--teacher-extra", type=int, default=0, help="extra synthetic indoor scenes for the teacher only (more data)"
     )
     p.add_argument("--teacher-only", action="store_true", help="train/evaluate the teacher, then stop")
+    p.add_argument(
+        "--baseline-only",
+        action="store_true",
+        help="train/evaluate the baseline students only (no teacher): with --split val and "
+        "--base-set train.eval_every=N, their validation curves",
+    )
     p.add_argument(
         "--split", choices=["test", "val"], default="test", help="val: score on disjoint synthetic scenes (tuning)"
     )
@@ -444,12 +482,28 @@ def main() -> None:
         "--few-label", type=float, default=0.0, help="also run the few-label regime with this fraction labelled"
     )
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        default=None,
+        help="only regenerate table.md of a committed results folder (benchmarks/results/distill_ablation/NAME)",
+    )
     args = p.parse_args()
+    if args.from_results:
+        print(write_table(args.from_results))
+        return
     torch.set_num_threads(args.threads)
     info = dist.DistInfo.single()
     start = time.perf_counter()
     train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data", args.split)
     print(f"data: {len(train)} train / {len(test)} test at {args.size}", flush=True)
+    if args.baseline_only:
+        per_seed = {seed: run_seed(args, seed, args.out, train, test, "", info, None) for seed in args.seeds}
+        print(f"per-run results: {save_runs(per_seed, None, args)}")
+        for seed, rows in per_seed.items():
+            print(f"seed {seed} baseline: abs_rel {rows['baseline']['metrics']['abs_rel']:.4f}, "
+                  f"curve {[(s, round(a, 4)) for s, a in rows['baseline']['curve']]}")  # fmt: skip
+        return
     tdir = args.teacher_dir or args.out / "teacher"
     teacher = stage_done(tdir)
     if teacher is None:
@@ -495,27 +549,35 @@ def main() -> None:
             },
             flush=True,
         )
-    text, table = summarise(per_seed, teacher, args)
-    print(f"per-run results: {save_runs(per_seed, teacher, args)}")
+    folder = save_runs(per_seed, teacher, args)
     recipe_file = tdir / "recipe.json"  # written when the teacher was trained (a reused teacher keeps its own)
     teacher_recipe = recipe_file.read_text().strip() if recipe_file.is_file() else "(recipe not recorded)"
     header = (
-        f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} test={len(test)} "
-        f"student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
+        f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} held-out={len(test)} "
+        f"split={args.split} student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
-        f"acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} "
+        f"acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} response_weight={args.response_weight} "
+        f"{f'few_label={args.few_label:g} ' if args.few_label else ''}"
         f"{f'unlabelled={args.unlabelled} fraction={args.unlabelled_fraction:g} ' if args.unlabelled else ''}"
         f"attention={args.attention} tau={args.tau} levels={args.levels} "
-        f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}split={args.split} "
-        f"teacher {tdir}: {teacher_recipe} "
+        f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}"
+        f"teacher: {teacher_recipe} "
         f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"total wall {time.perf_counter() - start:.0f} s"
     )
-    print(header + "\n" + text)
-    (args.out / "table.md").write_text(header + "\n\n" + text + "\n")
-    (args.out / "table.json").write_text(
-        json.dumps({"header": header, "teacher": teacher, "rows": table, "per_seed": per_seed}, indent=2, default=float)
-    )
+    (folder / "header.txt").write_text(header + "\n")
+    print(f"per-run results: {folder}")
+    print(write_table(folder))
+
+
+def write_table(folder: Path) -> str:
+    """Regenerate ``table.md`` in a results folder from its per-run JSONs and ``header.txt``; returns it."""
+    per_seed, _ = load_runs(folder)
+    text, _ = summarise(per_seed)
+    header = folder / "header.txt"
+    out = (header.read_text().strip() if header.is_file() else "") + "\n\n" + text + "\n"
+    (folder / "table.md").write_text(out)
+    return out
 
 
 if __name__ == "__main__":
