@@ -234,6 +234,10 @@ def run_seed(
     lg = ["model.lgconv.enabled=true"]
     cfg = load_config(overrides=lg, base=base_config(args, seed))
     lg_ckpt = stage("lgconv", supervised_stage, cfg)["checkpoint"]
+    if args.students_only:
+        if args.few_label:
+            few_label_rows(args, seed, stage, train, [], [], students_only=True)
+        return results
     kd = [
         *lg,
         f"teacher.checkpoint={teacher_ckpt}",
@@ -319,14 +323,19 @@ def few_label_split(train: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
     return Subset(train, labelled), ConcatDataset([Subset(train, labelled), UnlabelledImages(Subset(train, rest))])
 
 
-def few_label_rows(args, seed: int, stage, train: Dataset, kd: list[str], disdepth: list[str]) -> None:
-    """Baseline, response KD and DisDepth when only ``args.few_label`` of the frames have depth."""
+def few_label_rows(
+    args, seed: int, stage, train: Dataset, kd: list[str], disdepth: list[str], students_only: bool = False
+) -> None:
+    """Baseline, response KD and DisDepth when only ``args.few_label`` of the frames have depth (``students_only``:
+    the two rows that need no teacher, baseline and + LG-Conv)."""
     labelled, mixed = few_label_split(train, args.few_label)
     tag = f"_f{args.few_label:g}"  # the run directory records the fraction
     cfg = base_config(args, seed)
     stage("few_baseline", supervised_stage, cfg, data=labelled, name="few_baseline" + tag)
     lg = load_config(overrides=["model.lgconv.enabled=true"], base=base_config(args, seed))
     lg_ckpt = stage("few_lgconv", supervised_stage, lg, data=labelled, name="few_lgconv" + tag)["checkpoint"]
+    if students_only:
+        return
     no_gt = "data.require_depth=false"
     teacher = [x for x in kd if x.startswith("teacher.")]
     response = ["model.lgconv.enabled=true", *teacher, no_gt, "distill.feature_target=none",
@@ -450,6 +459,12 @@ def main() -> None:
         "--base-set train.eval_every=N, their validation curves",
     )
     p.add_argument(
+        "--students-only",
+        action="store_true",
+        help="train the rows that need no teacher (baseline, + LG-Conv, and with --few-label their few-label "
+        "versions), then stop; a later full run reuses them",
+    )
+    p.add_argument(
         "--split", choices=["test", "val"], default="test", help="val: score on disjoint synthetic scenes (tuning)"
     )
     p.add_argument("--levels", type=int, nargs="+", default=[4, 8, 16, 32], help="student strides distilled")
@@ -497,7 +512,7 @@ def main() -> None:
     start = time.perf_counter()
     train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data", args.split)
     print(f"data: {len(train)} train / {len(test)} test at {args.size}", flush=True)
-    if args.baseline_only:
+    if args.baseline_only or args.students_only:
         per_seed = {seed: run_seed(args, seed, args.out, train, test, "", info, None) for seed in args.seeds}
         print(f"per-run results: {save_runs(per_seed, None, args)}")
         for seed, rows in per_seed.items():
