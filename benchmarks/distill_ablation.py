@@ -585,12 +585,17 @@ def main() -> None:
     print(write_table(folder))
 
 
-def write_table(folder: Path) -> str:
-    """Regenerate ``table.md`` in a results folder from its per-run JSONs and ``header.txt``; returns it."""
+def render_table(folder: Path) -> str:
+    """The markdown of a results folder: ``header.txt`` and the table of its per-run JSONs."""
     per_seed, _ = load_runs(folder)
     text, _ = summarise(per_seed)
     header = folder / "header.txt"
-    out = (header.read_text().strip() if header.is_file() else "") + "\n\n" + text + "\n"
+    return (header.read_text().strip() if header.is_file() else "") + "\n\n" + text + "\n"
+
+
+def write_table(folder: Path) -> str:
+    """Regenerate ``table.md`` in a results folder from its per-run JSONs; returns it (the README copies it)."""
+    out = render_table(folder)
     (folder / "table.md").write_text(out)
     return out
 
