@@ -1,12 +1,14 @@
 """Accuracy of students and peers trained alike: the same data, budget, recipe and seeds, scored on held-out scenes.
 
 python benchmarks/student_accuracy.py --seeds 0 1 2 --out runs/student_accuracy --threads 1
+python benchmarks/student_accuracy.py --dataset sevenscenes --size 120 160 --seeds 0 1 2 --out runs/student_acc_7s
 
-Synthetic indoor world (``distill_ablation.load_data``: train scenes 0..N-1, held-out test scenes after them), the
+Synthetic indoor world (``distill_ablation.load_data``: train scenes 0..N-1, held-out test scenes after them) or the
+real 7-Scenes redkitchen frames (distill_ablation's fixed sequence split: train rows 0-129, test rows 175-233), the
 recipe of ``configs/benchmarks/distill_ablation.yaml`` (no ImageNet weights, augmentation off) with one budget for
 every architecture; each run is a pipeline stage (reused when finished with the same settings). Per-run results go
-to ``benchmarks/results/student_accuracy/`` and the table, with the latency ratios of
-``benchmarks/results/student_latency.json`` beside it, to ``table.md`` there.
+to ``benchmarks/results/student_accuracy/`` (7-Scenes: its ``sevenscenes_HxW/`` folder) and the table, with the
+latency ratios of ``benchmarks/results/student_latency.json`` beside it, to ``table.md`` there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_ablation import Splits, add_recipe_arguments, base_config, load_data  # noqa: E402
+from distill_ablation import TEST_ROWS, TRAIN_ROWS, Splits, add_recipe_arguments, base_config, load_data  # noqa: E402
 
 from disdepth.config import load_config  # noqa: E402
 from disdepth.engine import dist  # noqa: E402
@@ -40,6 +42,7 @@ ARCHS = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], default="synthetic")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
@@ -52,9 +55,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     info = dist.DistInfo.single()
-    train, test = load_data("synthetic", tuple(args.size), args.n_train, args.n_val, args.out / "data")
+    train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data")
     splits = Splits(train, test)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = results_folder(args)
+    results.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for arch in args.archs:
             cfg = load_config(overrides=ARCHS[arch][1], base=base_config(args, seed))
@@ -64,13 +68,19 @@ def main() -> None:
             result = run_stage(arch, run_dir, cfg,
                                lambda **kw: supervised_stage(cfg, run_dir, train_set, val_set, info, **kw), False)  # noqa: B023  # fmt: skip
             record = {"arch": arch, "seed": seed, "metrics": result["metrics"], "wall_s": result.get("wall_s")}
-            (RESULTS / f"{arch}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
+            (results / f"{arch}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
             print(arch, seed, round(result["metrics"]["abs_rel"], 4), flush=True)
     write_table(args)
 
 
+def results_folder(args: argparse.Namespace) -> Path:
+    """Synthetic: ``results/student_accuracy/``; 7-Scenes: its ``sevenscenes_HxW/`` subfolder."""
+    return RESULTS if args.dataset == "synthetic" else RESULTS / f"sevenscenes_{args.size[0]}x{args.size[1]}"
+
+
 def write_table(args: argparse.Namespace) -> None:
-    runs = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*_seed*.json")}
+    results = results_folder(args)
+    runs = {f.stem: json.loads(f.read_text()) for f in results.glob("*_seed*.json")}
     latency_file = RESULTS.parent / "student_latency.json"
     latency = json.loads(latency_file.read_text())["rows"] if latency_file.is_file() else []
     seeds = [s for s in args.seeds if all(f"{a}_seed{s}" in runs for a in args.archs)]
@@ -78,9 +88,15 @@ def write_table(args: argparse.Namespace) -> None:
     def errors(arch: str) -> np.ndarray:
         return per_image_matrix([runs[f"{arch}_seed{s}"]["metrics"] for s in seeds])
 
-    lines = [
+    data = (
         f"Synthetic indoor, {args.size[0]}x{args.size[1]}, {args.n_train} train scenes, {args.n_val} held-out test "
-        f"scenes, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights, seeds {seeds}; protocol "
+        "scenes"
+        if args.dataset == "synthetic"
+        else f"7-Scenes redkitchen, {args.size[0]}x{args.size[1]}, train frames 0-387 ({len(TRAIN_ROWS)}), test frames "
+        f"525-699 ({len(TEST_ROWS)})"
+    )
+    lines = [
+        f"{data}, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights, seeds {seeds}; protocol "
         f"none, caps 1e-3..{args.max_depth} m; Δ vs the default student: paired bootstrap 95 % CI (images x seeds)",
         "",
         "| model | abs_rel | δ1 | Δ abs_rel vs default | ORT latency ÷ FastDepth | eager ÷ FastDepth |",
@@ -100,7 +116,7 @@ def write_table(args: argparse.Namespace) -> None:
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager")]
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
     text = "\n".join(lines) + "\n"
-    (RESULTS / "table.md").write_text(text)
+    (results / "table.md").write_text(text)
     print(text)
 
 
