@@ -173,10 +173,10 @@ def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 
     }
 
 
-def realistic_image(height: int, width: int, preset: str = "indoor") -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1]: a rendered synthetic scene (textures, edges, sky), a real-ish parity input."""
+def realistic_image(height: int, width: int, preset: str = "indoor", index: int = 0) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]: rendered synthetic scene ``index`` (textures, edges, sky), a real-ish parity input."""
 
-    return render_sample(preset, 0, height, width)["image"][None].clamp(0, 1)
+    return render_sample(preset, index, height, width)["image"][None].clamp(0, 1)
 
 
 def check_and_time(
