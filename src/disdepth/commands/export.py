@@ -21,6 +21,7 @@ from disdepth.deploy.export import (
     check_and_time,
     default_size,
     export_onnx,
+    graph_opset,
     ort_session,
     read_metadata,
     realistic_image,
@@ -54,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: KITTI 352x1216, NYU 480x640, synthetic its render size, else 480x640)",
     )
     parser.add_argument("--dynamic", action="store_true", help="dynamic height and width (batch is always dynamic)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset (default 17; the dynamo exporter writes at least 18)"
+    )
     parser.add_argument(
         "--exporter",
         choices=["auto", "dynamo", "torchscript"],
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     )
     write_metadata(args.out, metadata)
     print(
-        f"exported {args.out} ({metadata['exporter']}, opset {args.opset}, input {metadata['input_size']}, "
+        f"exported {args.out} ({metadata['exporter']}, opset {graph_opset(args.out)}, input {metadata['input_size']}, "
         f"{Path(args.out).stat().st_size / 1e6:.1f} MB)"
     )
     preset = "outdoor" if getattr(getattr(cfg, "data", None), "dataset", "") == "kitti" else "indoor"
