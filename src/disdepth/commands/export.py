@@ -1,7 +1,9 @@
 """``disdepth export CKPT --out model.onnx``: ONNX export of a depth model, checked and timed with ONNX Runtime.
 
 The graph takes ``image`` (B, 3, H, W) RGB in [0, 1] (or mean/std-normalised with ``--normalized-input``)
-and returns ``depth`` (B, 1, H, W) metres; see :mod:`disdepth.deploy.export` for the library.
+and returns ``depth`` (B, 1, H, W) metres; see :mod:`disdepth.deploy.export` for the library. ``--int8`` and
+``--fp16`` add ``<out>.int8.onnx`` / ``<out>.fp16.onnx`` (same input and output), each timed and compared with the
+fp32 graph; ``--eval-list`` scores all of them on a labelled CSV (:mod:`disdepth.deploy.quantize`).
 """
 
 from __future__ import annotations
@@ -172,45 +174,64 @@ def _graph_inputs(images: list[torch.Tensor], wrapper: DepthOnly, normalized: bo
     return [x.float().numpy() for x in images]
 
 
+def _variant_inputs(
+    args: argparse.Namespace, size: tuple[int, int], wrapper: DepthOnly, calibration: list[Path], preset: str
+) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """Graph inputs (1, 3, H, W) float32 at ``size``: (INT8 calibration set, comparison set, what the comparison is).
+
+    INT8 calibrates on the first three quarters of the --calibration images; both variants are compared with the
+    fp32 graph on the rest (on all of them without --int8), else on 4 synthetic renders.
+    """
+    rgb = [torch.from_numpy(x) for x in iter_calibration(calibration, size, lambda p: read_rgb(p)[0])]
+    images = _graph_inputs(rgb, wrapper, args.normalized_input)
+    n_cal = max(1, len(images) * 3 // 4) if args.int8 else 0
+    if images[n_cal:]:
+        return images[:n_cal], images[n_cal:], f"{len(images) - n_cal} held-out images"
+    renders = [realistic_image(*size, preset, i) for i in range(4)]
+    return images[:n_cal], _graph_inputs(renders, wrapper, args.normalized_input), "4 synthetic renders"
+
+
 def _write_variants(
     args: argparse.Namespace, size: tuple[int, int], wrapper: DepthOnly, calibration: list[Path], preset: str
 ) -> dict[str, Path]:
-    """Write the --int8 / --fp16 graphs and report each against fp32; returns {"fp32": out, "int8": ..., ...}.
+    """Write the --int8 / --fp16 graphs (fp32 metadata kept) and report each against fp32.
 
-    INT8 calibrates on the first three quarters of the --calibration images. Both variants are compared with the
-    fp32 graph on the same images: the held-out quarter (all of them without --int8), else 4 synthetic renders.
+    Returns:
+        {"fp32": --out, "int8": <out>.int8.onnx, "fp16": <out>.fp16.onnx}, the variants only when asked for.
     """
     variants = {"fp32": Path(args.out)}
     if not (args.int8 or args.fp16):
         return variants
-    rgb = [torch.from_numpy(x) for x in iter_calibration(calibration, size, lambda p: read_rgb(p)[0])]
-    n_cal = max(1, len(rgb) * 3 // 4) if args.int8 else 0
-    images = _graph_inputs(rgb, wrapper, args.normalized_input)
-    compare, where = images[n_cal:], f"{len(images) - n_cal} held-out images"
-    if not compare:
-        renders = [realistic_image(*size, preset, i) for i in range(4)]
-        compare, where = _graph_inputs(renders, wrapper, args.normalized_input), "4 synthetic renders"
+    cal, compare, where = _variant_inputs(args, size, wrapper, calibration, preset)
     metadata = read_metadata(args.out)
     notes = {}
     if args.int8:
-        variants["int8"] = quantize_int8(args.out, Path(args.out).with_suffix(".int8.onnx"), images[:n_cal])
-        write_metadata(variants["int8"], {**metadata, "quantization": f"int8 static QDQ per-channel, {n_cal} images"})
-        notes["int8"] = f"calibrated on {n_cal} images"
+        variants["int8"] = quantize_int8(args.out, Path(args.out).with_suffix(".int8.onnx"), cal)
+        write_metadata(
+            variants["int8"], {**metadata, "quantization": f"int8 static QDQ per-channel, {len(cal)} images"}
+        )
+        notes["int8"] = f"calibrated on {len(cal)} images"
     if args.fp16:
         variants["fp16"] = convert_fp16(args.out, Path(args.out).with_suffix(".fp16.onnx"))
         write_metadata(variants["fp16"], {**metadata, "precision": FP16_PRECISION})
         notes["fp16"] = "float16 weights and compute, float32 image/depth"
     fp32 = ort_session(args.out)
     for name, note in notes.items():
-        r = compare_to_fp32(fp32, ort_session(variants[name]), compare, args.warmup, args.runs)
-        path = variants[name]
-        print(
-            f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB), {note}; ONNX Runtime CPU fp32 {r['fp32_ms']:.1f} "
-            f"-> {name} {r['other_ms']:.1f} ms (speed {r['speed_ratio']:.2f}x fp32, interleaved median of {args.runs}"
-            f"{FP16_CPU_NOTE if name == 'fp16' else ''}); depth vs fp32 on {where}: mean |rel diff| "
-            f"{100 * r['mean_rel_diff']:.2f} %, p99 {100 * r['p99_rel_diff']:.2f} %"
-        )
+        result = compare_to_fp32(fp32, ort_session(variants[name]), compare, args.warmup, args.runs)
+        _report_variant(args, name, variants[name], note, result, where)
     return variants
+
+
+def _report_variant(
+    args: argparse.Namespace, name: str, path: Path, note: str, r: dict[str, float], where: str
+) -> None:
+    """One line: the variant's file, ``note``, fp32 vs variant ONNX Runtime latency and depth change (``r``)."""
+    print(
+        f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB), {note}; ONNX Runtime CPU fp32 {r['fp32_ms']:.1f} "
+        f"-> {name} {r['other_ms']:.1f} ms (speed {r['speed_ratio']:.2f}x fp32, interleaved median of {args.runs}"
+        f"{FP16_CPU_NOTE if name == 'fp16' else ''}); depth vs fp32 on {where}: mean |rel diff| "
+        f"{100 * r['mean_rel_diff']:.2f} %, p99 {100 * r['p99_rel_diff']:.2f} %"
+    )
 
 
 def _report_eval(
