@@ -1,7 +1,9 @@
 """``disdepth export CKPT --out model.onnx``: ONNX export of a depth model, checked and timed with ONNX Runtime.
 
 The graph takes ``image`` (B, 3, H, W) RGB in [0, 1] (or mean/std-normalised with ``--normalized-input``)
-and returns ``depth`` (B, 1, H, W) metres; see :mod:`disdepth.deploy.export` for the library.
+and returns ``depth`` (B, 1, H, W) metres; see :mod:`disdepth.deploy.export` for the library. ``--int8`` and
+``--fp16`` add ``<out>.int8.onnx`` / ``<out>.fp16.onnx`` (same input and output), each timed and compared with the
+fp32 graph; ``--eval-list`` scores all of them on a labelled CSV (:mod:`disdepth.deploy.quantize`).
 """
 
 from __future__ import annotations
@@ -14,20 +16,34 @@ import torch
 import torch.nn.functional as F
 
 from disdepth.commands.common import add_trust_argument, at_least, hw_type
-from disdepth.deploy.bench import time_interleaved
+from disdepth.data.io import Record
 from disdepth.deploy.export import (
     DepthOnly,
     build_metadata,
     check_and_time,
     default_size,
     export_onnx,
+    graph_opset,
     ort_session,
     read_metadata,
+    realistic_image,
     write_metadata,
 )
-from disdepth.deploy.quantize import depth_agreement, iter_calibration, quantize_int8
+from disdepth.deploy.quantize import (
+    compare_to_fp32,
+    convert_fp16,
+    iter_calibration,
+    labelled_records,
+    quantize_int8,
+    score_graphs,
+)
 from disdepth.deploy.sources import collect_sources, read_rgb
 from disdepth.deploy.weights import load_model
+from disdepth.models.spec import InputSpec
+
+FP16_PRECISION = "float16 weights and compute (onnxruntime float16 converter, keep_io_types); image/depth float32"
+# ONNX Runtime's CPU provider has few float16 kernels: it casts around the rest, so fp16 is rarely faster there.
+FP16_CPU_NOTE = "; fp16 is for GPU / mobile runtimes, on CPU ONNX Runtime it is usually not faster"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: KITTI 352x1216, NYU 480x640, synthetic its render size, else 480x640)",
     )
     parser.add_argument("--dynamic", action="store_true", help="dynamic height and width (batch is always dynamic)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset (default 17; the dynamo exporter writes at least 18)"
+    )
     parser.add_argument(
         "--exporter",
         choices=["auto", "dynamo", "torchscript"],
@@ -71,6 +89,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibration-images", type=at_least(2), default=32, help="--int8: at most this many images (default 32)"
     )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write <out>.fp16.onnx: float16 weights and compute, float32 image/depth; reports its latency and "
+        "depth change against the fp32 graph (on CPU ONNX Runtime fp16 is usually not faster: it is for GPU and "
+        "mobile runtimes)",
+    )
+    parser.add_argument(
+        "--eval-list",
+        metavar="CSV",
+        help="labelled CSV list (rgb, depth, depth_scale; the data.dataset=csv format): score the fp32 graph and the "
+        "--int8/--fp16 graphs on it (abs_rel, rmse, d1; protocol none, the model's depth caps, at the export size)",
+    )
 
 
 def _read_image(path: str) -> torch.Tensor:
@@ -84,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    image = _read_image(args.image) if args.image and not args.no_check else None  # a bad --image fails early
+    # Bad inputs fail before the (slow) export: --image, the calibration images, the labelled list.
+    image = _read_image(args.image) if args.image and not args.no_check else None
+    calibration = _calibration_paths(args) if args.int8 or args.calibration else []
+    labelled = labelled_records(args.eval_list) if args.eval_list else []
     model, cfg = load_model(args.checkpoint, use_ema=not args.no_ema)
     mean, std = model.input_spec.mean, model.input_spec.std
     size = tuple(args.size) if args.size else default_size(cfg)
@@ -95,16 +129,24 @@ def run(args: argparse.Namespace) -> int:
     )
     write_metadata(args.out, metadata)
     print(
-        f"exported {args.out} ({metadata['exporter']}, opset {args.opset}, input {metadata['input_size']}, "
+        f"exported {args.out} ({metadata['exporter']}, opset {graph_opset(args.out)}, input {metadata['input_size']}, "
         f"{Path(args.out).stat().st_size / 1e6:.1f} MB)"
     )
-    if args.no_check:
-        if args.int8:
-            report_int8(args, size, wrapper)
-        return 0
+    preset = "outdoor" if getattr(getattr(cfg, "data", None), "dataset", "") == "kitti" else "indoor"
+    if not args.no_check:
+        _check(args, wrapper, size, image, preset)
+    variants = _write_variants(args, size, wrapper, calibration, preset)
+    if labelled:
+        _report_eval(args, variants, labelled, size, model.input_spec)
+    return 0
+
+
+def _check(
+    args: argparse.Namespace, wrapper: DepthOnly, size: tuple[int, int], image: torch.Tensor | None, preset: str
+) -> None:
+    """Print ORT vs PyTorch parity (metres) and eager vs ORT latency of the fp32 graph."""
     if image is not None:
         image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    preset = "outdoor" if getattr(getattr(cfg, "data", None), "dataset", "") == "kitti" else "indoor"
     report = check_and_time(
         args.out, wrapper, size, args.dynamic, args.normalized_input, image, args.warmup, args.runs, preset
     )
@@ -115,38 +157,100 @@ def run(args: argparse.Namespace) -> int:
         f"{report['threads']} threads: eager {report['eager_ms']:.1f} ms, ONNX Runtime CPU {report['ort_ms']:.1f} ms "
         f"(ORT {report['speedup']:.2f}x eager)"
     )
-    if args.int8:
-        report_int8(args, size, wrapper)
-    return 0
 
 
-def report_int8(args: argparse.Namespace, size: tuple[int, int], wrapper: DepthOnly) -> Path:
-    """Quantise the exported graph, then time fp32 vs INT8 (interleaved) and compare their depth on held-out images:
-    three quarters of the calibration images calibrate, the last quarter measures the change."""
+def _calibration_paths(args: argparse.Namespace) -> list[Path]:
+    """The --calibration image files (at most --calibration-images); --int8 needs at least 2."""
     paths = [s.path for s in collect_sources(args.calibration) if s.kind == "image"][: args.calibration_images]
-    if len(paths) < 2:
+    if args.int8 and len(paths) < 2:
         raise ValueError("--int8 needs --calibration with at least 2 images (the deployment domain's photos)")
-    images = list(iter_calibration(paths, size, lambda p: read_rgb(p)[0]))
-    if args.normalized_input:
-        mean, std = wrapper.mean.view(1, 3, 1, 1).numpy(), wrapper.std.view(1, 3, 1, 1).numpy()
-        images = [((x - mean) / std).astype(np.float32) for x in images]
-    n_cal = max(1, len(images) * 3 // 4)
-    out = Path(args.out).with_suffix(".int8.onnx")
-    quantize_int8(args.out, out, images[:n_cal])
-    write_metadata(out, {**read_metadata(args.out), "quantization": f"int8 static QDQ per-channel, {n_cal} images"})
-    fp32, int8 = ort_session(args.out), ort_session(out)
-    feed = images[-1]
-    times = time_interleaved(
-        {"fp32": lambda: fp32.run(None, {"image": feed}), "int8": lambda: int8.run(None, {"image": feed})},
-        args.warmup,
-        args.runs,
-    )
-    med = {k: float(np.median(v)) for k, v in times.items()}
-    change = depth_agreement(fp32, int8, images[n_cal:])
+    return paths
+
+
+def _graph_inputs(images: list[torch.Tensor], wrapper: DepthOnly, normalized: bool) -> list[np.ndarray]:
+    """(1, 3, H, W) float32 arrays as the graph takes them: RGB in [0, 1], or mean/std-normalised."""
+    if normalized:
+        images = [(x - wrapper.mean.view(1, 3, 1, 1)) / wrapper.std.view(1, 3, 1, 1) for x in images]
+    return [x.float().numpy() for x in images]
+
+
+def _variant_inputs(
+    args: argparse.Namespace, size: tuple[int, int], wrapper: DepthOnly, calibration: list[Path], preset: str
+) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """Graph inputs (1, 3, H, W) float32 at ``size``: (INT8 calibration set, comparison set, what the comparison is).
+
+    INT8 calibrates on the first three quarters of the --calibration images; both variants are compared with the
+    fp32 graph on the rest (on all of them without --int8), else on 4 synthetic renders.
+    """
+    rgb = [torch.from_numpy(x) for x in iter_calibration(calibration, size, lambda p: read_rgb(p)[0])]
+    images = _graph_inputs(rgb, wrapper, args.normalized_input)
+    n_cal = max(1, len(images) * 3 // 4) if args.int8 else 0
+    if images[n_cal:]:
+        return images[:n_cal], images[n_cal:], f"{len(images) - n_cal} held-out images"
+    renders = [realistic_image(*size, preset, i) for i in range(4)]
+    return images[:n_cal], _graph_inputs(renders, wrapper, args.normalized_input), "4 synthetic renders"
+
+
+def _write_variants(
+    args: argparse.Namespace, size: tuple[int, int], wrapper: DepthOnly, calibration: list[Path], preset: str
+) -> dict[str, Path]:
+    """Write the --int8 / --fp16 graphs (fp32 metadata kept) and report each against fp32.
+
+    Returns:
+        {"fp32": --out, "int8": <out>.int8.onnx, "fp16": <out>.fp16.onnx}, the variants only when asked for.
+    """
+    variants = {"fp32": Path(args.out)}
+    if not (args.int8 or args.fp16):
+        return variants
+    cal, compare, where = _variant_inputs(args, size, wrapper, calibration, preset)
+    metadata = read_metadata(args.out)
+    notes = {}
+    if args.int8:
+        variants["int8"] = quantize_int8(args.out, Path(args.out).with_suffix(".int8.onnx"), cal)
+        write_metadata(
+            variants["int8"], {**metadata, "quantization": f"int8 static QDQ per-channel, {len(cal)} images"}
+        )
+        notes["int8"] = f"calibrated on {len(cal)} images"
+    if args.fp16:
+        variants["fp16"] = convert_fp16(args.out, Path(args.out).with_suffix(".fp16.onnx"))
+        write_metadata(variants["fp16"], {**metadata, "precision": FP16_PRECISION})
+        notes["fp16"] = "float16 weights and compute, float32 image/depth"
+    fp32 = ort_session(args.out)
+    for name, note in notes.items():
+        result = compare_to_fp32(fp32, ort_session(variants[name]), compare, args.warmup, args.runs)
+        _report_variant(args, name, variants[name], note, result, where)
+    return variants
+
+
+def _report_variant(
+    args: argparse.Namespace, name: str, path: Path, note: str, r: dict[str, float], where: str
+) -> None:
+    """One line: the variant's file, ``note``, fp32 vs variant ONNX Runtime latency and depth change (``r``)."""
     print(
-        f"int8: {out} ({out.stat().st_size / 1e6:.1f} MB), calibrated on {n_cal} images; ONNX Runtime "
-        f"{med['fp32']:.1f} -> {med['int8']:.1f} ms ({med['fp32'] / med['int8']:.2f}x, interleaved median of "
-        f"{args.runs}); depth vs fp32 on {len(images) - n_cal} held-out images: mean |rel diff| "
-        f"{100 * change['mean_rel_diff']:.2f} %, p99 {100 * change['p99_rel_diff']:.2f} %"
+        f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB), {note}; ONNX Runtime CPU fp32 {r['fp32_ms']:.1f} "
+        f"-> {name} {r['other_ms']:.1f} ms (speed {r['speed_ratio']:.2f}x fp32, interleaved median of {args.runs}"
+        f"{FP16_CPU_NOTE if name == 'fp16' else ''}); depth vs fp32 on {where}: mean |rel diff| "
+        f"{100 * r['mean_rel_diff']:.2f} %, p99 {100 * r['p99_rel_diff']:.2f} %"
     )
-    return out
+
+
+def _report_eval(
+    args: argparse.Namespace, variants: dict[str, Path], records: list[Record], size: tuple[int, int], spec: InputSpec
+) -> None:
+    """Score every graph on the --eval-list frames; print abs_rel, rmse, d1 and the abs_rel change vs fp32."""
+    results = score_graphs(
+        {name: ort_session(path) for name, path in variants.items()}, records, size, spec, args.normalized_input
+    )
+    base = results["fp32"]
+    if base.n_evaluated == 0:
+        raise ValueError(f"--eval-list {args.eval_list}: no frame has a ground-truth pixel within the model's caps")
+    p = base.protocol
+    print(
+        f"eval {args.eval_list}: {base.n_evaluated} frames (skipped {len(base.skipped)}), run at {size[0]}x{size[1]}, "
+        f"protocol none, caps {p.min_depth:g}-{p.max_depth:g} m"
+    )
+    ref = base.metrics["abs_rel"]
+    for name, result in results.items():
+        m = result.metrics
+        change = f" ({100 * (m['abs_rel'] - ref) / ref:+.2f} % vs fp32)" if name != "fp32" and ref > 0 else ""
+        print(f"eval {name}: abs_rel {m['abs_rel']:.4f}{change}, rmse {m['rmse']:.4f} m, d1 {m['d1']:.4f}")

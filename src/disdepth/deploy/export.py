@@ -8,7 +8,8 @@ fixed at the export size unless ``dynamic``. The input convention, encoder, head
 and size are written to the model's ``metadata_props``.
 
 Exporter: ``exporter="auto"`` tries torch's default (dynamo, which needs ``onnxscript``) and falls back
-to the TorchScript exporter (``dynamo=False``); the one used is printed and stored in the metadata.
+to the TorchScript exporter (``dynamo=False``); the one used is printed and stored in the metadata. The dynamo
+exporter writes opset 18 or later (:data:`DYNAMO_MIN_OPSET`); :func:`graph_opset` reads what a file holds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from disdepth.deploy.bench import time_interleaved
 from disdepth.models.student import DepthStudent
 
 DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
+# torch's dynamo exporter implements opset >= 18 only; asked for less it converts down, which fails for Resize
+# (a traceback on stderr, and the file stays at 18), so it is asked for 18 directly.
+DYNAMO_MIN_OPSET = 18
 
 
 class DepthOnly(nn.Module):
@@ -66,6 +70,8 @@ def export_onnx(
 ) -> str:
     """Export ``wrapper`` ((B, 3, H, W) -> (B, 1, H, W)) to ``path``; returns the exporter used.
 
+    ``opset`` is exact for the TorchScript exporter; the dynamo exporter uses ``max(opset, DYNAMO_MIN_OPSET)``.
+
     Raises:
         ValueError: the export failed (message has the exporter's error).
     """
@@ -89,8 +95,9 @@ def export_onnx(
                         str(path),
                         input_names=["image"],
                         output_names=["depth"],
-                        opset_version=opset,
+                        opset_version=max(opset, DYNAMO_MIN_OPSET),
                         dynamo=True,
+                        verbose=False,  # no progress lines on stdout
                         dynamic_shapes={"image": dims},
                         external_data=False,
                     )
@@ -123,6 +130,14 @@ def write_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.save(model, str(path))
+
+
+def graph_opset(path: str | Path) -> int:
+    """The default-domain (``ai.onnx``) opset an ONNX file imports."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -173,10 +188,10 @@ def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 
     }
 
 
-def realistic_image(height: int, width: int, preset: str = "indoor") -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1]: a rendered synthetic scene (textures, edges, sky), a real-ish parity input."""
+def realistic_image(height: int, width: int, preset: str = "indoor", index: int = 0) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]: rendered synthetic scene ``index`` (textures, edges, sky), a real-ish parity input."""
 
-    return render_sample(preset, 0, height, width)["image"][None].clamp(0, 1)
+    return render_sample(preset, index, height, width)["image"][None].clamp(0, 1)
 
 
 def check_and_time(
