@@ -1,0 +1,101 @@
+"""How a student's latency and memory grow with input resolution (240x320 -> 960x1280), eager PyTorch and ONNX Runtime.
+
+python benchmarks/student_scaling.py --threads 1 --runs 10 --json benchmarks/results/student_scaling.json
+
+Latency: every (model, size, backend) timed round-robin in one process (``--runs`` rounds after one warm-up),
+batch 1, fp32, CPU, so drift hits all sizes alike. Memory: the peak resident set size (``ru_maxrss``) that one eager
+forward adds over the built model, measured in a fresh subprocess per (model, size) so earlier, larger runs do not
+hide it. Random weights (neither figure depends on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from disdepth.config import load_config
+from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
+from disdepth.models.student import build_student
+
+SIZES = [(240, 320), (480, 640), (720, 960), (960, 1280)]
+MODELS = {
+    "default student (mobilenetv2_100, U-Net)": [],
+    "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
+}
+
+
+def wrapper_of(overrides: list[str]) -> DepthOnly:
+    model = build_student(load_config(overrides=overrides).model, load_weights=False).eval()
+    return DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+
+
+def forward_peak_mb(overrides: list[str], size: tuple[int, int], threads: int) -> float:
+    """Peak RSS (MB) one eager forward at ``size`` adds over the built model; run in a fresh process."""
+    torch.set_num_threads(threads)
+    wrapper = wrapper_of(overrides)
+    image = torch.rand(1, 3, *size)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.inference_mode():
+        wrapper(image)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0  # Linux: KiB
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--memory-of", nargs=3, metavar=("MODEL", "H", "W"), help=argparse.SUPPRESS)  # the subprocess
+    args = p.parse_args()
+    if args.memory_of:
+        name, h, w = args.memory_of
+        print(forward_peak_mb(MODELS[name], (int(h), int(w)), args.threads))
+        return
+    torch.set_num_threads(args.threads)
+    fns, images = {}, {size: torch.rand(1, 3, *size) for size in SIZES}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, overrides) in enumerate(MODELS.items()):
+            wrapper = wrapper_of(overrides)
+            path = Path(tmp) / f"m{i}.onnx"
+            export_onnx(wrapper, path, SIZES[0], dynamic=True)  # one graph, every size
+            session = ort_session(path, args.threads)
+            for size in SIZES:
+
+                def eager(wrapper=wrapper, image=images[size]) -> None:
+                    with torch.inference_mode():
+                        wrapper(image)
+
+                feed = images[size].numpy()
+                fns[(name, size, "eager")] = eager
+                fns[(name, size, "ort")] = lambda session=session, feed=feed: session.run(None, {"image": feed})
+        load_before = os.getloadavg()
+        times = time_interleaved(fns, 1, args.runs)
+        load_after = os.getloadavg()
+    rows = []
+    print(f"batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median ms; load average "
+          f"{load_before[0]:.1f} -> {load_after[0]:.1f} (1 min); memory: peak RSS one eager forward adds")  # fmt: skip
+    for name in MODELS:
+        for size in SIZES:
+            cmd = [sys.executable, __file__, "--threads", str(args.threads), "--memory-of", name, *map(str, size)]
+            peak = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip())
+            eager, ort = (statistics.median(times[(name, size, b)]) for b in ("eager", "ort"))
+            rows.append({"model": name, "size": list(size), "eager_ms": eager, "ort_ms": ort, "peak_mb": peak})
+            print(f"{name:46s} {size[0]:4d}x{size[1]:<4d} eager {eager:8.1f}  ORT {ort:8.1f}  +{peak:7.0f} MB")
+    if args.json:
+        meta = {"threads": args.threads, "runs": args.runs, "load": [load_before, load_after]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
