@@ -1,0 +1,96 @@
+"""The latency-accuracy figure of the README: students, peers and the teacher on the real 7-Scenes test frames.
+
+python benchmarks/plot_tradeoff.py --out docs/img/tradeoff_7scenes.png
+
+Reads only committed results, so the figure is reproducible from the repository:
+* accuracy: abs_rel on 7-Scenes redkitchen test frames 525-699 (the ablation's fixed split), mean ± std over seeds,
+  from ``benchmarks/results/distill_ablation/<ablation>/`` (baseline student, full DisDepth student, their teacher)
+  and, where present, ``benchmarks/results/student_accuracy/<ablation>/`` (default, lite, FastDepth, Monodepth2
+  trained alike on the same frames);
+* latency: eager PyTorch, 480x640, batch 1, 1 thread, interleaved medians, from
+  ``benchmarks/results/teacher_latency.json`` (the ablation's student and teacher) and
+  ``benchmarks/results/student_latency.json`` (the other students and peers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ABLATION_STUDENT = "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)"
+ABLATION_TEACHER = "teacher: hybrid Lite0 192x4 (the ablation's)"
+PEERS = {  # student_accuracy arch -> its row name in student_latency.json
+    "default": "default student (mobilenetv2_100, U-Net)",
+    "lite": "lite student (mobilenetv2_100, lite decoder)",
+    "fastdepth": "FastDepth (MobileNet + NNConv5)",
+    "monodepth2": "Monodepth2-R18",
+}
+
+
+def _abs_rel(records: list[dict]) -> tuple[float, float]:
+    values = [r["metrics"]["abs_rel"] for r in records]
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def points(ablation: str) -> list[tuple[str, float, float, float, str]]:
+    """(label, latency ms, abs_rel mean, abs_rel std, kind) of every model with both figures committed."""
+    teacher_ms = {
+        r["model"]: r["median_ms"] for r in json.loads((RESULTS / "teacher_latency.json").read_text())["rows"]
+    }
+    student_latency = json.loads((RESULTS / "student_latency.json").read_text())["rows"]
+    eager_ms = {r["model"]: r["median_ms"] for r in student_latency if r["backend"] == "eager"}
+    out = []
+    folder = RESULTS / "distill_ablation" / ablation
+    rows = {}
+    for path in folder.glob("*_seed*.json"):
+        record = json.loads(path.read_text())
+        rows.setdefault(record["row"], []).append(record)
+    if "baseline" in rows:
+        out.append(("baseline student", teacher_ms[ABLATION_STUDENT], *_abs_rel(rows["lgconv"]), "student"))
+    if "disdepth" in rows:
+        out.append(("DisDepth student", teacher_ms[ABLATION_STUDENT], *_abs_rel(rows["disdepth"]), "distilled"))
+    if "acclimate" in rows:
+        teacher = [{"metrics": r["metrics"]["teacher_before"]} for r in rows["acclimate"]][:1]  # one teacher
+        out.append(("its teacher (hybrid Lite0)", teacher_ms[ABLATION_TEACHER], *_abs_rel(teacher), "teacher"))
+    peers = RESULTS / "student_accuracy" / ablation
+    for arch, name in PEERS.items():
+        runs = [json.loads(p.read_text()) for p in peers.glob(f"{arch}_seed*.json")] if peers.is_dir() else []
+        if runs and name in eager_ms:
+            out.append(
+                (name, eager_ms[name], *_abs_rel(runs), "peer" if arch in ("fastdepth", "monodepth2") else "student")
+            )
+    return out
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the PNG
+    import matplotlib.pyplot as plt
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ablation", default="sevenscenes_120x160", help="results folder name of the ablation")
+    p.add_argument("--out", type=Path, default=Path("docs/img/tradeoff_7scenes.png"))
+    args = p.parse_args()
+    colours = {"student": "tab:blue", "distilled": "tab:green", "teacher": "tab:red", "peer": "tab:gray"}
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for label, ms, mean, std, kind in points(args.ablation):
+        ax.errorbar(ms, mean, yerr=std, fmt="o", color=colours[kind], capsize=3)
+        ax.annotate(label, (ms, mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        print(f"{label:52s} {ms:8.1f} ms  abs_rel {mean:.4f} ± {std:.4f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, ms (eager PyTorch, 480x640, batch 1, 1 CPU thread; log scale)")
+    ax.set_ylabel("abs_rel on 7-Scenes test frames (lower is better)")
+    ax.set_title("Latency vs accuracy (mean ± std over seeds)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
