@@ -543,7 +543,10 @@ def main() -> None:
         recipe.update(flip=args.teacher_flip, extra_scenes=args.teacher_extra)
         (tdir / "recipe.json").write_text(json.dumps(recipe))
     print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
-    if args.teacher_only:
+    if args.teacher_only:  # its held-out scores (and curve, with train.eval_every) kept with the other results
+        recipe_file = tdir / "recipe.json"
+        recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else None
+        save_runs({}, {**teacher, "split": args.split, "recipe": recipe, "curve": validation_curve(tdir)}, args)
         return
     unlabelled = None
     if args.unlabelled:
