@@ -212,6 +212,13 @@ class Splits:
         return renormalized(self.sets[split], STORED, spec)
 
 
+def kd_overrides(args, teacher_ckpt: str) -> list[str]:
+    """The feature-KD settings every KD row shares: LG-Conv student, the teacher, weight, levels, --distill-set."""
+    levels = ",".join(map(str, args.levels))
+    teacher, weight = f"teacher.checkpoint={teacher_ckpt}", f"distill.feature_weight={args.kd_weight}"
+    return ["model.lgconv.enabled=true", teacher, weight, f"distill.levels=[{levels}]", *args.distill_set]
+
+
 def run_seed(
     args, seed: int, out: Path, train: Dataset, test: Dataset, teacher_ckpt: str, info, unlabelled: Dataset | None
 ) -> dict[str, dict]:
@@ -227,6 +234,12 @@ def run_seed(
         results[key] = {**run_stage(key, run_dir, cfg, run, overwrite=False), "curve": validation_curve(run_dir)}
         return results[key]
 
+    if args.few_only:  # the few-label rows alone (another process may run the full-label rows of this seed)
+        kd = kd_overrides(args, teacher_ckpt)
+        few_label_rows(
+            args, seed, stage, train, kd, [*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"]
+        )
+        return results
     cfg = base_config(args, seed)
     stage("baseline", supervised_stage, cfg)
     if args.baseline_only:
@@ -238,13 +251,7 @@ def run_seed(
         if args.few_label:
             few_label_rows(args, seed, stage, train, [], [], students_only=True)
         return results
-    kd = [
-        *lg,
-        f"teacher.checkpoint={teacher_ckpt}",
-        f"distill.feature_weight={args.kd_weight}",
-        f"distill.levels=[{','.join(map(str, args.levels))}]",
-        *args.distill_set,
-    ]
+    kd = kd_overrides(args, teacher_ckpt)
     cfg = load_config(
         overrides=[*kd, "distill.feature_target=raw", "distill.attention=none"], base=base_config(args, seed)
     )
@@ -457,6 +464,9 @@ def main() -> None:
         action="store_true",
         help="train/evaluate the baseline students only (no teacher): with --split val and "
         "--base-set train.eval_every=N, their validation curves",
+    )
+    p.add_argument(
+        "--few-only", action="store_true", help="only the few-label rows (with --few-label), e.g. in a second process"
     )
     p.add_argument(
         "--students-only",
