@@ -3,7 +3,7 @@
 python benchmarks/student_scaling.py --threads 1 --runs 10 --json benchmarks/results/student_scaling.json
 
 Latency: every (model, size, backend) timed round-robin in one process (``--runs`` rounds after one warm-up),
-batch 1, fp32, CPU, so drift hits all sizes alike. Memory: the peak resident set size (``ru_maxrss``) that one eager
+batch 1, fp32, CPU, so drift hits all sizes alike. Memory: the peak resident set size (``VmHWM``) that one eager
 forward adds over the built model, measured in a fresh subprocess per (model, size) so earlier, larger runs do not
 hide it. Random weights (neither figure depends on them).
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,15 +38,24 @@ def wrapper_of(overrides: list[str]) -> DepthOnly:
     return DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (``VmHWM``; unlike ``ru_maxrss`` it is not inherited from the
+    parent across fork + exec, which would hide a child's growth below the parent's high-water mark)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM (Linux only)")
+
+
 def forward_peak_mb(overrides: list[str], size: tuple[int, int], threads: int) -> float:
     """Peak RSS (MB) one eager forward at ``size`` adds over the built model; run in a fresh process."""
     torch.set_num_threads(threads)
     wrapper = wrapper_of(overrides)
     image = torch.rand(1, 3, *size)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     with torch.inference_mode():
         wrapper(image)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0  # Linux: KiB
+    return peak_rss_mb() - before
 
 
 def main() -> None:
