@@ -3,8 +3,9 @@
 The trainable part is a :class:`DistilledStudent` (the student plus, for classic feature KD only, student-side
 1x1 adapters). The teacher side (a frozen :class:`~disdepth.tasks.acclimation.AcclimatedTeacher`, or a raw
 frozen teacher for classic KD / response KD) lives on the task outside ``task.model``, so DDP never wraps it,
-and runs under ``torch.no_grad()``. Teacher targets can be cached per sample id when they are deterministic
-(augmentation off): the teacher then runs once per training image instead of once per step.
+and runs under ``torch.no_grad()``. Teacher targets can be cached per sample id: the teacher then runs once per
+training image instead of once per step, also with augmentation on (``tasks/teacher_cache.py``: targets of the
+un-augmented frame, warped by each sample's recorded geometry).
 """
 
 from __future__ import annotations

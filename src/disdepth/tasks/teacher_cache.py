@@ -37,8 +37,8 @@ from disdepth.data.mixing import UNLABELLED_PREFIX, MixedDataset
 from disdepth.data.sample import normalize_sample
 from disdepth.data.synthetic import SyntheticDepthDataset
 
-# Default bound of one process's cache (distill.cache_max_gb): fp16 maps of a 427x565 NYU frame with the default
-# student (4 levels) and teacher depth are ~1.9 MB, so 8 GB holds ~4,000 frames; DDP ranks each hold their own.
+# distill.cache_max_gb is in GiB. One cached view of a 427x565 NYU frame (default student, 4 levels, fp16 maps +
+# fp32 scores + fp16 depth) is 1.80 MiB, so the default 8 GiB holds ~4,500 views (a flipped image has two).
 GB = 1024**3
 
 
