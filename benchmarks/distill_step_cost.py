@@ -15,7 +15,7 @@ are printed, with the one-time cost of filling the cache per frame and its size.
 teachers are built offline with random weights (timm ``pretrained=False``: cost does not depend on the weights)
 and wrapped with random FAMs and a ghost decoder (an acclimated teacher).
 
-Accuracy (cheap; the numbers in docs/distillation.md, "Cache"):
+Accuracy (cheap; the numbers in docs/distillation.md, "Teacher-target cache with augmentation"):
 
     python benchmarks/distill_step_cost.py --accuracy [--acclimated acclimated.pt | --teacher tiny|hybrid ...]
         [--frames index.csv] [--frame 192 256] [--crop 160 224] [--n-frames 16]

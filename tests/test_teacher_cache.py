@@ -1,5 +1,6 @@
 """Teacher-target cache with augmentation on: recorded geometry, warp conventions, exact flips, the teacher once
-per image, the bound, frame sources and ``cache_enabled`` (tasks/teacher_cache.py, docs/distillation.md "Cache")."""
+per image, the bound, frame sources and ``cache_enabled`` (tasks/teacher_cache.py; docs/distillation.md,
+"Teacher-target cache with augmentation")."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from disdepth.models.student import build_student
 from disdepth.pipeline.stages import build_distillation, cache_enabled
 from disdepth.tasks.acclimation import build_acclimated
 from disdepth.tasks.distillation import TeacherTargets
-from disdepth.tasks.teacher_cache import GB, frame_source, warp_map
+from disdepth.tasks.teacher_cache import GIB, frame_source, warp_map
 from disdepth.teachers.base import PYRAMID_STRIDES, Teacher
 from disdepth.teachers.build import build_teacher
 
@@ -340,6 +341,6 @@ def test_build_distillation_wires_the_frame_source(tmp_path):
     cfg.distill.acclimated_checkpoint = str(path)
     task = build_distillation(cfg, dataset)
     assert task.targets.use_cache and task.targets.source is not None
-    assert task.targets.max_cache_bytes == int(0.5 * GB)
+    assert task.targets.max_cache_bytes == int(0.5 * GIB)
     losses = task(draw(dataset, 0, [0, 1]))
     assert torch.isfinite(losses["loss"]) and len(task.targets.cache) == 2

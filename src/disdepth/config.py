@@ -278,8 +278,8 @@ class DistillConfig:
     # augmentation is on; its maps are then warped by each sample's crop/flip/rotation). "auto" = on unless there is
     # an unlabelled pool (the cache would grow with every pool image drawn) or KITTI use_right (one id, two cameras).
     cache_teacher: Literal["auto", "on", "off"] = "auto"
-    # Bound of the cache per process, GB (fp16 maps on the CPU; each DDP rank holds its own); images beyond it are
-    # computed every step. 0 = no bound. Sizes per image: docs/distillation.md, "Cache".
+    # Bound of the cache per process, GiB (fp16 maps on the CPU; each DDP rank holds its own); images beyond it are
+    # computed every step. 0 = no bound. Sizes: docs/distillation.md, "Teacher-target cache with augmentation".
     cache_max_gb: float = 8.0
 
 
@@ -648,7 +648,7 @@ def _range_problems(cfg: Config) -> list[str]:
             "distill.cache_max_gb",
             dc.cache_max_gb,
             _finite(dc.cache_max_gb) and dc.cache_max_gb >= 0,
-            "finite and >= 0 GB (0 = no bound)",
+            "finite and >= 0 GiB (0 = no bound)",
         ),
         (
             "acclimate.anchor_weight",

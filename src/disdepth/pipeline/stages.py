@@ -44,7 +44,7 @@ from disdepth.tasks.acclimation import (
 )
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
 from disdepth.tasks.supervised import SupervisedTask
-from disdepth.tasks.teacher_cache import GB, frame_source
+from disdepth.tasks.teacher_cache import GIB, frame_source
 from disdepth.teachers.base import Teacher
 from disdepth.teachers.build import build_teacher, teacher_input_spec
 
@@ -302,7 +302,7 @@ def build_distillation(cfg: Config, train_set: Dataset | None = None) -> Distill
         targets = TeacherTargets(
             teacher.eval(), dc.levels, student.input_spec, dc.feature_target, dc.attention, dc.tau,
             dc.attention_floor, cache_enabled(cfg), tc.silog_variance_focus, tc.silog_scale,
-            frame_source(train_set), int(dc.cache_max_gb * GB),
+            frame_source(train_set), int(dc.cache_max_gb * GIB),
         )  # fmt: skip
     scale = tc.encoder_lr_scale if cfg.model.pretrained != "none" else 1.0
     return DistillationTask(

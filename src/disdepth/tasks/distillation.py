@@ -31,7 +31,7 @@ from disdepth.tasks.kd_losses import (
 from disdepth.tasks.losses import resize_like, silog_loss
 from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, target_of, unlabelled
 from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
-from disdepth.tasks.teacher_cache import GB, CachedTargets, grid_size, warp_map
+from disdepth.tasks.teacher_cache import GIB, CachedTargets, grid_size, warp_map
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +280,8 @@ class TeacherTargets(nn.Module):
             if self.max_cache_bytes and self.cache_bytes + entry.nbytes > self.max_cache_bytes:
                 self.cache_full = True
                 log.warning(
-                    "teacher cache full at %.2f GB (distill.cache_max_gb): images not cached yet are computed on "
-                    "each augmented sample", self.cache_bytes / GB,
+                    "teacher cache full at %.2f GiB (distill.cache_max_gb): images not cached yet are computed on "
+                    "each augmented sample", self.cache_bytes / GIB,
                 )  # fmt: skip
                 break
             self.cache.setdefault(k, {})[mirrored] = entry

@@ -1,4 +1,4 @@
-"""Teacher targets cached once per image and warped to each augmented sample (docs/distillation.md, "Cache").
+"""Teacher targets cached once per image and warped to each augmented sample.
 
 A big teacher is the cost of a distillation step. With augmentation on, its targets differ every time an image is
 drawn, but only through the augmentation: the training transform records each sample's geometry
@@ -6,7 +6,7 @@ drawn, but only through the augmentation: the training transform records each sa
 un-augmented frame, and ``geometry_hw``). So the teacher runs once per image on the un-augmented frame
 (:class:`FrameSource` finds it by sample id) and every later draw reads :class:`CachedTargets` warped by
 :func:`warp_map` with the same geometry. What is exact and what is approximate (measured in
-docs/distillation.md, "Cache"):
+docs/distillation.md, "Teacher-target cache with augmentation"):
 
 * flips: a flipped sample reads the targets of the *mirrored* frame, which the teacher computes the first time a
   flipped sample of the image comes (so up to two teacher runs per image). Flipping cached maps instead would be
@@ -39,7 +39,7 @@ from disdepth.data.synthetic import SyntheticDepthDataset
 
 # distill.cache_max_gb is in GiB. One cached view of a 427x565 NYU frame (default student, 4 levels, fp16 maps +
 # fp32 scores + fp16 depth) is 1.80 MiB, so the default 8 GiB holds ~4,500 views (a flipped image has two).
-GB = 1024**3
+GIB = 1024**3
 
 
 @dataclass
