@@ -21,7 +21,7 @@ KEYS = {"image", "depth", "valid", "focal", "intrinsics", "id"}
 
 
 def _check_sample(s: dict, hw: tuple[int, int]) -> None:
-    assert set(s) == KEYS
+    assert set(s) - {"geometry", "geometry_hw"} == KEYS  # augmented samples record their geometry (transforms.py)
     assert s["image"].shape == (3, *hw) and s["image"].dtype == torch.float32
     assert s["depth"].shape == (1, *hw) and s["valid"].shape == (1, *hw) and s["valid"].dtype == torch.bool
     assert torch.equal(s["valid"], s["depth"] > 0)

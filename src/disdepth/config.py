@@ -274,9 +274,13 @@ class DistillConfig:
     unlabelled_list: str = ""
     unlabelled_root: str = ""
     unlabelled_fraction: float = 0.5
-    # Cache teacher targets per sample id: "auto" = when train augmentation is off (targets are deterministic)
-    # and there is no unlabelled pool (the cache would grow with every pool image drawn).
+    # Cache teacher targets per sample id: the teacher runs once per image (on the un-augmented frame when
+    # augmentation is on; its maps are then warped by each sample's crop/flip/rotation). "auto" = on unless there is
+    # an unlabelled pool (the cache would grow with every pool image drawn) or KITTI use_right (one id, two cameras).
     cache_teacher: Literal["auto", "on", "off"] = "auto"
+    # Bound of the cache per process, GiB (fp16 maps on the CPU; each DDP rank holds its own); images beyond it are
+    # computed every step. 0 = no bound. Sizes: docs/distillation.md, "Teacher-target cache with augmentation".
+    cache_max_gb: float = 8.0
 
 
 @dataclass
@@ -640,6 +644,12 @@ def _range_problems(cfg: Config) -> list[str]:
         ),
         ("distill.attention_floor", dc.attention_floor, 0 <= dc.attention_floor <= 1, "in [0, 1]"),
         ("distill.unlabelled_fraction", dc.unlabelled_fraction, 0 <= dc.unlabelled_fraction < 1, "in [0, 1)"),
+        (
+            "distill.cache_max_gb",
+            dc.cache_max_gb,
+            _finite(dc.cache_max_gb) and dc.cache_max_gb >= 0,
+            "finite and >= 0 GiB (0 = no bound)",
+        ),
         (
             "acclimate.anchor_weight",
             ac.anchor_weight,

@@ -6,6 +6,17 @@ rotation never invents depth where there was none (out-of-image corners get dept
 
 Randomness comes from an optional ``torch.Generator`` or else torch's global RNG, which a DataLoader
 seeds per worker (``base_seed + worker_id``), so a seeded run draws the same augmentations.
+
+The training augmentation records its geometry in the sample (:class:`RecordGeometry`, first step of
+:func:`train_augmentation`), so the teacher-target cache (``tasks/teacher_cache.py``) can warp maps it computed once
+on the un-augmented frame exactly as the image was warped:
+
+    geometry:    (3, 3) float64 affine map, homogeneous: (x, y, 1) of an output pixel centre -> the same point in
+                 pixels of the frame the augmentation received (pixel centres at integers, x right, y down);
+    geometry_hw: (2,) int64 (H, W) of that frame.
+
+Crops, flips and rotations compose into it; photometric steps leave it alone. A sample that did not pass
+:class:`RecordGeometry` has neither key, and the geometric steps then record nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +46,39 @@ def _copy(s: RawSample) -> RawSample:
     return RawSample(**s)  # shallow copy; tensors are replaced, never modified in place
 
 
+def _affine(a: float, b: float, c: float, d: float, e: float, f: float) -> torch.Tensor:
+    """(3, 3) float64 homogeneous matrix of ``x' = a x + b y + c, y' = d x + e y + f``."""
+    return torch.tensor([[a, b, c], [d, e, f], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def _record(out: RawSample, s: RawSample, step: torch.Tensor) -> None:
+    """Compose ``step`` (output pixel -> input pixel of this step) into ``out["geometry"]`` when ``s`` records.
+
+    float64, so crops and flips (integer entries) compose exactly and a cached map can be sliced, not resampled.
+    """
+    if "geometry" in s:
+        out["geometry"] = s["geometry"] @ step  # type: ignore[typeddict-unknown-key]
+
+
+def _rotation(degrees: float, height: int, width: int) -> torch.Tensor:
+    """Output pixel -> input pixel of a counter-clockwise (on screen, y down) rotation about the frame centre."""
+    a = math.radians(degrees)
+    cos, sin = math.cos(a), math.sin(a)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    # source = R^T (dest - c) + c, as in rotate_crop's sampling grid.
+    return _affine(cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
+
+
+class RecordGeometry:
+    """Start recording the augmentation's geometry: identity ``geometry`` and the frame's ``geometry_hw``."""
+
+    def __call__(self, s: RawSample) -> RawSample:
+        out = _copy(s)
+        out["geometry"] = torch.eye(3, dtype=torch.float64)  # type: ignore[typeddict-unknown-key]
+        out["geometry_hw"] = torch.tensor(s["depth"].shape[-2:], dtype=torch.int64)  # type: ignore[typeddict-unknown-key]
+        return out
+
+
 def crop(s: RawSample, top: int, left: int, height: int, width: int) -> RawSample:
     """Crop image, depth and valid to ``[top:top+height, left:left+width]``; shifts cx, cy.
 
@@ -52,6 +96,7 @@ def crop(s: RawSample, top: int, left: int, height: int, width: int) -> RawSampl
     intr[2] -= left
     intr[3] -= top
     out["intrinsics"] = intr
+    _record(out, s, _affine(1, 0, left, 0, 1, top))
     return out
 
 
@@ -106,6 +151,7 @@ class RandomHFlip:
         intr = s["intrinsics"].clone()
         intr[2] = (s["depth"].shape[-1] - 1) - intr[2]
         out["intrinsics"] = intr
+        _record(out, s, _affine(-1, 0, s["depth"].shape[-1] - 1, 0, 1, 0))
         return out
 
 
@@ -126,6 +172,7 @@ def rotate(s: RawSample, degrees: float) -> RawSample:
     valid = valid.bool() & (depth > 0)
     out["depth"] = torch.where(valid, depth, torch.zeros_like(depth))
     out["valid"] = valid
+    _record(out, s, _rotation(degrees, *s["depth"].shape[-2:]))
     return out
 
 
@@ -174,6 +221,7 @@ def rotate_crop(s: RawSample, degrees: float, top: int, left: int, height: int, 
     intr[2] -= left
     intr[3] -= top
     out["intrinsics"] = intr
+    _record(out, s, _rotation(degrees, h, w) @ _affine(1, 0, left, 0, 1, top))
     return out
 
 
@@ -254,9 +302,10 @@ def train_augmentation(
 ) -> Compose:
     """The BTS training pipeline: rotate -> random crop -> flip -> colour (order as in BTS's loader).
 
-    Rotating before cropping lets the crop discard most of the black corners the rotation creates.
+    Rotating before cropping lets the crop discard most of the black corners the rotation creates. Each sample
+    records its geometry (``geometry``, ``geometry_hw``: see the module docstring).
     """
-    steps: list[Transform] = []
+    steps: list[Transform] = [RecordGeometry()]
     rotating = rotate_degrees > 0 and not math.isclose(rotate_degrees, 0.0)
     if rotating and crop_hw is not None:
         steps.append(RandomRotateCrop(rotate_degrees, crop_hw[0], crop_hw[1], generator))

@@ -44,6 +44,7 @@ from disdepth.tasks.acclimation import (
 )
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
 from disdepth.tasks.supervised import SupervisedTask
+from disdepth.tasks.teacher_cache import GIB, frame_source
 from disdepth.teachers.base import Teacher
 from disdepth.teachers.build import build_teacher, teacher_input_spec
 
@@ -246,14 +247,20 @@ def acclimate_stage(
 
 
 def cache_enabled(cfg: Config) -> bool:
-    """``distill.cache_teacher``: auto = on exactly when train augmentation is off (targets are deterministic)
-    and there is no unlabelled pool (the cache would grow with every pool image drawn, on the device)."""
+    """``distill.cache_teacher``: auto = on unless targets cannot be kept per sample id.
+
+    With augmentation on, the teacher runs once on each un-augmented frame and its maps are warped by each
+    sample's recorded crop, flip and rotation (``tasks/teacher_cache.py``; colour jitter is not applied to cached
+    targets). Off under auto with an unlabelled pool (the cache would grow with every pool image drawn) and with
+    KITTI ``data.use_right`` (one id names either camera's image).
+    """
     mode = cfg.distill.cache_teacher
-    if mode == "on" and cfg.data.augment.enabled:
-        log.warning("distill.cache_teacher=on with augmentation on: cached targets ignore the augmentation")
+    use_right = cfg.data.use_right and cfg.data.dataset == "kitti"
+    if mode == "on" and use_right:
+        log.warning("distill.cache_teacher=on with data.use_right: an id's cached targets are of one camera only")
     if mode == "on" and cfg.distill.unlabelled_list:
         log.warning("distill.cache_teacher=on with distill.unlabelled_list: the cache grows with the unlabelled pool")
-    return mode == "on" or (mode == "auto" and not cfg.data.augment.enabled and not cfg.distill.unlabelled_list)
+    return mode == "on" or (mode == "auto" and not cfg.distill.unlabelled_list and not use_right)
 
 
 def _distillation_teacher(cfg: Config, student: DepthStudent) -> nn.Module | None:
@@ -275,8 +282,12 @@ def _distillation_teacher(cfg: Config, student: DepthStudent) -> nn.Module | Non
     return None
 
 
-def build_distillation(cfg: Config) -> DistillationTask:
-    """The distillation task of a config: student (+ classic-KD adapters) and the frozen teacher side."""
+def build_distillation(cfg: Config, train_set: Dataset | None = None) -> DistillationTask:
+    """The distillation task of a config: student (+ classic-KD adapters) and the frozen teacher side.
+
+    ``train_set`` lets the teacher-target cache load un-augmented frames by id (augmentation on); without it, or for
+    a dataset whose frames cannot be found by id, augmented batches have their targets computed every step.
+    """
     dc, tc = cfg.distill, cfg.train
     torch.manual_seed(cfg.seed)
     student = build_student(cfg.model)
@@ -291,6 +302,7 @@ def build_distillation(cfg: Config) -> DistillationTask:
         targets = TeacherTargets(
             teacher.eval(), dc.levels, student.input_spec, dc.feature_target, dc.attention, dc.tau,
             dc.attention_floor, cache_enabled(cfg), tc.silog_variance_focus, tc.silog_scale,
+            frame_source(train_set), int(dc.cache_max_gb * GIB),
         )  # fmt: skip
     scale = tc.encoder_lr_scale if cfg.model.pretrained != "none" else 1.0
     return DistillationTask(
@@ -311,7 +323,7 @@ def distill_stage(
     """Distil; the deployable student is ``checkpoints/last.pt`` (and ``model/``), as for any student run."""
     run_dir = Path(run_dir)
     train_set = add_unlabelled(cfg, train_set)
-    task = build_distillation(cfg)
+    task = build_distillation(cfg, train_set)
     start = time.perf_counter()
     res = train(cfg, run_dir, task, train_set, _evaluator(cfg, val_set, info), resume=resume, overwrite=overwrite,
                 info=info)  # fmt: skip

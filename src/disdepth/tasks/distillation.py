@@ -3,15 +3,18 @@
 The trainable part is a :class:`DistilledStudent` (the student plus, for classic feature KD only, student-side
 1x1 adapters). The teacher side (a frozen :class:`~disdepth.tasks.acclimation.AcclimatedTeacher`, or a raw
 frozen teacher for classic KD / response KD) lives on the task outside ``task.model``, so DDP never wraps it,
-and runs under ``torch.no_grad()``. Teacher targets can be cached per sample id when they are deterministic
-(augmentation off): the teacher then runs once per training image instead of once per step.
+and runs under ``torch.no_grad()``. Teacher targets can be cached per sample id: the teacher then runs once per
+training image instead of once per step, also with augmentation on (``tasks/teacher_cache.py``: targets of the
+un-augmented frame, warped by each sample's recorded geometry).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from disdepth.checkpoint import CheckpointKind
@@ -20,15 +23,15 @@ from disdepth.models.student import DepthStudent
 from disdepth.tasks.acclimation import AcclimatedTeacher, teacher_level_for
 from disdepth.tasks.kd_losses import (
     attentive_feature_loss,
-    magnitude_attention,
     match_size,
-    saliency_attention,
+    softmax_positions,
     standardize_channels,
     uniform_attention,
 )
 from disdepth.tasks.losses import resize_like, silog_loss
 from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, target_of, unlabelled
 from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
+from disdepth.tasks.teacher_cache import GIB, CachedTargets, grid_size, warp_map
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,23 @@ class DistilledStudent(DepthStudent):
 class TeacherTargets(nn.Module):
     """Computes (and optionally caches) per-level KD targets, attention maps and teacher depth for a batch.
 
+    With ``cache`` the teacher runs once per training image (``tasks/teacher_cache.py``): on the frame itself when
+    the batch has no augmentation geometry, else on the un-augmented frame that ``source`` loads by id (and once
+    more on its mirror image, the first time a flipped sample of it comes), whose targets are then warped by each
+    sample's recorded geometry. Cached maps are float16 on the CPU; once they reach ``max_cache_bytes``, images not
+    yet cached have their targets computed on the augmented sample every time (as without a cache).
+
     Args:
         teacher: an :class:`AcclimatedTeacher` (feature_target=acclimated) or a raw ``Teacher`` (raw / none).
         kd_strides: student strides distilled.
         student_spec: the student's input spec (a raw teacher re-normalises the student's input).
         feature_target: "acclimated" (FAM outputs), "raw" (teacher features) or "none" (``distill.feature_target``).
         attention: "magnitude", "saliency" or "none"; ``tau`` and ``attention_floor`` shape it (``distill.*``).
-        cache: keep targets per sample id (valid only when targets are deterministic per id).
+        cache: keep targets per sample id.
         variance_focus, silog_scale: the SILog of the saliency gradient.
+        source: sample id -> its un-augmented frame (:func:`~disdepth.tasks.teacher_cache.frame_source`); without
+            it a batch with augmentation geometry is computed afresh.
+        max_cache_bytes: bound of the cache (``distill.cache_max_gb``); 0 = no bound.
     """
 
     def __init__(
@@ -90,12 +102,17 @@ class TeacherTargets(nn.Module):
         cache: bool = False,
         variance_focus: float = 0.85,
         silog_scale: float = 10.0,
+        source: Callable[[str], dict] | None = None,
+        max_cache_bytes: int = 0,
     ) -> None:
         super().__init__()
         self.teacher, self.kd_strides, self.student_spec = teacher, list(kd_strides), student_spec
         self.feature_target, self.attention = feature_target, attention
         self.tau, self.attention_floor = tau, attention_floor
-        self.use_cache, self.cache = cache, {}
+        self.use_cache, self.source = cache, source
+        self.cache: dict[str, dict[bool, CachedTargets]] = {}  # sample id -> {mirrored: targets of that frame}
+        self.max_cache_bytes, self.cache_bytes, self.cache_full = max_cache_bytes, 0, False
+        self._warned = False
         self.variance_focus, self.silog_scale = variance_focus, silog_scale
         self.acclimated = isinstance(teacher, AcclimatedTeacher)
         if feature_target == "acclimated" and not self.acclimated:
@@ -104,17 +121,24 @@ class TeacherTargets(nn.Module):
             )
         if attention == "saliency" and not self.acclimated:
             raise ValueError("distill.attention=saliency needs the ghost decoder of an acclimated teacher")
+        # The stride of each target map: the student's for FAM outputs, the feeding teacher level's for raw features.
+        raw = teacher.teacher if self.acclimated else teacher
+        t_strides = [f.stride for f in raw.feature_info]
+        self.map_strides = (
+            list(kd_strides)
+            if feature_target == "acclimated"
+            else [t_strides[teacher_level_for(s, t_strides)] for s in kd_strides]
+        )
 
     def train(self, mode: bool = True) -> TeacherTargets:
         # The teacher side never trains here: keep FAM/teacher BN statistics fixed when the task calls .train().
         return super().train(False)
 
-    def _attention(self, feats: list[torch.Tensor], grads: list[torch.Tensor] | None) -> list[torch.Tensor]:
-        if self.attention == "magnitude":
-            return [magnitude_attention(f, self.tau, self.attention_floor) for f in feats]
-        if self.attention == "saliency":
-            return [saliency_attention(g, self.tau, self.attention_floor) for g in grads or []]
-        return [uniform_attention(f) for f in feats]
+    def _attention(self, feats: list[torch.Tensor], scores: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(B, 1, h, w) weights per level, each image summing to 1, from the scores of :meth:`targets`."""
+        if self.attention == "none":
+            return [uniform_attention(f) for f in feats]
+        return [softmax_positions(s, self.tau, self.attention_floor) for s in scores]
 
     def _saliency_grads(self, acclimated: list[torch.Tensor], index: list[int], batch: dict) -> list[torch.Tensor]:
         """d SILog(ghost(acclimated), gt) / d acclimated, at the distilled levels (task-driven saliency)."""
@@ -127,8 +151,14 @@ class TeacherTargets(nn.Module):
         return [g if g is not None else torch.zeros_like(feats[i]) for g, i in zip(grads, index, strict=True)]
 
     @torch.no_grad()
-    def compute(self, batch: dict) -> dict[str, list[torch.Tensor] | torch.Tensor]:
-        """{features: per-stride targets, attention: (B, 1, h, w) per stride, depth: (B, 1, H, W) metres}."""
+    def targets(self, batch: dict) -> dict:
+        """The teacher's answer for a batch before attention: what the cache stores.
+
+        Returns:
+            {features: per-stride (B, C, h, w), scores: per-stride (B, 1, h, w) float32 attention scores (``mean_c
+            t^2`` for magnitude, ``mean_c |dL/dt|`` for saliency; [] for none), depth: (B, 1, H, W) metres[,
+            relative: (B, 1, H, W)]}.
+        """
         image = batch["image"]
         if self.acclimated:
             out = self.teacher(image, with_ghost=False)  # targets need the acclimated features, not the ghost depth
@@ -147,9 +177,22 @@ class TeacherTargets(nn.Module):
             feats = [tout["features"][teacher_level_for(s, t_strides)] for s in self.kd_strides]
             target = target_of(tout, self.teacher, image)
             grads, depth, relative = None, target.depth, target.relative
-        out = {"features": feats, "attention": self._attention(feats, grads), "depth": depth}
+        # The same reductions magnitude_attention / saliency_attention apply before their softmax.
+        if self.attention == "magnitude":
+            scores = [f.detach().float().pow(2).mean(1, keepdim=True) for f in feats]
+        elif self.attention == "saliency":
+            scores = [g.detach().float().abs().mean(1, keepdim=True) for g in grads or []]
+        else:
+            scores = []
+        out = {"features": feats, "scores": scores, "depth": depth}
         if relative is not None:  # a relative teacher: depth targets use its raw output (tasks/pseudo.py)
             out["relative"] = relative
+        return out
+
+    def compute(self, batch: dict) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+        """{features: per-stride targets, attention: (B, 1, h, w) per stride, depth: (B, 1, H, W) metres}."""
+        out = self.targets(batch)
+        out["attention"] = self._attention(out["features"], out.pop("scores"))
         return out
 
     @property
@@ -161,28 +204,157 @@ class TeacherTargets(nn.Module):
     def forward(self, batch: dict) -> dict:
         if not self.use_cache:
             return self.compute(batch)
-        ids = list(batch["id"])
-        missing = [i for i, k in enumerate(ids) if k not in self.cache]
-        if missing:
-            sub = {k: (v[missing] if torch.is_tensor(v) else v) for k, v in batch.items()}
-            fresh = self.compute(sub)
-            for j, i in enumerate(missing):
-                # fp16 halves the cache; targets are compared in fp32 by the losses.
-                self.cache[ids[i]] = {
-                    "features": [f[j].half() for f in fresh["features"]],
-                    "attention": [a[j] for a in fresh["attention"]],
-                    "depth": fresh["depth"][j].half(),
-                }
-                if "relative" in fresh:  # fp32: a relative output's affine fit needs its precision
-                    self.cache[ids[i]]["relative"] = fresh["relative"][j]
-        items = [self.cache[k] for k in ids]
-        n_levels = len(self.kd_strides)
-        return {
-            "features": [torch.stack([it["features"][lv] for it in items]).float() for lv in range(n_levels)],
-            "attention": [torch.stack([it["attention"][lv] for it in items]) for lv in range(n_levels)],
-            "depth": torch.stack([it["depth"] for it in items]).float(),
-            **({"relative": torch.stack([it["relative"] for it in items])} if "relative" in items[0] else {}),
+        geometry = batch.get("geometry")
+        if geometry is not None and self.source is None:
+            if not self._warned:
+                log.warning("teacher cache: augmented batches but no source of un-augmented frames; not caching")
+                self._warned = True
+            return self.compute(batch)
+        views = [_view(batch, i) for i in range(len(batch["id"]))]
+        entries = {v: self.cache[v[0]][v[1]] for v in views if v[1] in self.cache.get(v[0], {})}
+        missing = [i for i, v in enumerate(views) if v not in entries]
+        if missing and not self.cache_full:
+            entries.update(self._fill(batch, [views[i] for i in missing]))
+        rows = [self._warp(entries[v], batch, i, v[1]) if v in entries else None for i, v in enumerate(views)]
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if todo:  # the cache is full: these images are computed on the augmented sample, as without a cache
+            fresh = self.targets(_rows(batch, todo))
+            for j, i in enumerate(todo):
+                rows[i] = self._fresh_row(fresh, j, tuple(batch["image"].shape[-2:]))
+        out = {
+            "features": [torch.stack([r["features"][lv] for r in rows]) for lv in range(len(rows[0]["features"]))],
+            "depth": torch.stack([r["depth"] for r in rows]),
         }
+        if "relative" in rows[0]:
+            out["relative"] = torch.stack([r["relative"] for r in rows])
+        scores = [torch.stack([r["scores"][lv] for r in rows]) for lv in range(len(rows[0]["scores"]))]
+        out["attention"] = self._attention(out["features"], scores)
+        return out
+
+    def _fresh_row(self, out: dict, j: int, out_hw: tuple[int, int]) -> dict:
+        """Row ``j`` of :meth:`targets` output, float32, on the grids a warped cached row has."""
+
+        def fit(t: torch.Tensor, stride: int) -> torch.Tensor:
+            size, t = grid_size(*out_hw, stride), t[j : j + 1].float()
+            if tuple(t.shape[-2:]) != size:  # a teacher that rounds its grid its own way
+                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+            return t[0]
+
+        keep = self.feature_target != "none"  # as the cache stores them
+        row = {
+            "features": [fit(f, s) for f, s in zip(out["features"], self.map_strides, strict=True)] if keep else [],
+            "scores": [fit(f, s) for f, s in zip(out["scores"], self.map_strides, strict=False)] if keep else [],
+            "depth": fit(out["depth"], 1),
+        }
+        if "relative" in out:
+            row["relative"] = fit(out["relative"], 1)
+        return row
+
+    def _fill(self, batch: dict, views: list[tuple[str, bool]]) -> dict[tuple[str, bool], CachedTargets]:
+        """Run the teacher on the frames of ``views`` (id, mirrored) and cache them while the bound allows.
+
+        Without augmentation geometry the batch rows are the frames; with it ``source`` loads each un-augmented
+        frame (mirrored where the sample was flipped), and frames of one size run as one batch (a CSV's images
+        may differ in size).
+        """
+        views = list(dict.fromkeys(views))  # an image can appear twice in a batch
+        if "geometry" in batch:
+            subs = self._frames(views, batch["image"].device)
+        else:
+            ids = [str(k) for k in batch["id"]]
+            subs = [(views, _rows(batch, [ids.index(k) for k, _ in views]))]
+        fresh: dict[tuple[str, bool], CachedTargets] = {}
+        keep = self.feature_target != "none"  # response KD / pseudo-depth only: no feature maps to keep
+        for sub_views, sub in subs:
+            out = self.targets(sub)
+            size = tuple(sub["image"].shape[-2:])
+            for j, view in enumerate(sub_views):
+                fresh[view] = CachedTargets(
+                    [f[j].half().cpu() for f in out["features"]] if keep else [],
+                    [s[j].float().cpu() for s in out["scores"]] if keep else [],
+                    out["depth"][j].half().cpu(),
+                    out["relative"][j].float().cpu() if "relative" in out else None,
+                    size,  # type: ignore[arg-type]
+                )
+        for (k, mirrored), entry in fresh.items():
+            if self.max_cache_bytes and self.cache_bytes + entry.nbytes > self.max_cache_bytes:
+                self.cache_full = True
+                log.warning(
+                    "teacher cache full at %.2f GiB (distill.cache_max_gb): images not cached yet are computed on "
+                    "each augmented sample", self.cache_bytes / GIB,
+                )  # fmt: skip
+                break
+            self.cache.setdefault(k, {})[mirrored] = entry
+            self.cache_bytes += entry.nbytes
+        return fresh
+
+    def _frames(self, views: list[tuple[str, bool]], device: torch.device) -> list[tuple[list, dict]]:
+        """The un-augmented frames of ``views`` as (views, batch) pairs, one batch per frame size, on ``device``."""
+        keys = ("image", "depth", "valid")  # what the teacher and the saliency gradient read
+        frames = []
+        for k, mirrored in views:
+            frame = self.source(k)  # type: ignore[misc]
+            frames.append({n: frame[n].flip(-1) if mirrored else frame[n] for n in keys})
+        groups: dict[tuple, list[int]] = {}
+        for j, f in enumerate(frames):
+            groups.setdefault(tuple(f["image"].shape), []).append(j)
+        return [
+            ([views[j] for j in js], {n: torch.stack([frames[j][n] for j in js]).to(device) for n in keys})
+            for js in groups.values()
+        ]
+
+    def _warp(self, entry: CachedTargets, batch: dict, i: int, mirrored: bool) -> dict:
+        """Row ``i`` of the batch from a cached frame: its maps warped by the row's geometry (float32, on device).
+
+        A flipped sample reads the mirrored frame's entry (the teacher's features of a mirrored image are not the
+        mirrored features: oriented filters swap channels), so only the flip-free rest of its geometry is warped.
+        """
+        device, out_hw = batch["image"].device, tuple(batch["image"].shape[-2:])
+        geometry = batch.get("geometry")  # None: the sample is the frame itself (no augmentation)
+        frame_hw = out_hw if geometry is None else tuple(int(v) for v in batch["geometry_hw"][i])
+        if entry.size != frame_hw:
+            raise ValueError(f"teacher cache: {batch['id'][i]!r} was cached at {entry.size}, its frame is {frame_hw}")
+        if geometry is not None:
+            geometry = geometry[i].detach().to("cpu", torch.float64)
+            if mirrored:  # frame pixel x is mirrored-frame pixel W - 1 - x (an involution)
+                flip = torch.tensor([[-1.0, 0, frame_hw[1] - 1], [0, 1, 0], [0, 0, 1]], dtype=torch.float64)
+                geometry = flip @ geometry
+
+        def warp(t: torch.Tensor, stride: int) -> torch.Tensor:
+            t = t.to(device).float()
+            return t if geometry is None else warp_map(t, geometry, stride, out_hw)
+
+        row = {
+            "features": [warp(f, s) for f, s in zip(entry.features, self.map_strides, strict=False)],
+            "scores": [warp(f, s) for f, s in zip(entry.scores, self.map_strides, strict=False)],
+            "depth": warp(entry.depth, 1),
+        }
+        if entry.relative is not None:
+            row["relative"] = warp(entry.relative, 1)
+        return row
+
+
+def _view(batch: dict, i: int) -> tuple[str, bool]:
+    """(sample id, mirrored) of row ``i``: mirrored when its geometry flips (a negative determinant)."""
+    geometry = batch.get("geometry")
+    if geometry is None:
+        return str(batch["id"][i]), False
+    (a, b), (c, d) = geometry[i][:2, :2].tolist()
+    return str(batch["id"][i]), a * d - b * c < 0
+
+
+def _rows(batch: dict, rows: list[int]) -> dict:
+    """The sub-batch of ``rows`` (tensors indexed, lists picked, other values kept)."""
+    index = torch.tensor(rows, dtype=torch.long)
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            out[k] = v[index.to(v.device)]
+        elif isinstance(v, list):
+            out[k] = [v[i] for i in rows]
+        else:
+            out[k] = v
+    return out
 
 
 class DistillationTask(Task):
