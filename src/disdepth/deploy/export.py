@@ -14,10 +14,13 @@ exporter writes opset 18 or later (:data:`DYNAMO_MIN_OPSET`); :func:`graph_opset
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import statistics
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,25 @@ class DepthOnly(nn.Module):
         return out["depth"] if isinstance(out, dict) else out
 
 
+# The dynamo exporter's graph optimiser logs every folded initializer at INFO ("Replaced initializer ..."); a user
+# running `disdepth export` (INFO logging) should see the export's result, not its internals.
+EXPORTER_LOGGERS = ("onnxscript", "onnx_ir")
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Raise the named loggers to WARNING for the duration (restored after)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def export_onnx(
     wrapper: nn.Module,
     path: str | Path,
@@ -83,7 +105,7 @@ def export_onnx(
     errors = []
     for kind in ["dynamo", "torchscript"] if exporter == "auto" else [exporter]:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_loggers(*EXPORTER_LOGGERS):
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation / tracer warnings
                 if kind == "dynamo":
                     from torch.export import Dim
