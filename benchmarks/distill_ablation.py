@@ -578,6 +578,7 @@ def main() -> None:
             flush=True,
         )
     folder = save_runs(per_seed, teacher, args)
+    stage_wall = sum(r.get("wall_s") or 0.0 for rows in per_seed.values() for r in rows.values())
     recipe_file = tdir / "recipe.json"  # written when the teacher was trained (a reused teacher keeps its own)
     teacher_recipe = recipe_file.read_text().strip() if recipe_file.is_file() else "(recipe not recorded)"
     header = (
@@ -591,7 +592,8 @@ def main() -> None:
         f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}"
         f"teacher: {teacher_recipe} "
         f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
-        f"total wall {time.perf_counter() - start:.0f} s"
+        f"stage wall times summed {stage_wall:.0f} s (1 thread each, up to 4 runs on 2 cores), "
+        f"this invocation {time.perf_counter() - start:.0f} s"
     )
     (folder / "header.txt").write_text(header + "\n")
     print(f"per-run results: {folder}")
