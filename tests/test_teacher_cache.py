@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_distill_core import TINY  # the tiny student + hybrid teacher the distillation tests share
 from torch.utils.data import default_collate
 
 from disdepth.config import ConfigError, load_config
@@ -27,19 +28,6 @@ from disdepth.tasks.distillation import TeacherTargets
 from disdepth.tasks.teacher_cache import GIB, frame_source, warp_map
 from disdepth.teachers.base import PYRAMID_STRIDES, Teacher
 from disdepth.teachers.build import build_teacher
-
-TINY = [
-    "model.encoder=test_efficientnet",
-    "model.decoder_channels=[16,16,8,8,8]",
-    "model.max_depth=8",
-    "teacher.kind=hybrid",
-    "teacher.name=test_efficientnet",
-    "teacher.hybrid_dim=32",
-    "teacher.hybrid_depth=1",
-    "teacher.hybrid_heads=2",
-    "teacher.decoder_channels=16",
-    "teacher.max_depth=8",
-]
 
 
 def frame(h: int = 64, w: int = 96, linear: bool = False, seed: int = 0, sample_id: str = "f0") -> RawSample:
