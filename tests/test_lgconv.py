@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 from torch import nn
@@ -72,6 +73,26 @@ def test_global_branch_attention_and_strided_output():
     x2[:, :, 0, 0] += 5.0
     diff = (layer.global_branch(x2) - layer.global_branch(x)).abs().amax(dim=1)
     assert (diff > 0).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("training", [True, False])
+def test_global_branch_fast_order_equals_the_formula(stride, training):
+    """forward() reorders the linear steps for speed; outputs and gradients must equal the step-by-step formula."""
+    torch.manual_seed(0)
+    branch = GlobalBranch(24, 40, width=16, heads=4, stride=stride)
+    for param in branch.parameters():  # every weight non-trivial, BN gamma included (it starts at 0)
+        nn.init.normal_(param, std=0.5)
+    branch.norm.running_mean.normal_()
+    branch.norm.running_var.uniform_(0.5, 2.0)
+    branch.train(training).double()  # float64: the two orders round differently in float32
+    x = torch.randn(3, 24, 13, 18, dtype=torch.float64, requires_grad=True)
+    fast, slow = branch(x), branch.reference_forward(x)
+    assert fast.shape == slow.shape == (3, 40, -(-13 // stride), -(-18 // stride))
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+    grads = [torch.autograd.grad(y.square().sum(), [x, *branch.parameters()]) for y in (fast, slow)]
+    for g_fast, g_slow in zip(*grads, strict=True):
+        torch.testing.assert_close(g_fast, g_slow, rtol=1e-8, atol=1e-8)
 
 
 def test_lgconv_exports_to_onnx(tmp_path):

@@ -100,7 +100,9 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = wrapper.eval().cpu()
-    example = (torch.rand(1, 3, *size),)
+    # A batch of 2, not 1: torch.export treats an example dimension of size 1 as possibly constant ("0/1
+    # specialisation"), and a graph traced at batch 1 can then carry batch-1 shapes into ops such as Resize.
+    example = (torch.rand(2, 3, *size),)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
     errors = []
     for kind in ["dynamo", "torchscript"] if exporter == "auto" else [exporter]:

@@ -56,6 +56,43 @@ class GlobalBranch(nn.Module):
         return (in_channels * r + r) + 2 * (2 * r * h + h) + (r * r + r) + r * out_channels + 2 * out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, H, W) -> (B, C_out, H', W'), the formula of the module docstring in a cheaper order.
+
+        Every step after ``reduce`` is linear in something that is constant over positions, so it is computed
+        once per image instead of once per pixel (same parameters, same result up to float rounding):
+
+        * the pooled half of ``z`` only adds a per-image constant to the aggregation/broadcast logits;
+        * ``sum_p A_h(p) V_h(p) = W_v,h (sum_p A_h(p) r(p)) + b_v,h`` because each A_h sums to 1 over positions;
+        * ``project(B_h(p) * t_h) = sum_h B_h(p) (W_p,h t_h)`` because ``project`` is linear without bias.
+
+        Per pixel this leaves the reduce conv (C_in x R), the logits (2h x R), the pooling (h x R) and the
+        output (h x C_out) instead of 4hR + R^2 + R x C_out, and no (B, 2R, H', W') or (B, R, H', W') map.
+        """
+        r = self.reduce(x)  # (B, R, H', W')
+        width, heads = r.shape[1], self.heads
+        head_dim = width // heads
+        weight = torch.cat([self.aggregate.weight, self.broadcast.weight]).flatten(1)  # (2h, 2R): [local | pooled]
+        bias = torch.cat([self.aggregate.bias, self.broadcast.bias])  # (2h,)
+        per_image = r.mean(dim=(2, 3)) @ weight[:, width:].t() + bias  # (B, 2h): the pooled half of z, and bias
+        local = weight[:, :width, None, None]  # (2h, R, 1, 1)
+        logits = nn.functional.conv2d(r, local) + per_image[:, :, None, None]  # (B, 2h, H', W')
+        # Softmax over positions, written out, and per-head sums instead of einsum/matmul over flattened positions:
+        # no reshape of the spatial axes, whose sizes torch's dynamo ONNX exporter gets wrong in --dynamic graphs.
+        aggregate = logits[:, :heads]
+        exp = (aggregate - aggregate.amax(dim=(2, 3), keepdim=True)).exp()
+        attn = exp / exp.sum(dim=(2, 3), keepdim=True)  # (B, h, H', W') sums to 1 over positions
+        spread = logits[:, heads:].sigmoid()  # (B, h, H', W') broadcast attention
+        # (B, h, R): attention-weighted mean of r per head
+        pooled = torch.stack([(attn[:, n : n + 1] * r).sum(dim=(2, 3)) for n in range(heads)], dim=1)
+        value_weight = self.value.weight.view(heads, head_dim, width)
+        tokens = torch.einsum("ndr,bnr->bnd", value_weight, pooled) + self.value.bias.view(heads, head_dim)
+        project_weight = self.project.weight.view(-1, heads, head_dim)  # (C_out, h, d)
+        per_head = torch.einsum("cnd,bnd->bcn", project_weight, tokens)  # (B, C_out, h): W_p,h t_h
+        out = sum(per_head[:, :, n, None, None] * spread[:, n : n + 1] for n in range(heads))  # (B, C_out, H', W')
+        return self.norm(out)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The module docstring's formula step by step, every map materialised (tests check :meth:`forward`)."""
         r = self.reduce(x)  # (B, R, H', W')
         b, width, height, w = r.shape
         pooled = r.mean(dim=(2, 3), keepdim=True).expand_as(r)
