@@ -2,6 +2,7 @@
 
 python benchmarks/student_accuracy.py --seeds 0 1 2 --out runs/student_accuracy --threads 1
 python benchmarks/student_accuracy.py --dataset sevenscenes --size 120 160 --seeds 0 1 2 --out runs/student_acc_7s
+python benchmarks/student_accuracy.py --dataset sevenscenes --size 120 160 --table-only  # table.md again
 
 Synthetic indoor world (``distill_ablation.load_data``: train scenes 0..N-1, held-out test scenes after them) or the
 real 7-Scenes redkitchen frames (distill_ablation's fixed sequence split: train rows 0-129, test rows 175-233), the
@@ -40,19 +41,27 @@ ARCHS = {
 }
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], default="synthetic")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/student_accuracy"))
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     p.add_argument("--size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
     p.add_argument("--n-train", type=int, default=400)
     p.add_argument("--n-val", type=int, default=100)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--table-only", action="store_true", help="only regenerate table.md from the committed JSONs")
     add_recipe_arguments(p)  # what distill_ablation.base_config reads
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.table_only:
+        write_table(args)
+        return
     torch.set_num_threads(args.threads)
     info = dist.DistInfo.single()
     train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data")
@@ -78,12 +87,15 @@ def results_folder(args: argparse.Namespace) -> Path:
     return RESULTS if args.dataset == "synthetic" else RESULTS / f"sevenscenes_{args.size[0]}x{args.size[1]}"
 
 
-def write_table(args: argparse.Namespace) -> None:
+def render_table(args: argparse.Namespace) -> str:
+    """The markdown table of the per-run JSONs in :func:`results_folder` (rows: ``--archs``, seeds: ``--seeds``
+    that every arch has), with the latency ratios of ``student_latency.json``."""
     results = results_folder(args)
     runs = {f.stem: json.loads(f.read_text()) for f in results.glob("*_seed*.json")}
     latency_file = RESULTS.parent / "student_latency.json"
     latency = json.loads(latency_file.read_text())["rows"] if latency_file.is_file() else []
-    seeds = [s for s in args.seeds if all(f"{a}_seed{s}" in runs for a in args.archs)]
+    archs = [a for a in args.archs if any(f"{a}_seed{s}" in runs for s in args.seeds)]  # those that were run
+    seeds = [s for s in args.seeds if all(f"{a}_seed{s}" in runs for a in archs)]
 
     def errors(arch: str) -> np.ndarray:
         return per_image_matrix([runs[f"{arch}_seed{s}"]["metrics"] for s in seeds])
@@ -102,7 +114,7 @@ def write_table(args: argparse.Namespace) -> None:
         "| model | abs_rel | δ1 | Δ abs_rel vs default | ORT latency ÷ FastDepth | eager ÷ FastDepth |",
         "|---|---|---|---|---|---|",
     ]
-    for arch in args.archs:
+    for arch in archs:
         if not seeds:
             break
         label = ARCHS[arch][0]
@@ -115,8 +127,12 @@ def write_table(args: argparse.Namespace) -> None:
         ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in latency if r["model"] == label}
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager")]
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
-    text = "\n".join(lines) + "\n"
-    (results / "table.md").write_text(text)
+    return "\n".join(lines) + "\n"
+
+
+def write_table(args: argparse.Namespace) -> None:
+    text = render_table(args)
+    (results_folder(args) / "table.md").write_text(text)
     print(text)
 
 

@@ -64,3 +64,26 @@ def test_summary_pairs_rows_with_the_same_seed(tmp_path: Path) -> None:
     assert "+10.0 % [+10.0, +10.0]" in lgconv
     teacher = next(line for line in text.splitlines() if line.startswith("| teacher"))
     assert "-30.0 %" in teacher and "no measurable effect" not in teacher
+
+
+def _student_accuracy():
+    path = ROOT / "benchmarks" / "student_accuracy.py"
+    spec = importlib.util.spec_from_file_location("student_accuracy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["--dataset", "sevenscenes", "--size", "120", "160"]],
+    ids=["synthetic", "sevenscenes_120x160"],
+)
+def test_committed_student_accuracy_table_is_what_the_json_gives(argv: list[str]) -> None:
+    """``student_accuracy.py --table-only`` regenerates each committed table.md exactly (students and peers)."""
+    module = _student_accuracy()
+    args = module.parser().parse_args(argv)
+    table = module.results_folder(args) / "table.md"
+    if not table.is_file():
+        pytest.skip(f"{table} not committed")
+    assert module.render_table(args) == table.read_text()
