@@ -30,9 +30,19 @@ PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
 }
 
 
+# A run whose mean abs_rel exceeds this did not train (e.g. a sigmoid saturated at the depth cap); its point would
+# say nothing about the architecture, so it is left out and the label says how many were.
+DIVERGED_ABS_REL = 1.0
+
+
 def _abs_rel(records: list[dict]) -> tuple[float, float]:
-    values = [r["metrics"]["abs_rel"] for r in records]
+    values = [r["metrics"]["abs_rel"] for r in records if r["metrics"]["abs_rel"] <= DIVERGED_ABS_REL]
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _diverged(records: list[dict]) -> str:
+    n = sum(r["metrics"]["abs_rel"] > DIVERGED_ABS_REL for r in records)
+    return f" ({n} of {len(records)} seeds diverged, left out)" if n else ""
 
 
 def points(ablation: str) -> list[tuple[str, float, float, float, str]]:
@@ -57,9 +67,8 @@ def points(ablation: str) -> list[tuple[str, float, float, float, str]]:
     for arch, name in PEERS.items():
         runs = [json.loads(p.read_text()) for p in peers.glob(f"{arch}_seed*.json")] if peers.is_dir() else []
         if runs and name in teacher_ms:
-            out.append(
-                (name, teacher_ms[name], *_abs_rel(runs), "peer" if arch in ("fastdepth", "monodepth2") else "student")
-            )
+            kind = "peer" if arch in ("fastdepth", "monodepth2") else "student"
+            out.append((name + _diverged(runs), teacher_ms[name], *_abs_rel(runs), kind))
     return out
 
 

@@ -2,12 +2,12 @@
 
 python benchmarks/teacher_latency.py --size 480 640 --threads 1 --runs 5 --json benchmarks/results/teacher_latency.json
 
-Students and teachers are built from their configs with random weights (latency does not depend on the weights;
-hub weights cannot be downloaded here) and timed round-robin (one forward of each per round, ``--runs`` rounds after
-one warm-up), batch 1, fp32, CPU. Teachers: the ViT-B/16 DPT and Swin-B DPT of ``configs/teachers/`` (the
-transformer teachers of the real recipes) and the small hybrid Lite0 teacher of the real-data ablation
-(``configs/benchmarks/distill_ablation.yaml``). Eager only: exporting a ViT-B at 480x640 to ONNX takes minutes and
-the ratio is what the README states.
+Students, the peers (FastDepth, Monodepth2-R18) and teachers are built from their configs with random weights
+(latency does not depend on the weights; hub weights cannot be downloaded here) and timed round-robin (one forward
+of each per round, ``--runs`` rounds after one warm-up), batch 1, fp32, CPU. Teachers: the ViT-B/16 DPT and Swin-B
+DPT of ``configs/teachers/`` (the transformer teachers of the real recipes) and the small hybrid Lite0 teacher of the
+real-data ablation (``configs/benchmarks/distill_ablation.yaml``). Eager only: exporting a ViT-B at 480x640 to ONNX
+takes minutes and the ratio is what the README states.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ STUDENTS = {
     "default student (mobilenetv2_100, U-Net)": (None, []),
     "lite student (mobilenetv2_100, lite decoder)": (None, ["model.decoder=lite"]),
     "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)": (ABLATION, ["model.lgconv.enabled=true"]),
+    # The peers, so the latency-accuracy figure (plot_tradeoff.py) places them on the same time axis.
+    "FastDepth (MobileNet + NNConv5)": (None, ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
+    "Monodepth2-R18": (None, ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
 TEACHERS = {
     "teacher: ViT-B/16 + DPT (configs/teachers/vit_base.yaml)": (ROOT / "configs/teachers/vit_base.yaml", []),
