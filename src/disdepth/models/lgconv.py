@@ -13,8 +13,9 @@ has, so that the student can absorb the teacher's knowledge. Our reading (each c
     y   = conv(x) + g
 
 The branch BatchNorm starts with gamma = 0, so a converted pretrained backbone gives exactly the
-same output at step 0 and training decides how much global context to mix in. Every op is a 1x1
-conv, mean, softmax or matmul with static shapes, so the module exports to ONNX.
+same output at step 0 and training decides how much global context to mix in. ``GlobalBranch.forward``
+computes the same formula in a cheaper order (the projections act on the h tokens, not on every pixel);
+every op is a 1x1 conv, mean, softmax, matmul or einsum, so the module exports to ONNX.
 """
 
 from __future__ import annotations
@@ -71,24 +72,19 @@ class GlobalBranch(nn.Module):
         r = self.reduce(x)  # (B, R, H', W')
         width, heads = r.shape[1], self.heads
         head_dim = width // heads
+        flat = r.flatten(2)  # (B, R, N)
         weight = torch.cat([self.aggregate.weight, self.broadcast.weight]).flatten(1)  # (2h, 2R): [local | pooled]
         bias = torch.cat([self.aggregate.bias, self.broadcast.bias])  # (2h,)
-        per_image = r.mean(dim=(2, 3)) @ weight[:, width:].t() + bias  # (B, 2h): the pooled half of z, and bias
-        local = weight[:, :width, None, None]  # (2h, R, 1, 1)
-        logits = nn.functional.conv2d(r, local) + per_image[:, :, None, None]  # (B, 2h, H', W')
-        # Softmax over positions, written out, and per-head sums instead of einsum/matmul over flattened positions:
-        # no reshape of the spatial axes, whose sizes torch's dynamo ONNX exporter gets wrong in --dynamic graphs.
-        aggregate = logits[:, :heads]
-        exp = (aggregate - aggregate.amax(dim=(2, 3), keepdim=True)).exp()
-        attn = exp / exp.sum(dim=(2, 3), keepdim=True)  # (B, h, H', W') sums to 1 over positions
-        spread = logits[:, heads:].sigmoid()  # (B, h, H', W') broadcast attention
-        # (B, h, R): attention-weighted mean of r per head
-        pooled = torch.stack([(attn[:, n : n + 1] * r).sum(dim=(2, 3)) for n in range(heads)], dim=1)
+        per_image = flat.mean(dim=-1) @ weight[:, width:].t() + bias  # (B, 2h): the pooled half of z, and bias
+        logits = torch.matmul(weight[:, :width], flat) + per_image.unsqueeze(-1)  # (B, 2h, N)
+        attn = logits[:, :heads].softmax(dim=-1)  # (B, h, N) aggregation attention, sums to 1 over positions
+        spread = logits[:, heads:].sigmoid()  # (B, h, N) broadcast attention
+        pooled = torch.matmul(attn, flat.transpose(1, 2))  # (B, h, R): attention-weighted mean of r per head
         value_weight = self.value.weight.view(heads, head_dim, width)
         tokens = torch.einsum("ndr,bnr->bnd", value_weight, pooled) + self.value.bias.view(heads, head_dim)
         project_weight = self.project.weight.view(-1, heads, head_dim)  # (C_out, h, d)
         per_head = torch.einsum("cnd,bnd->bcn", project_weight, tokens)  # (B, C_out, h): W_p,h t_h
-        out = sum(per_head[:, :, n, None, None] * spread[:, n : n + 1] for n in range(heads))  # (B, C_out, H', W')
+        out = torch.matmul(per_head, spread).unflatten(2, r.shape[2:])  # (B, C_out, H', W')
         return self.norm(out)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
