@@ -33,7 +33,8 @@ from disdepth.engine import dist
 from disdepth.eval.stats import paired_bootstrap, per_image_matrix
 from disdepth.models.spec import InputSpec
 from disdepth.pipeline.run import run_stage
-from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, stage_done, supervised_stage
+from disdepth.pipeline.stages import acclimate_stage, distill_stage, model_spec, score, stage_done, supervised_stage
+from disdepth.teachers.build import build_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "distill_ablation"
@@ -460,6 +461,12 @@ def main() -> None:
     )
     p.add_argument("--teacher-only", action="store_true", help="train/evaluate the teacher, then stop")
     p.add_argument(
+        "--score-teacher",
+        action="store_true",
+        help="with --teacher-dir: score that finished teacher on this invocation's held-out frames (--split) and "
+        "record it as <teacher run name>_on_<split>.json in the --out results folder, then stop",
+    )
+    p.add_argument(
         "--baseline-only",
         action="store_true",
         help="train/evaluate the baseline students only (no teacher): with --split val and "
@@ -531,6 +538,11 @@ def main() -> None:
         return
     tdir = args.teacher_dir or args.out / "teacher"
     teacher = stage_done(tdir)
+    if args.score_teacher:
+        if teacher is None:
+            p.error(f"--score-teacher: {tdir} holds no finished teacher (give it with --teacher-dir)")
+        score_teacher(tdir, teacher, test, info, args)
+        return
     if teacher is None:
         init = [f"teacher.checkpoint={args.teacher_init}"] if args.teacher_init else []
         cfg = load_config(
@@ -598,6 +610,23 @@ def main() -> None:
     (folder / "header.txt").write_text(header + "\n")
     print(f"per-run results: {folder}")
     print(write_table(folder))
+
+
+def score_teacher(tdir: Path, teacher: dict, held_out: Dataset, info: dist.DistInfo, args) -> None:
+    """Score the finished teacher of ``tdir`` (its own saved config, its last checkpoint) on ``held_out``: a teacher
+    chosen on validation frames gets its test score without retraining."""
+    cfg = load_config(tdir / "config.yaml", [f"teacher.checkpoint={teacher['checkpoint']}"])
+    model = build_teacher(cfg.teacher).eval()
+    dataset = renormalized(held_out, STORED, model_spec(cfg, "teacher"))
+    metrics, _ = score(model, dataset, cfg, info)
+    recipe_file = tdir / "recipe.json"
+    recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else None
+    name = tdir.parent.name if tdir.name == "teacher" else tdir.name  # runs/NAME/teacher -> NAME
+    record = {"stage": "teacher", "teacher": name, "split": args.split, "metrics": metrics, "recipe": recipe}
+    folder = RESULTS / args.out.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}_on_{args.split}.json").write_text(json.dumps(record, indent=1, default=float))
+    print("teacher on", args.split, json.dumps({k: metrics[k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
 
 
 def render_table(folder: Path) -> str:
