@@ -25,8 +25,27 @@ ABLATION_TEACHER = "teacher: hybrid Lite0 192x4 (the ablation's)"
 PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
     "default": "default student (mobilenetv2_100, U-Net)",
     "lite": "lite student (mobilenetv2_100, lite decoder)",
+    "narrow": "narrow student (mobilenetv2_100, U-Net 128/64/32/16)",
+    "narrower": "narrower student (mobilenetv2_100, U-Net 96/48/24/12)",
     "fastdepth": "FastDepth (MobileNet + NNConv5)",
     "monodepth2": "Monodepth2-R18",
+}
+
+# Short names on the figure (the full ones are in the tables), and where each label sits relative to its point
+# (points points apart would otherwise print their labels on top of each other).
+SHORT = {
+    "default student (mobilenetv2_100, U-Net)": "default (U-Net 256/128/64/32)",
+    "lite student (mobilenetv2_100, lite decoder)": "lite decoder",
+    "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": "narrow U-Net 128/64/32/16",
+    "narrower student (mobilenetv2_100, U-Net 96/48/24/12)": "narrower U-Net 96/48/24/12",
+    "FastDepth (MobileNet + NNConv5)": "FastDepth",
+}
+OFFSETS = {
+    "narrow U-Net 128/64/32/16": (-150, 10),
+    "narrower U-Net 96/48/24/12": (-60, -16),
+    "LG-Conv student, no KD": (8, 8),
+    "DisDepth student": (8, -12),
+    "Monodepth2-R18 (1 of 3 seeds diverged, left out)": (-262, 6),
 }
 
 
@@ -68,7 +87,7 @@ def points(ablation: str) -> list[tuple[str, float, float, float, str]]:
         runs = [json.loads(p.read_text()) for p in peers.glob(f"{arch}_seed*.json")] if peers.is_dir() else []
         if runs and name in teacher_ms:
             kind = "peer" if arch in ("fastdepth", "monodepth2") else "student"
-            out.append((name + _diverged(runs), teacher_ms[name], *_abs_rel(runs), kind))
+            out.append((SHORT.get(name, name) + _diverged(runs), teacher_ms[name], *_abs_rel(runs), kind))
     return out
 
 
@@ -83,10 +102,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("docs/img/tradeoff_7scenes.png"))
     args = p.parse_args()
     colours = {"student": "tab:blue", "distilled": "tab:green", "teacher": "tab:red", "peer": "tab:gray"}
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for label, ms, mean, std, kind in points(args.ablation):
         ax.errorbar(ms, mean, yerr=std, fmt="o", color=colours[kind], capsize=3)
-        offset = (6, -12) if kind == "distilled" else (6, 4)  # the distilled student sits on its undistilled twin
+        offset = OFFSETS.get(label, (6, 4))
         ax.annotate(label, (ms, mean), textcoords="offset points", xytext=offset, fontsize=8)
         print(f"{label:52s} {ms:8.1f} ms  abs_rel {mean:.4f} ± {std:.4f}")
     ax.set_xscale("log")

@@ -36,6 +36,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
 ARCHS = {
     "default": ("default student (mobilenetv2_100, U-Net)", ["model.decoder_channels=[256,128,64,32,16]"]),
     "lite": ("lite student (mobilenetv2_100, lite decoder)", ["model.decoder=lite"]),
+    # Default-decoder candidates for CPU latency: the same U-Net at 1/2 and 3/8 of its width on every level
+    # (MobileNetV2 has 4 skip levels, so the U-Net uses 4 widths; a 5th entry would be ignored).
+    "narrow": ("narrow student (mobilenetv2_100, U-Net 128/64/32/16)", ["model.decoder_channels=[128,64,32,16]"]),
+    "narrower": ("narrower student (mobilenetv2_100, U-Net 96/48/24/12)", ["model.decoder_channels=[96,48,24,12]"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }

@@ -28,6 +28,8 @@ MODELS = {
     "control: FastDepth again": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
     "default student (mobilenetv2_100, U-Net)": [],
     "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
+    "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": ["model.decoder_channels=[128,64,32,16]"],
+    "narrower student (mobilenetv2_100, U-Net 96/48/24/12)": ["model.decoder_channels=[96,48,24,12]"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
 }
