@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from disdepth.config import load_config
-from disdepth.deploy.bench import time_interleaved
-from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
-from disdepth.models.lgconv import GlobalBranch
-from disdepth.models.student import build_student
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from student_latency import time_eager_and_ort  # noqa: E402
+
+from disdepth.config import load_config  # noqa: E402
+from disdepth.deploy.export import DepthOnly  # noqa: E402
+from disdepth.models.lgconv import GlobalBranch  # noqa: E402
+from disdepth.models.student import build_student  # noqa: E402
 
 
 class FormulaOrderBranch(GlobalBranch):
@@ -71,31 +72,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     h, w = args.size
-    image = torch.rand(1, 3, h, w)
-    feed = image.numpy()
     wrappers = {name: build(overrides, formula) for name, (overrides, formula, _) in MODELS.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        sessions = {}
-        for i, (name, wrapper) in enumerate(wrappers.items()):
-            export_onnx(wrapper, Path(tmp) / f"m{i}.onnx", (h, w))
-            sessions[name] = ort_session(Path(tmp) / f"m{i}.onnx", args.threads)
-        load_before = os.getloadavg()
-
-        def eager(wrapper: nn.Module):
-            def run() -> None:
-                with torch.inference_mode():
-                    wrapper(image)
-
-            return run
-
-        def ort(session):
-            name = session.get_inputs()[0].name
-            return lambda: session.run(None, {name: feed})
-
-        fns = {("eager", n): eager(m) for n, m in wrappers.items()}
-        fns.update({("ort", n): ort(s) for n, s in sessions.items()})
-        times = time_interleaved(fns, args.warmup, args.runs)
-    load_after = os.getloadavg()
+    times, load_before, load_after = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median [p10-p90] ms; "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     rows = []

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from disdepth.config import load_config
 from disdepth.deploy.bench import time_interleaved
@@ -35,6 +36,43 @@ MODELS = {
 }
 
 
+def time_eager_and_ort(
+    wrappers: dict[str, nn.Module], size: tuple[int, int], threads: int, warmup: int, runs: int
+) -> tuple[dict[tuple[str, str], list[float]], tuple[float, ...], tuple[float, ...]]:
+    """Export every wrapper (image (1, 3, H, W) in [0, 1] -> depth) to ONNX at ``size``, then time one eager and one
+    ONNX Runtime forward of each per round, all interleaved (``deploy.bench.time_interleaved``).
+
+    Returns ((backend, name) -> wall times in ms, ``backend`` "eager" or "ort"), and the 1/5/15-minute load averages
+    before and after the timed rounds.
+    """
+    image = torch.rand(1, 3, *size)
+    feed = image.numpy()
+
+    def eager(wrapper: nn.Module):
+        def run() -> None:
+            with torch.inference_mode():
+                wrapper(image)
+
+        return run
+
+    def ort(session):
+        name = session.get_inputs()[0].name
+        return lambda: session.run(None, {name: feed})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {}
+        for i, (name, wrapper) in enumerate(wrappers.items()):
+            path = Path(tmp) / f"m{i}.onnx"
+            export_onnx(wrapper, path, size)
+            sessions[name] = ort_session(path, threads)
+        fns = {("eager", n): eager(m) for n, m in wrappers.items()}
+        fns.update({("ort", n): ort(s) for n, s in sessions.items()})
+        load_before = os.getloadavg()
+        times = time_interleaved(fns, warmup, runs)
+        load_after = os.getloadavg()
+    return times, load_before, load_after
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"))
@@ -46,34 +84,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     h, w = args.size
-    image = torch.rand(1, 3, h, w)
-    wrappers, sessions = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, overrides) in enumerate(MODELS.items()):
-            model = build_student(load_config(overrides=overrides).model).eval()
-            spec = model.input_spec
-            wrappers[name] = DepthOnly(model, spec.mean, spec.std).eval()
-            path = Path(tmp) / f"m{i}.onnx"
-            export_onnx(wrappers[name], path, (h, w))
-            sessions[name] = ort_session(path, args.threads)
-        feed = image.numpy()
-        load_before = os.getloadavg()
-
-        def eager(wrapper):
-            def run() -> None:
-                with torch.inference_mode():
-                    wrapper(image)
-
-            return run
-
-        def ort(session):
-            name = session.get_inputs()[0].name
-            return lambda: session.run(None, {name: feed})
-
-        fns = {("eager", n): eager(m) for n, m in wrappers.items()}
-        fns.update({("ort", n): ort(s) for n, s in sessions.items()})
-        times = time_interleaved(fns, args.warmup, args.runs)
-    load_after = os.getloadavg()
+    wrappers = {}
+    for name, overrides in MODELS.items():
+        model = build_student(load_config(overrides=overrides).model).eval()
+        wrappers[name] = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+    times, load_before, load_after = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
     ref = "FastDepth (MobileNet + NNConv5)"
     rows = []
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median [p10-p90] ms; "
