@@ -566,9 +566,8 @@ def main() -> None:
         (tdir / "recipe.json").write_text(json.dumps(recipe))
     print("teacher", json.dumps({k: teacher["metrics"][k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
     if args.teacher_only:  # its held-out scores (and curve, with train.eval_every) kept with the other results
-        recipe_file = tdir / "recipe.json"
-        recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else None
-        save_runs({}, {**teacher, "split": args.split, "recipe": recipe, "curve": validation_curve(tdir)}, args)
+        record = {**teacher, "split": args.split, "recipe": teacher_recipe(tdir), "curve": validation_curve(tdir)}
+        save_runs({}, record, args)
         return
     unlabelled = None
     if args.unlabelled:
@@ -591,8 +590,7 @@ def main() -> None:
         )
     folder = save_runs(per_seed, teacher, args)
     stage_wall = sum(r.get("wall_s") or 0.0 for rows in per_seed.values() for r in rows.values())
-    recipe_file = tdir / "recipe.json"  # written when the teacher was trained (a reused teacher keeps its own)
-    teacher_recipe = recipe_file.read_text().strip() if recipe_file.is_file() else "(recipe not recorded)"
+    recipe = teacher_recipe(tdir)  # written when the teacher was trained (a reused teacher keeps its own)
     header = (
         f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} held-out={len(test)} "
         f"split={args.split} student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
@@ -602,7 +600,7 @@ def main() -> None:
         f"{f'unlabelled={args.unlabelled} fraction={args.unlabelled_fraction:g} ' if args.unlabelled else ''}"
         f"attention={args.attention} tau={args.tau} levels={args.levels} "
         f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}"
-        f"teacher: {teacher_recipe} "
+        f"teacher: {json.dumps(recipe) if recipe is not None else '(recipe not recorded)'} "
         f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"stage wall times summed {stage_wall:.0f} s (1 thread each, up to 4 runs on 2 cores), "
         f"this invocation {time.perf_counter() - start:.0f} s"
@@ -612,6 +610,12 @@ def main() -> None:
     print(write_table(folder))
 
 
+def teacher_recipe(tdir: Path) -> dict | None:
+    """How the teacher of ``tdir`` was made (``recipe.json``, written when it was trained), or None if not recorded."""
+    path = tdir / "recipe.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def score_teacher(tdir: Path, teacher: dict, held_out: Dataset, info: dist.DistInfo, args) -> None:
     """Score the finished teacher of ``tdir`` (its own saved config, its last checkpoint) on ``held_out``: a teacher
     chosen on validation frames gets its test score without retraining."""
@@ -619,8 +623,7 @@ def score_teacher(tdir: Path, teacher: dict, held_out: Dataset, info: dist.DistI
     model = build_teacher(cfg.teacher).eval()
     dataset = renormalized(held_out, STORED, model_spec(cfg, "teacher"))
     metrics, _ = score(model, dataset, cfg, info)
-    recipe_file = tdir / "recipe.json"
-    recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else None
+    recipe = teacher_recipe(tdir)
     name = tdir.parent.name if tdir.name == "teacher" else tdir.name  # runs/NAME/teacher -> NAME
     record = {"stage": "teacher", "teacher": name, "split": args.split, "metrics": metrics, "recipe": recipe}
     folder = RESULTS / args.out.name
