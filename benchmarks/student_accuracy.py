@@ -40,6 +40,12 @@ ARCHS = {
     # (MobileNetV2 has 4 skip levels, so the U-Net uses 4 widths; a 5th entry would be ignored).
     "narrow": ("narrow student (mobilenetv2_100, U-Net 128/64/32/16)", ["model.decoder_channels=[128,64,32,16]"]),
     "narrower": ("narrower student (mobilenetv2_100, U-Net 96/48/24/12)", ["model.decoder_channels=[96,48,24,12]"]),
+    # Faster still: the narrower U-Net without its stride-2 level (depth at stride 4), and a U-Net at 1/4 width.
+    "narrower_s4": (
+        "narrower student, depth at stride 4 (mobilenetv2_100, U-Net 96/48/24)",
+        ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4"],
+    ),
+    "narrowest": ("narrowest student (mobilenetv2_100, U-Net 64/32/16/8)", ["model.decoder_channels=[64,32,16,8]"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }

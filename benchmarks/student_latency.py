@@ -31,6 +31,11 @@ MODELS = {
     "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": ["model.decoder_channels=[128,64,32,16]"],
     "narrower student (mobilenetv2_100, U-Net 96/48/24/12)": ["model.decoder_channels=[96,48,24,12]"],
+    "narrower student, depth at stride 4 (mobilenetv2_100, U-Net 96/48/24)": [
+        "model.decoder_channels=[96,48,24]",
+        "model.decoder_finest_stride=4",
+    ],
+    "narrowest student (mobilenetv2_100, U-Net 64/32/16/8)": ["model.decoder_channels=[64,32,16,8]"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
 }

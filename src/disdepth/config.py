@@ -60,6 +60,7 @@ class ModelConfig:
     # resnet18 = Monodepth2-R18). The peers keep their papers' widths.
     decoder: Literal["unet", "lite", "nnconv5", "monodepth2"] = "unet"
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    decoder_finest_stride: int = 2  # unet: the finest encoder stride decoded; the head predicts there (2 or 4)
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
     head: Literal["sigmoid", "bins"] = "sigmoid"
     n_bins: int = 64  # bins head only
@@ -684,6 +685,8 @@ def _range_problems(cfg: Config) -> list[str]:
     for name, widths in (("model.decoder_channels", m.decoder_channels), ("model.lite_channels", m.lite_channels)):
         ok = bool(widths) and all(1 <= c <= MAX_WIDTH for c in widths)
         rules.append((name, widths, ok, f"a non-empty list of widths in [1, {MAX_WIDTH}]"))
+    finest_ok = m.decoder_finest_stride in (2, 4, 8, 16)
+    rules.append(("model.decoder_finest_stride", m.decoder_finest_stride, finest_ok, "one of 2, 4, 8, 16"))
     strides_ok = bool(lg.strides) and all(v in (2, 4, 8, 16, 32) for v in lg.strides)
     rules.append(("model.lgconv.strides", lg.strides, strides_ok, "encoder strides among 2, 4, 8, 16, 32"))
     rules += [

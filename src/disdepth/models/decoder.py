@@ -3,6 +3,11 @@
 At each level, from the deepest up: upsample x2 to the skip's size, concatenate the encoder skip,
 then two 3x3 conv-BN-ReLU. Channels follow ``channels`` (halving by default). The decoder returns
 every level's output so that distillation can read them.
+
+``finest_stride`` says where decoding stops: at 2 (every skip level of a timm CNN) the last two convs run at half
+the input resolution, where a U-Net spends most of its time; at 4 the stride-2 skip is not decoded, the head
+predicts at stride 4 and the student's bilinear resize does the rest (about a quarter less CPU time for a narrow
+decoder; README "Student accuracy" has the measured trade-off).
 """
 
 from __future__ import annotations
@@ -42,17 +47,23 @@ class UNetDecoder(nn.Module):
 
     Args:
         encoder_info: the encoder's levels, shallow to deep (e.g. strides 2, 4, 8, 16, 32).
-        channels: output channels per decoder level, deep to shallow; one entry per skip level
-            (``len(encoder_info) - 1``) — extra entries are ignored, missing ones are halved from the last.
+        channels: output channels per decoder level, deep to shallow; one entry per decoded skip level
+            (those at strides >= ``finest_stride``) — extra entries are ignored, missing ones are halved from the last.
+        finest_stride: the shallowest encoder stride decoded; the head predicts there.
 
     ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
-    shallow; the last one (finest, at the shallowest encoder stride) feeds the head.
+    shallow; the last one (finest, at ``finest_stride``) feeds the head.
     """
 
-    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int]) -> None:
+    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int], finest_stride: int = 2) -> None:
         super().__init__()
         if len(encoder_info) < 2:
             raise ValueError("decoder needs at least two encoder levels")
+        # Levels finer than finest_stride are skipped: forward drops their features.
+        self.first_level = sum(1 for info in encoder_info[:-1] if info.stride < finest_stride)
+        encoder_info = encoder_info[self.first_level :]
+        if len(encoder_info) < 2:
+            raise ValueError(f"no encoder skip level at stride >= {finest_stride} to decode")
         n_blocks = len(encoder_info) - 1
         channels = list(channels[:n_blocks])
         while len(channels) < n_blocks:
@@ -72,7 +83,8 @@ class UNetDecoder(nn.Module):
         return self.feature_info[-1].channels
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        """features: encoder maps shallow to deep -> decoder maps deep to shallow."""
+        """features: encoder maps shallow to deep -> decoder maps deep to shallow (the last at the finest stride)."""
+        features = features[self.first_level :]
         x = features[-1]
         outputs = []
         for block, skip in zip(self.blocks, reversed(features[:-1]), strict=True):
