@@ -45,6 +45,10 @@ ARCHS = {
         "narrower student, depth at stride 4 (mobilenetv2_100, U-Net 96/48/24)",
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4"],
     ),
+    "narrower_s4_up": (
+        "narrower student, depth at stride 4, learned x4 upsampling (mobilenetv2_100, U-Net 96/48/24)",
+        ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4"],
+    ),
     "narrowest": ("narrowest student (mobilenetv2_100, U-Net 64/32/16/8)", ["model.decoder_channels=[64,32,16,8]"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),

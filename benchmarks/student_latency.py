@@ -35,6 +35,11 @@ MODELS = {
         "model.decoder_channels=[96,48,24]",
         "model.decoder_finest_stride=4",
     ],
+    "narrower student, depth at stride 4, learned x4 upsampling (mobilenetv2_100, U-Net 96/48/24)": [
+        "model.decoder_channels=[96,48,24]",
+        "model.decoder_finest_stride=4",
+        "model.head_upsample=4",
+    ],
     "narrowest student (mobilenetv2_100, U-Net 64/32/16/8)": ["model.decoder_channels=[64,32,16,8]"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],

@@ -90,3 +90,19 @@ def test_student_input_spec_from_the_config_equals_the_built_students(encoder):
 
     cfg = load_config(overrides=[f"model.encoder={encoder}", "model.max_depth=80"]).model
     assert student_input_spec(cfg) == build_student(cfg).input_spec
+
+
+@pytest.mark.parametrize("finest_stride", [2, 4, 8])
+def test_unet_stops_decoding_at_its_finest_stride(finest_stride):
+    """model.decoder_finest_stride: levels finer than it are not decoded, the head predicts there, the depth is
+    still at input size, and no parameter is left without a gradient (the dropped level has no modules)."""
+    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[32, 16, 8, 8], decoder_finest_stride=finest_stride)
+    model = build_student(cfg).train()
+    strides = [info.stride for info in model.decoder.feature_info]
+    assert strides == [s for s in (16, 8, 4, 2) if s >= finest_stride]
+    assert [info.channels for info in model.decoder.feature_info] == [32, 16, 8, 8][: len(strides)]
+    out = model(torch.randn(2, 3, 64, 96))
+    assert out["depth"].shape == (2, 1, 64, 96)
+    assert out["decoder_features"][-1].shape[-2:] == (64 // finest_stride, 96 // finest_stride)
+    out["depth"].log().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

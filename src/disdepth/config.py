@@ -63,6 +63,8 @@ class ModelConfig:
     decoder_finest_stride: int = 2  # unet: the finest encoder stride decoded; the head predicts there (2 or 4)
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
     head: Literal["sigmoid", "bins"] = "sigmoid"
+    # sigmoid head: learned x s upsampling (pixel shuffle) of its prediction; 1 = none (the student resizes bilinearly)
+    head_upsample: int = 1
     n_bins: int = 64  # bins head only
     min_depth: float = 1e-3  # metres
     max_depth: float = 10.0  # metres
@@ -685,6 +687,7 @@ def _range_problems(cfg: Config) -> list[str]:
     for name, widths in (("model.decoder_channels", m.decoder_channels), ("model.lite_channels", m.lite_channels)):
         ok = bool(widths) and all(1 <= c <= MAX_WIDTH for c in widths)
         rules.append((name, widths, ok, f"a non-empty list of widths in [1, {MAX_WIDTH}]"))
+    rules.append(("model.head_upsample", m.head_upsample, m.head_upsample in (1, 2, 4, 8), "one of 1, 2, 4, 8"))
     finest_ok = m.decoder_finest_stride in (2, 4, 8, 16)
     rules.append(("model.decoder_finest_stride", m.decoder_finest_stride, finest_ok, "one of 2, 4, 8, 16"))
     strides_ok = bool(lg.strides) and all(v in (2, 4, 8, 16, 32) for v in lg.strides)

@@ -13,7 +13,7 @@ from torch import nn
 from disdepth.config import ModelConfig
 from disdepth.models.decoder import UNetDecoder
 from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
-from disdepth.models.heads import HEADS, BinsHead, SigmoidHead
+from disdepth.models.heads import BinsHead, SigmoidHead
 from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
 from disdepth.models.lite_decoder import LiteDecoder
 from disdepth.models.peer_decoders import Monodepth2Decoder, NNConv5Decoder
@@ -71,7 +71,8 @@ class DepthStudent(nn.Module):
         enc = self.encoder(image)
         dec = self.decoder(enc)
         out: dict = dict(self.head(dec[-1]))
-        out["depth"] = F.interpolate(out["depth"], size=image.shape[-2:], mode="bilinear", align_corners=False)
+        if out["depth"].shape[-2:] != image.shape[-2:]:  # a learned-upsampling head may already be at input size
+            out["depth"] = F.interpolate(out["depth"], size=image.shape[-2:], mode="bilinear", align_corners=False)
         out["encoder_features"] = enc
         out["decoder_features"] = dec
         return out
@@ -115,9 +116,11 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
     else:
         decoder = PEER_DECODERS[cfg.decoder](encoder.feature_info)
     if cfg.head == "bins":
+        if cfg.head_upsample != 1:
+            raise ValueError("model.head_upsample: only the sigmoid head learns its upsampling; set 1 with head=bins")
         head: nn.Module = BinsHead(decoder.out_channels, cfg.n_bins, cfg.min_depth, cfg.max_depth)
     else:
-        head = HEADS[cfg.head](decoder.out_channels, cfg.min_depth, cfg.max_depth)
+        head = SigmoidHead(decoder.out_channels, cfg.min_depth, cfg.max_depth, cfg.head_upsample)
     model = DepthStudent(encoder, decoder, head)
     model.lgconv_names = names
     model.metric, model.relative_space, model.relative_fit = cfg.metric, cfg.relative_space, cfg.relative_fit
