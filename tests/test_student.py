@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from disdepth.config import ModelConfig
-from disdepth.models.heads import BinsHead
+from disdepth.models.heads import BinsHead, SigmoidHead
 from disdepth.models.student import build_student
 
 # timm's tiny test_* models keep the suite fast; one real small backbone checks a real layout.
@@ -106,3 +106,20 @@ def test_unet_stops_decoding_at_its_finest_stride(finest_stride):
     assert out["decoder_features"][-1].shape[-2:] == (64 // finest_stride, 96 // finest_stride)
     out["depth"].log().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_learned_upsampling_head_lays_out_sub_pixels_in_order():
+    """model.head_upsample=s: the head's conv predicts s*s values per position and pixel_shuffle puts value k of
+    position (i, j) at (s*i + k // s, s*j + k % s) — the layout a wrong reshape would scramble."""
+    head = SigmoidHead(in_channels=4, min_depth=1e-3, max_depth=10.0, upsample=2)
+    x = torch.randn(1, 4, 3, 5)
+    depth = head(x)["depth"]
+    assert depth.shape == (1, 1, 6, 10)
+    values = 10.0 * torch.sigmoid(head.conv(x))  # (1, 4, 3, 5)
+    for k in range(4):
+        assert torch.allclose(depth[0, 0, k // 2 :: 2, k % 2 :: 2], values[0, k].clamp(min=1e-3))
+    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[16, 8, 8], decoder_finest_stride=4, head_upsample=4)
+    out = build_student(cfg)(torch.randn(1, 3, 64, 96))
+    assert out["depth"].shape == (1, 1, 64, 96) and out["decoder_features"][-1].shape[-2:] == (16, 24)
+    with pytest.raises(ValueError, match="model.head_upsample"):
+        build_student(ModelConfig(encoder="test_efficientnet", head="bins", head_upsample=2))
