@@ -49,6 +49,15 @@ ARCHS = {
         "narrower student, depth at stride 4, learned x4 upsampling (mobilenetv2_100, U-Net 96/48/24)",
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4"],
     ),
+    # The narrower U-Net with its finest levels light (models/decoder.py: light_strides).
+    "light_s4s2": (
+        "narrower student, light levels at strides 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)",
+        ["model.decoder_channels=[96,48,24,12]", "model.decoder_light_strides=[4,2]"],
+    ),
+    "light_s8s4s2": (
+        "narrower student, light levels at strides 8, 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)",
+        ["model.decoder_channels=[96,48,24,12]", "model.decoder_light_strides=[8,4,2]"],
+    ),
     "narrowest": ("narrowest student (mobilenetv2_100, U-Net 64/32/16/8)", ["model.decoder_channels=[64,32,16,8]"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),

@@ -40,6 +40,14 @@ MODELS = {
         "model.decoder_finest_stride=4",
         "model.head_upsample=4",
     ],
+    "narrower student, light levels at strides 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)": [
+        "model.decoder_channels=[96,48,24,12]",
+        "model.decoder_light_strides=[4,2]",
+    ],
+    "narrower student, light levels at strides 8, 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)": [
+        "model.decoder_channels=[96,48,24,12]",
+        "model.decoder_light_strides=[8,4,2]",
+    ],
     "narrowest student (mobilenetv2_100, U-Net 64/32/16/8)": ["model.decoder_channels=[64,32,16,8]"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],

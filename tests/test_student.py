@@ -118,7 +118,8 @@ def test_learned_upsampling_head_lays_out_sub_pixels_in_order():
     values = 10.0 * torch.sigmoid(head.conv(x))  # (1, 4, 3, 5)
     for k in range(4):
         assert torch.allclose(depth[0, 0, k // 2 :: 2, k % 2 :: 2], values[0, k].clamp(min=1e-3))
-    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[16, 8, 8], decoder_finest_stride=4, head_upsample=4)
+    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[16, 8, 8], decoder_finest_stride=4)
+    cfg.head_upsample = 4
     out = build_student(cfg)(torch.randn(1, 3, 64, 96))
     assert out["depth"].shape == (1, 1, 64, 96) and out["decoder_features"][-1].shape[-2:] == (16, 24)
     with pytest.raises(ValueError, match="model.head_upsample"):

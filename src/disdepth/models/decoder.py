@@ -7,7 +7,13 @@ every level's output so that distillation can read them.
 ``finest_stride`` says where decoding stops: at 2 (every skip level of a timm CNN) the last two convs run at half
 the input resolution, where a U-Net spends most of its time; at 4 the stride-2 skip is not decoded, the head
 predicts at stride 4 and the student's bilinear resize does the rest (about a quarter less CPU time for a narrow
-decoder; README "Student accuracy" has the measured trade-off).
+decoder; README "The student" has the measured trade-off).
+
+``light_strides`` builds the levels at those strides as the lite decoder's block instead (1x1-projected skip
+*added*, one depthwise-separable block; ``models/lite_decoder.py``). High-resolution levels with few channels are
+where ONNX Runtime's convolutions run least efficiently (a 3x3 conv 28 -> 12 at stride 2 took 5.8 ms for 0.23
+GMACs, 40 GMAC/s, against 120 GMAC/s for the 0.43-GMAC conv at stride 16; issue 15), so making just the finest
+levels light saves most of the time a fully light decoder saves while the deep levels keep full 3x3 convs.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.models.encoder import FeatureInfo
+from disdepth.models.lite_decoder import LiteBlock
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -50,12 +57,19 @@ class UNetDecoder(nn.Module):
         channels: output channels per decoder level, deep to shallow; one entry per decoded skip level
             (those at strides >= ``finest_stride``) — extra entries are ignored, missing ones are halved from the last.
         finest_stride: the shallowest encoder stride decoded; the head predicts there.
+        light_strides: strides (of the skip) whose level is a :class:`LiteBlock` (added skip, one separable block).
 
     ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
     shallow; the last one (finest, at ``finest_stride``) feeds the head.
     """
 
-    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int], finest_stride: int = 2) -> None:
+    def __init__(
+        self,
+        encoder_info: list[FeatureInfo],
+        channels: list[int],
+        finest_stride: int = 2,
+        light_strides: tuple[int, ...] = (),
+    ) -> None:
         super().__init__()
         if len(encoder_info) < 2:
             raise ValueError("decoder needs at least two encoder levels")
@@ -68,14 +82,15 @@ class UNetDecoder(nn.Module):
         channels = list(channels[:n_blocks])
         while len(channels) < n_blocks:
             channels.append(max(channels[-1] // 2, 8) if channels else 64)
-        skips = [info.channels for info in reversed(encoder_info[:-1])]  # deep to shallow
+        skips = list(reversed(encoder_info[:-1]))  # deep to shallow
         in_ch = encoder_info[-1].channels
-        blocks = []
-        for skip_ch, out_ch in zip(skips, channels, strict=True):
-            blocks.append(DecoderBlock(in_ch, skip_ch, out_ch))
+        blocks: list[nn.Module] = []
+        for skip, out_ch in zip(skips, channels, strict=True):
+            block = LiteBlock if skip.stride in light_strides else DecoderBlock
+            blocks.append(block(in_ch, skip.channels, out_ch))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
-        strides = [info.stride for info in reversed(encoder_info[:-1])]
+        strides = [info.stride for info in skips]
         self.feature_info = [FeatureInfo(c, s) for c, s in zip(channels, strides, strict=True)]
 
     @property
