@@ -124,3 +124,18 @@ def test_learned_upsampling_head_lays_out_sub_pixels_in_order():
     assert out["depth"].shape == (1, 1, 64, 96) and out["decoder_features"][-1].shape[-2:] == (16, 24)
     with pytest.raises(ValueError, match="model.head_upsample"):
         build_student(ModelConfig(encoder="test_efficientnet", head="bins", head_upsample=2))
+
+
+def test_light_levels_are_lite_blocks_and_keep_the_contract():
+    """model.decoder_light_strides=[4, 2]: those levels are LiteBlocks (added skip, separable), the deeper ones stay
+    concat + two 3x3 convs; widths, strides and shapes are unchanged and every parameter gets a gradient."""
+    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[32, 16, 8, 8], decoder_light_strides=[4, 2])
+    model = build_student(cfg).train()
+    decoder = model.decoder
+    kinds = {info.stride: type(b).__name__ for info, b in zip(decoder.feature_info, decoder.blocks, strict=True)}
+    assert kinds == {16: "DecoderBlock", 8: "DecoderBlock", 4: "LiteBlock", 2: "LiteBlock"}
+    out = model(torch.randn(2, 3, 64, 96))
+    for feat, info in zip(out["decoder_features"], model.decoder.feature_info, strict=True):
+        assert feat.shape == (2, info.channels, 64 // info.stride, 96 // info.stride)
+    out["depth"].log().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
