@@ -49,14 +49,14 @@ ARCHS = {
         "narrower student, depth at stride 4, learned x4 upsampling (mobilenetv2_100, U-Net 96/48/24)",
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4"],
     ),
-    # The narrower U-Net with its finest levels light (models/decoder.py: light_strides).
-    "light_s4s2": (
-        "narrower student, light levels at strides 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)",
-        ["model.decoder_channels=[96,48,24,12]", "model.decoder_light_strides=[4,2]"],
+    # The narrower U-Net with a guided stride-2 level (models/decoder.py GuidedBlock): squeeze, upsample, one conv.
+    "guided_g4w8": (
+        "narrower student, guided stride-2 level 4 -> 8 (mobilenetv2_100, U-Net 96/48/24/8)",
+        ["model.decoder_channels=[96,48,24,8]", "model.decoder_guided_strides=[2]", "model.decoder_guide_channels=4"],
     ),
-    "light_s8s4s2": (
-        "narrower student, light levels at strides 8, 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)",
-        ["model.decoder_channels=[96,48,24,12]", "model.decoder_light_strides=[8,4,2]"],
+    "guided_g8w16": (
+        "narrower student, guided stride-2 level 8 -> 16 (mobilenetv2_100, U-Net 96/48/24/16)",
+        ["model.decoder_channels=[96,48,24,16]", "model.decoder_guided_strides=[2]", "model.decoder_guide_channels=8"],
     ),
     "narrowest": ("narrowest student (mobilenetv2_100, U-Net 64/32/16/8)", ["model.decoder_channels=[64,32,16,8]"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),

@@ -40,13 +40,15 @@ MODELS = {
         "model.decoder_finest_stride=4",
         "model.head_upsample=4",
     ],
-    "narrower student, light levels at strides 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)": [
-        "model.decoder_channels=[96,48,24,12]",
-        "model.decoder_light_strides=[4,2]",
+    "narrower student, guided stride-2 level 4 -> 8 (mobilenetv2_100, U-Net 96/48/24/8)": [
+        "model.decoder_channels=[96,48,24,8]",
+        "model.decoder_guided_strides=[2]",
+        "model.decoder_guide_channels=4",
     ],
-    "narrower student, light levels at strides 8, 4 and 2 (mobilenetv2_100, U-Net 96/48/24/12)": [
-        "model.decoder_channels=[96,48,24,12]",
-        "model.decoder_light_strides=[8,4,2]",
+    "narrower student, guided stride-2 level 8 -> 16 (mobilenetv2_100, U-Net 96/48/24/16)": [
+        "model.decoder_channels=[96,48,24,16]",
+        "model.decoder_guided_strides=[2]",
+        "model.decoder_guide_channels=8",
     ],
     "narrowest student (mobilenetv2_100, U-Net 64/32/16/8)": ["model.decoder_channels=[64,32,16,8]"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
