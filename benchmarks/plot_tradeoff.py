@@ -23,10 +23,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ABLATION_STUDENT = "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)"
 ABLATION_TEACHER = "teacher: hybrid Lite0 192x4 (the ablation's)"
 PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
-    "default": "default student (mobilenetv2_100, U-Net)",
+    "unet256": "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)",
+    "default": "default student (mobilenetv2_100, U-Net 96/48/24/12)",
     "lite": "lite student (mobilenetv2_100, lite decoder)",
     "narrow": "narrow student (mobilenetv2_100, U-Net 128/64/32/16)",
-    "narrower": "narrower student (mobilenetv2_100, U-Net 96/48/24/12)",
     "fastdepth": "FastDepth (MobileNet + NNConv5)",
     "monodepth2": "Monodepth2-R18",
 }
@@ -34,15 +34,15 @@ PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
 # Short names on the figure (the full ones are in the tables), and where each label sits relative to its point
 # (points points apart would otherwise print their labels on top of each other).
 SHORT = {
-    "default student (mobilenetv2_100, U-Net)": "default (U-Net 256/128/64/32)",
+    "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": "U-Net 256/128/64/32 (old default)",
+    "default student (mobilenetv2_100, U-Net 96/48/24/12)": "default (U-Net 96/48/24/12)",
     "lite student (mobilenetv2_100, lite decoder)": "lite decoder",
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": "narrow U-Net 128/64/32/16",
-    "narrower student (mobilenetv2_100, U-Net 96/48/24/12)": "narrower U-Net 96/48/24/12",
     "FastDepth (MobileNet + NNConv5)": "FastDepth",
 }
 OFFSETS = {
     "narrow U-Net 128/64/32/16": (-150, 10),
-    "narrower U-Net 96/48/24/12": (-60, -16),
+    "default (U-Net 96/48/24/12)": (-60, -16),
     "LG-Conv student, no KD": (8, 8),
     "DisDepth student": (8, -12),
     "Monodepth2-R18 (1 of 3 seeds diverged, left out)": (-262, 6),

@@ -34,34 +34,30 @@ from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
 ARCHS = {
-    "default": ("default student (mobilenetv2_100, U-Net)", ["model.decoder_channels=[256,128,64,32,16]"]),
+    # The reference every Δ is taken against: the default student until issue 15 (its JSONs: unet256_seed*.json).
+    "unet256": (
+        "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)",
+        ["model.decoder_channels=[256,128,64,32,16]"],
+    ),
+    # Today's default, pinned so that a later change of the default does not change this row.
+    "default": ("default student (mobilenetv2_100, U-Net 96/48/24/12)", ["model.decoder_channels=[96,48,24,12]"]),
     "lite": ("lite student (mobilenetv2_100, lite decoder)", ["model.decoder=lite"]),
-    # Default-decoder candidates for CPU latency: the same U-Net at 1/2 and 3/8 of its width on every level
-    # (MobileNetV2 has 4 skip levels, so the U-Net uses 4 widths; a 5th entry would be ignored).
     "narrow": ("narrow student (mobilenetv2_100, U-Net 128/64/32/16)", ["model.decoder_channels=[128,64,32,16]"]),
-    "narrower": ("narrower student (mobilenetv2_100, U-Net 96/48/24/12)", ["model.decoder_channels=[96,48,24,12]"]),
-    # Faster still: the narrower U-Net without its stride-2 level (depth at stride 4), and a U-Net at 1/4 width.
+    # Faster candidates that did not keep the accuracy: no stride-2 level (depth at stride 4, resized bilinearly or
+    # by a learned x4 sub-pixel head), and the U-Net at 1/4 width.
     "narrower_s4": (
-        "narrower student, depth at stride 4 (mobilenetv2_100, U-Net 96/48/24)",
+        "U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4"],
     ),
     "narrower_s4_up": (
-        "narrower student, depth at stride 4, learned x4 upsampling (mobilenetv2_100, U-Net 96/48/24)",
+        "U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4"],
     ),
-    # The narrower U-Net with a guided stride-2 level (models/decoder.py GuidedBlock): squeeze, upsample, one conv.
-    "guided_g4w8": (
-        "narrower student, guided stride-2 level 4 -> 8 (mobilenetv2_100, U-Net 96/48/24/8)",
-        ["model.decoder_channels=[96,48,24,8]", "model.decoder_guided_strides=[2]", "model.decoder_guide_channels=4"],
-    ),
-    "guided_g8w16": (
-        "narrower student, guided stride-2 level 8 -> 16 (mobilenetv2_100, U-Net 96/48/24/16)",
-        ["model.decoder_channels=[96,48,24,16]", "model.decoder_guided_strides=[2]", "model.decoder_guide_channels=8"],
-    ),
-    "narrowest": ("narrowest student (mobilenetv2_100, U-Net 64/32/16/8)", ["model.decoder_channels=[64,32,16,8]"]),
+    "narrowest": ("U-Net 64/32/16/8 (mobilenetv2_100)", ["model.decoder_channels=[64,32,16,8]"]),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
+REFERENCE = "unet256"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -132,9 +128,10 @@ def render_table(args: argparse.Namespace) -> str:
     )
     lines = [
         f"{data}, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights, seeds {seeds}; protocol "
-        f"none, caps 1e-3..{args.max_depth} m; Δ vs the default student: paired bootstrap 95 % CI (images x seeds)",
+        f"none, caps 1e-3..{args.max_depth} m; Δ vs the U-Net 256/128/64/32 (the default before issue 15): paired "
+        "bootstrap 95 % CI (images x seeds)",
         "",
-        "| model | abs_rel | δ1 | Δ abs_rel vs default | ORT latency ÷ FastDepth | eager ÷ FastDepth |",
+        "| model | abs_rel | δ1 | Δ abs_rel vs U-Net 256 | ORT latency ÷ FastDepth | eager ÷ FastDepth |",
         "|---|---|---|---|---|---|",
     ]
     for arch in archs:
@@ -146,7 +143,7 @@ def render_table(args: argparse.Namespace) -> str:
         for m in ("abs_rel", "d1"):
             vals = [x[m] for x in per]
             cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
-        delta = paired_bootstrap(errors(arch), errors("default")).format() if arch != "default" else ""
+        delta = paired_bootstrap(errors(arch), errors(REFERENCE)).format() if arch != REFERENCE else ""
         ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in latency if r["model"] == label}
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager")]
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")

@@ -27,31 +27,24 @@ from disdepth.models.student import build_student
 MODELS = {
     "FastDepth (MobileNet + NNConv5)": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
     "control: FastDepth again": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
-    "default student (mobilenetv2_100, U-Net)": [],
-    "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
+    "default student (mobilenetv2_100, U-Net 96/48/24/12)": [],
+    "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": [
+        "model.decoder_channels=[256,128,64,32,16]"
+    ],
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": ["model.decoder_channels=[128,64,32,16]"],
-    "narrower student (mobilenetv2_100, U-Net 96/48/24/12)": ["model.decoder_channels=[96,48,24,12]"],
-    "narrower student, depth at stride 4 (mobilenetv2_100, U-Net 96/48/24)": [
+    "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
+    "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
+    # Faster candidates that lost accuracy (benchmarks/student_accuracy.py).
+    "U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)": [
         "model.decoder_channels=[96,48,24]",
         "model.decoder_finest_stride=4",
     ],
-    "narrower student, depth at stride 4, learned x4 upsampling (mobilenetv2_100, U-Net 96/48/24)": [
+    "U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)": [
         "model.decoder_channels=[96,48,24]",
         "model.decoder_finest_stride=4",
         "model.head_upsample=4",
     ],
-    "narrower student, guided stride-2 level 4 -> 8 (mobilenetv2_100, U-Net 96/48/24/8)": [
-        "model.decoder_channels=[96,48,24,8]",
-        "model.decoder_guided_strides=[2]",
-        "model.decoder_guide_channels=4",
-    ],
-    "narrower student, guided stride-2 level 8 -> 16 (mobilenetv2_100, U-Net 96/48/24/16)": [
-        "model.decoder_channels=[96,48,24,16]",
-        "model.decoder_guided_strides=[2]",
-        "model.decoder_guide_channels=8",
-    ],
-    "narrowest student (mobilenetv2_100, U-Net 64/32/16/8)": ["model.decoder_channels=[64,32,16,8]"],
-    "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
+    "U-Net 64/32/16/8 (mobilenetv2_100)": ["model.decoder_channels=[64,32,16,8]"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
 }
 

@@ -125,20 +125,3 @@ def test_learned_upsampling_head_lays_out_sub_pixels_in_order():
     with pytest.raises(ValueError, match="model.head_upsample"):
         build_student(ModelConfig(encoder="test_efficientnet", head="bins", head_upsample=2))
 
-
-def test_guided_level_squeezes_then_upsamples_and_keeps_the_contract():
-    """model.decoder_guided_strides=[2]: that level is a GuidedBlock (1x1 squeeze to guide_channels at the coarse
-    size, then upsample, concat the skip, one 3x3 conv); the deeper ones stay concat + two 3x3 convs; widths,
-    strides and shapes are unchanged and every parameter gets a gradient."""
-    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[32, 16, 8, 8], decoder_guided_strides=[2])
-    cfg.decoder_guide_channels = 3
-    model = build_student(cfg).train()
-    decoder = model.decoder
-    kinds = {info.stride: type(b).__name__ for info, b in zip(decoder.feature_info, decoder.blocks, strict=True)}
-    assert kinds == {16: "DecoderBlock", 8: "DecoderBlock", 4: "DecoderBlock", 2: "GuidedBlock"}
-    assert decoder.blocks[-1].squeeze[0].out_channels == 3
-    out = model(torch.randn(2, 3, 64, 96))
-    for feat, info in zip(out["decoder_features"], decoder.feature_info, strict=True):
-        assert feat.shape == (2, info.channels, 64 // info.stride, 96 // info.stride)
-    out["depth"].log().mean().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

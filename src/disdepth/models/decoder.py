@@ -8,13 +8,6 @@ every level's output so that distillation can read them.
 the input resolution, where a U-Net spends most of its time; at 4 the stride-2 skip is not decoded, the head
 predicts at stride 4 and the student's bilinear resize does the rest (about a quarter less CPU time for a narrow
 decoder; README "The student" has the measured trade-off).
-
-``guided_strides`` builds the levels at those strides as a :class:`GuidedBlock`: the coarse features are squeezed
-to a few channels (``guide_channels``) before the upsampling, and one 3x3 conv lets the high-resolution skip
-refine them. High resolution is where a U-Net's time goes on CPU: ONNX Runtime ran the stride-2 level's 3x3 conv
-(28 -> 12 channels) at 40 GMAC/s against 120 GMAC/s for the stride-16 one, and upsampling 24 channels to stride 2
-cost another 2 ms (issue 15's profile at 480x640). Dropping the stride-2 level instead cost accuracy on real
-frames, and so did lite blocks (added skips, separable convs) at strides 4 and 2: README "The student".
 """
 
 from __future__ import annotations
@@ -49,22 +42,6 @@ class DecoderBlock(nn.Module):
         return self.convs(torch.cat([x, skip], dim=1))
 
 
-class GuidedBlock(nn.Module):
-    """Squeeze ``x`` to ``guide_channels`` (1x1 conv-BN-ReLU, at the coarse resolution), upsample those to the skip's
-    size, concat the skip, one 3x3 conv-BN-ReLU: the skip's detail guides a cheap upsampling of the coarse map."""
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, guide_channels: int) -> None:
-        super().__init__()
-        self.squeeze = nn.Sequential(
-            nn.Conv2d(in_channels, guide_channels, 1, bias=False), nn.BatchNorm2d(guide_channels), nn.ReLU(inplace=True)
-        )
-        self.conv = conv_bn_relu(guide_channels + skip_channels, out_channels)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(self.squeeze(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, skip], dim=1))
-
-
 class UNetDecoder(nn.Module):
     """Decoder over an encoder pyramid.
 
@@ -73,21 +50,12 @@ class UNetDecoder(nn.Module):
         channels: output channels per decoder level, deep to shallow; one entry per decoded skip level
             (those at strides >= ``finest_stride``) — extra entries are ignored, missing ones are halved from the last.
         finest_stride: the shallowest encoder stride decoded; the head predicts there.
-        guided_strides: strides (of the skip) whose level is a :class:`GuidedBlock`.
-        guide_channels: the width a guided level squeezes its coarse input to.
 
     ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
     shallow; the last one (finest, at ``finest_stride``) feeds the head.
     """
 
-    def __init__(
-        self,
-        encoder_info: list[FeatureInfo],
-        channels: list[int],
-        finest_stride: int = 2,
-        guided_strides: tuple[int, ...] = (),
-        guide_channels: int = 4,
-    ) -> None:
+    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int], finest_stride: int = 2) -> None:
         super().__init__()
         if len(encoder_info) < 2:
             raise ValueError("decoder needs at least two encoder levels")
@@ -102,12 +70,9 @@ class UNetDecoder(nn.Module):
             channels.append(max(channels[-1] // 2, 8) if channels else 64)
         skips = list(reversed(encoder_info[:-1]))  # deep to shallow
         in_ch = encoder_info[-1].channels
-        blocks: list[nn.Module] = []
+        blocks = []
         for skip, out_ch in zip(skips, channels, strict=True):
-            if skip.stride in guided_strides:
-                blocks.append(GuidedBlock(in_ch, skip.channels, out_ch, guide_channels))
-            else:
-                blocks.append(DecoderBlock(in_ch, skip.channels, out_ch))
+            blocks.append(DecoderBlock(in_ch, skip.channels, out_ch))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         strides = [info.stride for info in skips]

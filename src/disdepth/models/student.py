@@ -110,13 +110,7 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
             ", ".join(names),
         )
     if cfg.decoder == "unet":
-        decoder: nn.Module = UNetDecoder(
-            encoder.feature_info,
-            cfg.decoder_channels,
-            cfg.decoder_finest_stride,
-            tuple(cfg.decoder_guided_strides),
-            cfg.decoder_guide_channels,
-        )
+        decoder: nn.Module = UNetDecoder(encoder.feature_info, cfg.decoder_channels, cfg.decoder_finest_stride)
     elif cfg.decoder == "lite":
         decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
     else:
