@@ -41,7 +41,7 @@ SHORT = {
     "FastDepth (MobileNet + NNConv5)": "FastDepth",
 }
 OFFSETS = {
-    "narrow U-Net 128/64/32/16": (-150, 10),
+    "narrow U-Net 128/64/32/16": (-60, 14),
     "default (U-Net 96/48/24/12)": (-60, -16),
     "LG-Conv student, no KD": (8, 8),
     "DisDepth student": (8, -12),

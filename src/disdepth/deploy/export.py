@@ -171,13 +171,20 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
-def ort_session(path: str | Path, threads: int | None = None):
-    """A CPU ONNX Runtime session with as many intra-op threads as torch uses (fair eager vs ORT timing)."""
+def ort_session(path: str | Path, threads: int | None = None, spin: bool = True):
+    """A CPU ONNX Runtime session with as many intra-op threads as torch uses (fair eager vs ORT timing).
+
+    ``spin=False`` stops its worker threads from busy-waiting after each run (ONNX Runtime spins by default, which
+    is fastest for one session alone): benchmarks that interleave several multi-threaded sessions need it, or the
+    threads one session leaves spinning take the cores from the next.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
