@@ -60,7 +60,7 @@ class ModelConfig:
     # resnet18 = Monodepth2-R18). The peers keep their papers' widths.
     decoder: Literal["unet", "lite", "nnconv5", "monodepth2"] = "unet"
     # Per level, deep to shallow. 96/48/24/12 (was 256/128/64/32 until issue 15): as accurate on the synthetic scenes
-    # and 7-Scenes frames, 0.46x the ONNX Runtime time (README "The student").
+    # and 7-Scenes frames, 0.47x the ONNX Runtime time (README "The student").
     decoder_channels: list[int] = field(default_factory=lambda: [96, 48, 24, 12])
     decoder_finest_stride: int = 2  # unet: the finest encoder stride decoded; the head predicts there (2 or 4)
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
