@@ -18,6 +18,16 @@ def test_defaults_and_overrides(tmp_path):
     assert cfg.model.n_bins == Config().model.n_bins  # untouched keys keep defaults
 
 
+def test_on_off_options_survive_yaml_booleans(tmp_path):
+    """YAML 1.1 reads on/off as booleans; a choice whose options are "on"/"off" still gets the string, from --set and
+    from a file, and a plain boolean is still refused for a choice that has no such spelling."""
+    assert load_config(overrides=["distill.cache_teacher=off"]).distill.cache_teacher == "off"
+    (tmp_path / "a.yaml").write_text("distill:\n  cache_teacher: on\n")
+    assert load_config(tmp_path / "a.yaml").distill.cache_teacher == "on"
+    with pytest.raises(ConfigError, match="model.head"):
+        load_config(overrides=["model.head=off"])
+
+
 def test_base_chain_and_later_wins(tmp_path):
     (tmp_path / "base.yaml").write_text("model:\n  encoder: resnet18\n  max_depth: 10\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\nmodel:\n  max_depth: 80\n")

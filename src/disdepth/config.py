@@ -370,6 +370,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans: take the option spelled that way
+            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
+            spelled = [o for o in get_args(tp) if isinstance(o, str) and o.lower() in spellings]
+            value = spelled[0] if len(spelled) == 1 else value
         if value not in get_args(tp):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         return value
