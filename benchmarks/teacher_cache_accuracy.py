@@ -1,15 +1,18 @@
 """Does the teacher-target cache change the distilled student's accuracy? Cached-and-warped vs recomputed targets.
 
 python benchmarks/teacher_cache_accuracy.py --out runs/cachexp --seeds 0 1 2 --threads 1
-python benchmarks/teacher_cache_accuracy.py --table-only    # table.md again from the committed JSONs
+python benchmarks/teacher_cache_accuracy.py --out runs/cachexp_crop --crop 64 80 --seeds 0 1 2 3 4 --threads 1
+python benchmarks/teacher_cache_accuracy.py --table-only [--crop 64 80]   # table.md again from the committed JSONs
 
 With augmentation on, ``distill.cache_teacher=on`` runs the teacher once per un-augmented frame (and once per mirror)
 and warps its cached maps by each sample's recorded crop/flip/rotation; ``off`` runs the teacher on every augmented
 batch. Everything else is equal: one pipeline (``recipe:demo`` with ``data.augment.enabled=true``: hybrid teacher,
 LG-Conv student, acclimation, synthetic indoor 72x96) trains the teacher and acclimates it once; then the distillation
 stage runs from that acclimated teacher with each setting and each seed, and is scored on the same held-out scenes
-(per image). Per-run results (metrics, wall time, the command) go to ``benchmarks/results/teacher_cache_accuracy/``,
-the table to ``table.md`` there: Δ = recomputed vs cached, paired bootstrap over images x seeds (eval/stats.py).
+(per image). The synthetic world's augmentation has no crop (flip, rotation, colour); ``--crop H W`` adds random
+crops (offsets not aligned to the teacher's strides: the approximate case of the warp). Per-run results (metrics,
+wall time, the command) go to ``benchmarks/results/teacher_cache_accuracy/`` (``crop_HxW/`` with ``--crop``), the
+table to ``table.md`` there: Δ = recomputed vs cached, paired bootstrap over images x seeds (eval/stats.py).
 """
 
 from __future__ import annotations
@@ -39,13 +42,18 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/cachexp"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="random crops of the 72x96 scenes")
     p.add_argument("--table-only", action="store_true")
     args = p.parse_args()
+    results = RESULTS / (f"crop_{args.crop[0]}x{args.crop[1]}" if args.crop else "")
     if not args.table_only:
+        augment = ["--set", "data.augment.enabled=true"]
+        if args.crop:
+            augment += ["--set", f"data.augment.crop_height={args.crop[0]}", "--set",
+                        f"data.augment.crop_width={args.crop[1]}"]  # fmt: skip
         # Teacher, baseline, acclimation and one distillation (reused when finished with the same settings).
-        disdepth("pipeline", "-c", "recipe:demo", "--run-dir", str(args.out), "--set", "data.augment.enabled=true",
-                 threads=args.threads)  # fmt: skip
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        disdepth("pipeline", "-c", "recipe:demo", "--run-dir", str(args.out), *augment, threads=args.threads)
+        results.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             for mode in MODES:
                 run_dir = args.out / f"d_{mode}_s{seed}"
@@ -56,19 +64,20 @@ def main() -> None:
                 result = json.loads((run_dir / "result.json").read_text())
                 record = {"cache_teacher": mode, "seed": seed, "metrics": result["metrics"],
                           "wall_s": result.get("wall_s"), "command": "disdepth " + " ".join(command)}  # fmt: skip
-                (RESULTS / f"{mode}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
-    text = render_table(args.seeds)
-    (RESULTS / "table.md").write_text(text)
+                (results / f"{mode}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
+    text = render_table(results, args.seeds, args.crop)
+    (results / "table.md").write_text(text)
     print(text)
 
 
-def render_table(seeds: list[int]) -> str:
+def render_table(results: Path, seeds: list[int], crop: list[int] | None) -> str:
     """Mean ± std over seeds per setting, and recomputed vs cached (paired over images x seeds)."""
-    runs = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*_seed*.json")}
+    runs = {f.stem: json.loads(f.read_text()) for f in results.glob("*_seed*.json")}
     seeds = [s for s in seeds if all(f"{m}_seed{s}" in runs for m in MODES)]
     per = {m: [runs[f"{m}_seed{s}"] for s in seeds] for m in MODES}
     lines = [
-        f"recipe:demo + augmentation (flip, rotation 2.5 deg, colour), synthetic indoor 72x96, distillation 150 steps "
+        f"recipe:demo + augmentation ({f'random {crop[0]}x{crop[1]} crops, ' if crop else ''}flip, rotation 2.5 deg, "
+        "colour), synthetic indoor 72x96, distillation 150 steps "
         f"from one acclimated hybrid teacher, seeds {seeds}; scored on the {per['on'][0]['metrics']['images']} "
         "held-out validation scenes, protocol none, caps 1e-3..10 m; Δ: recomputed vs cached, paired bootstrap 95 % "
         "CI (images x seeds)",
