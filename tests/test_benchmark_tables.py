@@ -66,18 +66,26 @@ def test_summary_pairs_rows_with_the_same_seed(tmp_path: Path) -> None:
     assert "-30.0 %" in teacher and "no measurable effect" not in teacher
 
 
-def _student_accuracy():
-    path = ROOT / "benchmarks" / "student_accuracy.py"
-    spec = importlib.util.spec_from_file_location("student_accuracy", path)
+def _benchmark(name: str):
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def _student_accuracy():
+    return _benchmark("student_accuracy")
+
+
 @pytest.mark.parametrize(
     "argv",
-    [[], ["--dataset", "sevenscenes", "--size", "120", "160"]],
-    ids=["synthetic", "sevenscenes_120x160"],
+    [
+        [],
+        ["--dataset", "sevenscenes", "--size", "120", "160"],
+        ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default"],
+    ],
+    ids=["synthetic", "sevenscenes_120x160", "sevenscenes_240x320"],
 )
 def test_committed_student_accuracy_table_is_what_the_json_gives(argv: list[str]) -> None:
     """``student_accuracy.py --table-only`` regenerates each committed table.md exactly (students and peers)."""
@@ -87,3 +95,18 @@ def test_committed_student_accuracy_table_is_what_the_json_gives(argv: list[str]
     if not table.is_file():
         pytest.skip(f"{table} not committed")
     assert module.render_table(args) == table.read_text()
+
+
+CACHE = ROOT / "benchmarks" / "results" / "teacher_cache_accuracy"
+
+
+@pytest.mark.parametrize("crop", [None, [64, 80]], ids=["no_crop", "crop_64x80"])
+def test_committed_teacher_cache_table_is_what_the_json_gives(crop: list[int] | None) -> None:
+    """``teacher_cache_accuracy.py --table-only`` regenerates each committed table.md exactly."""
+    folder = CACHE / (f"crop_{crop[0]}x{crop[1]}" if crop else "")
+    if not (folder / "table.md").is_file():
+        pytest.skip(f"{folder}/table.md not committed")
+    assert (
+        _benchmark("teacher_cache_accuracy").render_table(folder, [0, 1, 2, 3, 4], crop)
+        == (folder / "table.md").read_text()
+    )
