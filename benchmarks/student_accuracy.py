@@ -54,6 +54,15 @@ ARCHS = {
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4"],
     ),
     "narrowest": ("U-Net 64/32/16/8 (mobilenetv2_100)", ["model.decoder_channels=[64,32,16,8]"]),
+    # LG-Conv on the default student: the default policy (strides 16 and 32) and the cheaper stride-32-only one.
+    "lgconv": (
+        "default student + LG-Conv (strides 16, 32: the default policy)",
+        ["model.decoder_channels=[96,48,24,12]", "model.lgconv.enabled=true", "model.lgconv.strides=[16,32]"],
+    ),
+    "lgconv_s32": (
+        "default student + LG-Conv at stride 32 only",
+        ["model.decoder_channels=[96,48,24,12]", "model.lgconv.enabled=true", "model.lgconv.strides=[32]"],
+    ),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
