@@ -58,7 +58,7 @@ def time_eager_and_ort(
     ONNX Runtime forward of each per round, all interleaved (``deploy.bench.time_interleaved``).
 
     Returns ((backend, name) -> wall times in ms, ``backend`` "eager" or "ort"), and the 1/5/15-minute load averages
-    before and after the timed rounds. With more than one thread the sessions do not spin (``ort_session``), and
+    before and after the timed rounds. The sessions do not spin (``ort_session``), and with more than one thread
     torch's OpenMP threads should not either: run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control copy
     measured 1.74x its original on ORT and 0.83x in eager with both spinning, 2 threads on 2 cores).
     """
@@ -81,7 +81,7 @@ def time_eager_and_ort(
         for i, (name, wrapper) in enumerate(wrappers.items()):
             path = Path(tmp) / f"m{i}.onnx"
             export_onnx(wrapper, path, size)
-            sessions[name] = ort_session(path, threads, spin=threads == 1)  # see ort_session
+            sessions[name] = ort_session(path, threads)  # not spinning: see ort_session
         fns = {("eager", n): eager(m) for n, m in wrappers.items()}
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
         load_before = os.getloadavg()

@@ -171,12 +171,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
-def ort_session(path: str | Path, threads: int | None = None, spin: bool = True):
+def ort_session(path: str | Path, threads: int | None = None, spin: bool = False):
     """A CPU ONNX Runtime session with as many intra-op threads as torch uses (fair eager vs ORT timing).
 
-    ``spin=False`` stops its worker threads from busy-waiting after each run (ONNX Runtime spins by default, which
-    is fastest for one session alone): benchmarks that interleave several multi-threaded sessions need it, or the
-    threads one session leaves spinning take the cores from the next.
+    Its worker threads do not busy-wait after a run unless ``spin=True`` (ONNX Runtime's own default, fastest for one
+    session running alone, as in ``deploy/onnx_model.py``). Every timing here alternates a session with other work
+    (eager PyTorch, another session), and threads one session leaves spinning take the cores from the next: with
+    2 threads on 2 cores an identical control copy measured 1.74x its original (issue 15). With one thread there
+    are no worker threads and the flag changes nothing.
     """
     import onnxruntime as ort
 

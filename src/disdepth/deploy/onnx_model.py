@@ -49,7 +49,7 @@ class OnnxDepthModel(nn.Module):
         self.normalized_input = "normalised: (rgb - mean) / std" in meta["input"]
         size = meta.get("input_size", "dynamic")
         self.fixed_size = None if size == "dynamic" else tuple(int(v) for v in size.split("x"))
-        self.session = ort_session(path, threads)
+        self.session = ort_session(path, threads, spin=True)  # one session running alone: let it spin
         self.path = path
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
