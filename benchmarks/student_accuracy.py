@@ -54,6 +54,16 @@ ARCHS = {
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4"],
     ),
     "narrowest": ("U-Net 64/32/16/8 (mobilenetv2_100)", ["model.decoder_channels=[64,32,16,8]"]),
+    # Nearest-neighbour x2 upsampling (ONNX Runtime keeps it in its blocked layout), alone and with the two finest
+    # levels at 16 channels (ONNX Runtime pads 24 and 12 to its 16-channel blocks on this AVX-512 machine anyway).
+    "nearest": (
+        "U-Net 96/48/24/12, nearest upsampling (mobilenetv2_100)",
+        ["model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest"],
+    ),
+    "nearest16": (
+        "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)",
+        ["model.decoder_channels=[96,48,16,16]", "model.decoder_upsample=nearest"],
+    ),
     # LG-Conv on the default student: the default policy (strides 16 and 32) and the cheaper stride-32-only one.
     "lgconv": (
         "default student + LG-Conv (strides 16, 32: the default policy)",

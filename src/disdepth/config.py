@@ -63,6 +63,7 @@ class ModelConfig:
     # and 7-Scenes frames, 0.47x the ONNX Runtime time (README "The student").
     decoder_channels: list[int] = field(default_factory=lambda: [96, 48, 24, 12])
     decoder_finest_stride: int = 2  # unet: the finest encoder stride decoded; the head predicts there (2 or 4)
+    decoder_upsample: Literal["bilinear", "nearest"] = "bilinear"  # unet: each level's x2 upsampling
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
     head: Literal["sigmoid", "bins"] = "sigmoid"
     # sigmoid head: learned x s upsampling (pixel shuffle) of its prediction; 1 = none (the student resizes bilinearly)

@@ -1,8 +1,10 @@
 """Top-down U-Net / FPN depth decoder (DESIGN.md §1.1).
 
 At each level, from the deepest up: upsample x2 to the skip's size, concatenate the encoder skip,
-then two 3x3 conv-BN-ReLU. Channels follow ``channels`` (halving by default). The decoder returns
-every level's output so that distillation can read them.
+then two 3x3 conv-BN-ReLU. The x2 upsampling is bilinear or nearest-neighbour (``upsample``): nearest is what
+FastDepth and Monodepth2 use, and ONNX Runtime runs it in its blocked (NCHWc) layout, where bilinear resizes force
+layout reorders around every level (README "The student" has the measured difference). Channels follow
+``channels`` (halving by default). The decoder returns every level's output so that distillation can read them.
 
 ``finest_stride`` says where decoding stops: at 2 (every skip level of a timm CNN) the last two convs run at half
 the input resolution, where a U-Net spends most of its time; at 4 the stride-2 skip is not decoded, the head
@@ -28,18 +30,36 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class DecoderBlock(nn.Module):
-    """Upsample ``x`` to the skip's size, concat the skip, two conv-BN-ReLU."""
+UPSAMPLE_MODES = ("bilinear", "nearest")
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+
+def upsample_to(x: torch.Tensor, skip: torch.Tensor, mode: str) -> torch.Tensor:
+    """x (B, C, h, w) -> (B, C, H, W) at the skip's size (H, W) = skip.shape[-2:], with H <= 2h and W <= 2w.
+
+    nearest: each pixel copied to its 2x2 children, then cropped to the skip (an odd-sized skip has one row or column
+    fewer than 2h). Fine pixel i maps to coarse pixel i // 2, which is where a stride-2 conv took it from; a fixed
+    scale factor also keeps the ONNX Resize in ONNX Runtime's blocked layout (a sizes-based one is not), and the crop
+    is removed by ONNX Runtime's graph optimiser when it is a no-op.
+    """
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")[..., : skip.shape[-2], : skip.shape[-1]]
+    return F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class DecoderBlock(nn.Module):
+    """Upsample ``x`` to the skip's size (``upsample``: bilinear or nearest), concat the skip, two conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, upsample: str = "bilinear") -> None:
         super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
         self.convs = nn.Sequential(
             conv_bn_relu(in_channels + skip_channels, out_channels), conv_bn_relu(out_channels, out_channels)
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.convs(torch.cat([x, skip], dim=1))
+        return self.convs(torch.cat([upsample_to(x, skip, self.upsample), skip], dim=1))
 
 
 class UNetDecoder(nn.Module):
@@ -50,12 +70,15 @@ class UNetDecoder(nn.Module):
         channels: output channels per decoder level, deep to shallow; one entry per decoded skip level
             (those at strides >= ``finest_stride``) — extra entries are ignored, missing ones are halved from the last.
         finest_stride: the shallowest encoder stride decoded; the head predicts there.
+        upsample: "bilinear" or "nearest", the x2 upsampling of every level.
 
     ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
     shallow; the last one (finest, at ``finest_stride``) feeds the head.
     """
 
-    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int], finest_stride: int = 2) -> None:
+    def __init__(
+        self, encoder_info: list[FeatureInfo], channels: list[int], finest_stride: int = 2, upsample: str = "bilinear"
+    ) -> None:
         super().__init__()
         if len(encoder_info) < 2:
             raise ValueError("decoder needs at least two encoder levels")
@@ -72,7 +95,7 @@ class UNetDecoder(nn.Module):
         in_ch = encoder_info[-1].channels
         blocks = []
         for skip, out_ch in zip(skips, channels, strict=True):
-            blocks.append(DecoderBlock(in_ch, skip.channels, out_ch))
+            blocks.append(DecoderBlock(in_ch, skip.channels, out_ch, upsample))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         strides = [info.stride for info in skips]

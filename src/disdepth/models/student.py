@@ -110,7 +110,9 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
             ", ".join(names),
         )
     if cfg.decoder == "unet":
-        decoder: nn.Module = UNetDecoder(encoder.feature_info, cfg.decoder_channels, cfg.decoder_finest_stride)
+        decoder: nn.Module = UNetDecoder(
+            encoder.feature_info, cfg.decoder_channels, cfg.decoder_finest_stride, cfg.decoder_upsample
+        )
     elif cfg.decoder == "lite":
         decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
     else:
