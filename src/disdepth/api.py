@@ -10,6 +10,10 @@ Resizing policy (also used by ``disdepth predict``): the network runs at ``size`
 otherwise at the image's own size rounded to the nearest multiple of 32 (the encoder's output stride,
 so every pyramid level has an integer size); the prediction is resized back (bilinear) to the
 image's size, so the output always has one value per input pixel.
+
+On the CPU a student runs with its BatchNorms folded into their convs and channels-last memory
+(``deploy.inference.optimize_for_inference``, checked against the unchanged model when loaded): the same depth to
+~1e-6 m, 1.6-1.7x faster in eager PyTorch for the default student at 480x640 (README "Deployment").
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disdepth.deploy.inference import optimize_for_inference
 from disdepth.deploy.sources import to_rgb
 from disdepth.deploy.weights import load_model
 from disdepth.eval.scoring import flip_tta as _flip_tta
+from disdepth.models.student import DepthStudent
 
 ImageLike = Any  # PIL.Image.Image | np.ndarray (H, W, 3) uint8 | torch.Tensor (3, H, W) float in [0, 1]
 
@@ -96,6 +102,8 @@ class DepthPredictor:
         size: (H, W) the network runs at; None = each image's size rounded to a multiple of 32.
         flip_tta: average with the prediction of the mirrored image (2x the compute).
         config: the checkpoint's resolved config (kept for reference: encoder, head, depth range).
+        optimize: on the CPU, run a student with BatchNorm folded and channels-last memory (see the module docstring);
+            other models, and any model on a GPU, run as given.
     """
 
     def __init__(
@@ -107,9 +115,14 @@ class DepthPredictor:
         size: tuple[int, int] | None = None,
         flip_tta: bool = False,
         config: Any = None,
+        optimize: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
+        self.channels_last = False
+        if optimize and self.device.type == "cpu" and isinstance(model, DepthStudent):
+            example = torch.randn(1, 3, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE)  # any size the student accepts
+            self.model, self.channels_last = optimize_for_inference(self.model, example)
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.size = tuple(size) if size is not None else None
         self.flip_tta = flip_tta
@@ -139,7 +152,10 @@ class DepthPredictor:
         return tuple(size) if size is not None else round_size(height, width)  # type: ignore[return-value]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model((x - self._m) / self._s)
+        x = (x - self._m) / self._s
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.model(x)
         return out["depth"] if isinstance(out, dict) else out
 
     @torch.inference_mode()

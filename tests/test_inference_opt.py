@@ -1,0 +1,104 @@
+"""BatchNorm folding and channels-last eager inference (deploy/inference.py) and their use in DepthPredictor."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from disdepth.api import DepthPredictor
+from disdepth.config import load_config
+from disdepth.deploy.inference import conv_bn_pairs, fold_batchnorm, optimize_for_inference
+from disdepth.models.student import build_student
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    """Non-trivial running statistics and affine weights, so that a wrong fold shows in the output."""
+    gen = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+
+
+def _student(*overrides: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_student(load_config(overrides=list(overrides)).model).eval()
+    _randomise_batchnorm(model)
+    return model
+
+
+def test_fold_removes_every_batchnorm_of_the_student_and_keeps_its_depth():
+    model = _student("model.decoder_upsample=nearest")  # timm BatchNormAct2d in the encoder, plain BN in the decoder
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(2, 3, 64, 96)
+    folded, count = fold_batchnorm(model, x[:1])
+    assert count == n_bn > 40
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    with torch.inference_mode():
+        want, got = model(x)["depth"], folded(x)["depth"]
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert (want.std() > 1e-3).item()  # not a constant output that any fold would match
+
+
+def test_lgconv_student_folds_what_it_can():
+    model = _student("model.lgconv.enabled=true")
+    folded, count = fold_batchnorm(model, torch.randn(1, 3, 64, 64))
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert count > 0 and left > 0  # BNs after an LG-Conv sum are not a conv's own output
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(folded(x)["depth"], model(x)["depth"], rtol=1e-4, atol=1e-5)
+
+
+class _ConvReadTwice(nn.Module):
+    """conv -> BN, and the conv's raw output is also added back: folding the pair would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _SharedConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x)) + self.conv(x)
+
+
+def test_a_fold_that_changes_the_output_is_refused():
+    model = _ConvReadTwice().eval()
+    _randomise_batchnorm(model)
+    x = torch.randn(1, 3, 16, 16)
+    assert conv_bn_pairs(model, x) == [("conv", "bn")]  # hooks cannot see the second reader...
+    kept, optimized = optimize_for_inference(model, x)
+    assert kept is model and not optimized  # ...the output check can
+
+
+def test_a_module_called_twice_is_not_folded():
+    model = _SharedConv().eval()
+    _randomise_batchnorm(model)
+    assert conv_bn_pairs(model, torch.randn(1, 3, 8, 8)) == []
+
+
+def test_predictor_runs_the_optimised_student_with_the_same_depth():
+    model = _student()
+    spec = model.input_spec
+    fast = DepthPredictor(model, spec.mean, spec.std)
+    plain = DepthPredictor(model, spec.mean, spec.std, optimize=False)
+    assert fast.channels_last and not plain.channels_last
+    assert plain.model is model and fast.model is not model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
+    images = torch.rand(2, 3, 70, 100)  # not a multiple of 32: resized to 64x96 and back
+    torch.testing.assert_close(fast.predict_tensor(images), plain.predict_tensor(images), rtol=1e-4, atol=1e-5)
