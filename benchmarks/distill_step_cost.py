@@ -63,8 +63,10 @@ from disdepth.teachers.build import build_teacher
 STUDENT = [
     "model.encoder=mobilenetv2_100",
     "model.decoder_channels=[96,64,32,24,16]",
+    "model.decoder_upsample=bilinear",
     "model.lgconv.enabled=true",
     "model.lgconv.min_channels=32",
+    "model.lgconv.strides=[16,32]",
 ]
 TEACHERS = {  # built offline with random weights
     "vit_base": ["teacher.kind=timm", "teacher.name=vit_base_patch16_384"],

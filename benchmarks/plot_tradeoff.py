@@ -24,7 +24,7 @@ ABLATION_STUDENT = "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)"
 ABLATION_TEACHER = "teacher: hybrid Lite0 192x4 (the ablation's)"
 PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
     "unet256": "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)",
-    "default": "default student (mobilenetv2_100, U-Net 96/48/24/12)",
+    "default": "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)",
     "lite": "lite student (mobilenetv2_100, lite decoder)",
     "narrow": "narrow student (mobilenetv2_100, U-Net 128/64/32/16)",
     "fastdepth": "FastDepth (MobileNet + NNConv5)",
@@ -35,7 +35,7 @@ PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
 # (points points apart would otherwise print their labels on top of each other).
 SHORT = {
     "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": "U-Net 256/128/64/32 (old default)",
-    "default student (mobilenetv2_100, U-Net 96/48/24/12)": "default (U-Net 96/48/24/12)",
+    "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": "default (U-Net 96/48/24/12)",
     "lite student (mobilenetv2_100, lite decoder)": "lite decoder",
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": "narrow U-Net 128/64/32/16",
     "FastDepth (MobileNet + NNConv5)": "FastDepth",

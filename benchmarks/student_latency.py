@@ -1,5 +1,9 @@
 """Latency of students and peers, interleaved in one process, eager PyTorch and ONNX Runtime, as ratios to FastDepth.
 
+Three backends per model: ``eager`` (the model as trained, in ``torch.inference_mode``), ``eager_opt`` (BatchNorm
+folded and channels-last, ``deploy.inference.optimize_for_inference``: what ``DepthPredictor`` and ``disdepth predict``
+run on the CPU; applied to every model alike, FastDepth included) and ``ort`` (ONNX Runtime).
+
 python benchmarks/student_latency.py --size 480 640 --threads 1 --runs 20 --json benchmarks/results/student_latency.json
 OMP_WAIT_POLICY=PASSIVE python benchmarks/student_latency.py --threads 2 --runs 20 \
     --json benchmarks/results/student_latency_2threads.json
@@ -24,29 +28,36 @@ from torch import nn
 from disdepth.config import load_config
 from disdepth.deploy.bench import time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
+from disdepth.deploy.inference import optimize_for_inference
 from disdepth.models.student import build_student
 
+B = "model.decoder_upsample=bilinear"  # rows that were measured before nearest upsampling became the default
 MODELS = {
     "FastDepth (MobileNet + NNConv5)": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
     "control: FastDepth again": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
-    "default student (mobilenetv2_100, U-Net 96/48/24/12)": [],
+    "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": [],
+    "U-Net 96/48/24/12, bilinear upsampling (mobilenetv2_100)": [B],
     "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": [
-        "model.decoder_channels=[256,128,64,32,16]"
+        "model.decoder_channels=[256,128,64,32,16]",
+        B,
     ],
-    "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": ["model.decoder_channels=[128,64,32,16]"],
+    "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": ["model.decoder_channels=[128,64,32,16]", B],
     "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
     # Faster candidates that lost accuracy (benchmarks/student_accuracy.py).
     "U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)": [
         "model.decoder_channels=[96,48,24]",
         "model.decoder_finest_stride=4",
+        B,
     ],
     "U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)": [
         "model.decoder_channels=[96,48,24]",
         "model.decoder_finest_stride=4",
         "model.head_upsample=4",
+        B,
     ],
-    "U-Net 64/32/16/8 (mobilenetv2_100)": ["model.decoder_channels=[64,32,16,8]"],
+    "U-Net 64/32/16/8 (mobilenetv2_100)": ["model.decoder_channels=[64,32,16,8]", B],
+    "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)": ["model.decoder_channels=[96,48,16,16]"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
 }
 
@@ -54,23 +65,32 @@ MODELS = {
 def time_eager_and_ort(
     wrappers: dict[str, nn.Module], size: tuple[int, int], threads: int, warmup: int, runs: int
 ) -> tuple[dict[tuple[str, str], list[float]], tuple[float, ...], tuple[float, ...]]:
-    """Export every wrapper (image (1, 3, H, W) in [0, 1] -> depth) to ONNX at ``size``, then time one eager and one
-    ONNX Runtime forward of each per round, all interleaved (``deploy.bench.time_interleaved``).
+    """Export every wrapper (image (1, 3, H, W) in [0, 1] -> depth) to ONNX at ``size``, then time one eager, one
+    optimised eager (BatchNorm folded, channels-last) and one ONNX Runtime forward of each per round, all interleaved
+    (``deploy.bench.time_interleaved``).
 
-    Returns ((backend, name) -> wall times in ms, ``backend`` "eager" or "ort"), and the 1/5/15-minute load averages
+    Returns ((backend, name) -> wall times in ms, ``backend`` "eager", "eager_opt" or "ort"), and the 1/5/15-minute
+    load averages
     before and after the timed rounds. The sessions do not spin (``ort_session``), and with more than one thread
     torch's OpenMP threads should not either: run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control copy
     measured 1.74x its original on ORT and 0.83x in eager with both spinning, 2 threads on 2 cores).
     """
     image = torch.rand(1, 3, *size)
+    image_nhwc = image.contiguous(memory_format=torch.channels_last)
     feed = image.numpy()
 
-    def eager(wrapper: nn.Module):
+    def eager(wrapper: nn.Module, x: torch.Tensor):
         def run() -> None:
             with torch.inference_mode():
-                wrapper(image)
+                wrapper(x)
 
         return run
+
+    def optimized(wrapper: nn.Module) -> nn.Module:
+        model, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96))
+        if not ok:
+            raise RuntimeError("optimize_for_inference changed a model's output")
+        return model
 
     def ort(session):
         name = session.get_inputs()[0].name
@@ -82,7 +102,8 @@ def time_eager_and_ort(
             path = Path(tmp) / f"m{i}.onnx"
             export_onnx(wrapper, path, size)
             sessions[name] = ort_session(path, threads)  # not spinning: see ort_session
-        fns = {("eager", n): eager(m) for n, m in wrappers.items()}
+        fns = {("eager", n): eager(m, image) for n, m in wrappers.items()}
+        fns.update({("eager_opt", n): eager(optimized(m), image_nhwc) for n, m in wrappers.items()})
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
         load_before = os.getloadavg()
         times = time_interleaved(fns, warmup, runs)
@@ -110,7 +131,7 @@ def main() -> None:
     rows = []
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median [p10-p90] ms; "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
-    for backend in ("eager", "ort"):
+    for backend in ("eager", "eager_opt", "ort"):
         base = statistics.median(times[(backend, ref)])
         for name in MODELS:
             t = sorted(times[(backend, name)])
@@ -119,7 +140,7 @@ def main() -> None:
             rows.append({"backend": backend, "model": name, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
                          "ratio_to_fastdepth": med / base,
                          "params_m": sum(q.numel() for q in model.parameters()) / 1e6})  # fmt: skip
-            print(f"{backend:5s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth")
+            print(f"{backend:9s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after]}

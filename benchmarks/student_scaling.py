@@ -28,7 +28,7 @@ from disdepth.models.student import build_student
 
 SIZES = [(240, 320), (480, 640), (720, 960), (960, 1280)]
 MODELS = {
-    "default student (mobilenetv2_100, U-Net 96/48/24/12)": [],
+    "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": [],
     "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
 }
 

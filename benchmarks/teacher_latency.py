@@ -29,13 +29,16 @@ from disdepth.teachers.build import build_teacher
 ROOT = Path(__file__).resolve().parents[1]
 ABLATION = ROOT / "configs" / "benchmarks" / "distill_ablation.yaml"
 STUDENTS = {
-    "default student (mobilenetv2_100, U-Net 96/48/24/12)": (None, []),
+    "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": (None, []),
     "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": (
         None,
-        ["model.decoder_channels=[256,128,64,32,16]"],
+        ["model.decoder_channels=[256,128,64,32,16]", "model.decoder_upsample=bilinear"],
     ),
     "lite student (mobilenetv2_100, lite decoder)": (None, ["model.decoder=lite"]),
-    "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": (None, ["model.decoder_channels=[128,64,32,16]"]),
+    "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": (
+        None,
+        ["model.decoder_channels=[128,64,32,16]", "model.decoder_upsample=bilinear"],
+    ),
     "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)": (ABLATION, ["model.lgconv.enabled=true"]),
     # The peers, so the latency-accuracy figure (plot_tradeoff.py) places them on the same time axis.
     "FastDepth (MobileNet + NNConv5)": (None, ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),

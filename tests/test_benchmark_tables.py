@@ -83,7 +83,7 @@ def _student_accuracy():
     [
         [],
         ["--dataset", "sevenscenes", "--size", "120", "160"],
-        ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default"],
+        ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default", "bilinear"],
     ],
     ids=["synthetic", "sevenscenes_120x160", "sevenscenes_240x320"],
 )

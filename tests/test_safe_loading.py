@@ -161,3 +161,19 @@ def test_what_a_killed_writer_leaves_is_removed_files_and_folders(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"kept")
     assert len(remove_stale_temp_files(tmp_path)) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_checkpoint_saved_before_decoder_upsample_existed_loads_bilinear(tmp_path):
+    """The key's default changed to nearest; a checkpoint whose config lacks it was trained bilinear and stays so."""
+    from disdepth.deploy.weights import load_model
+
+    cfg = load_config(overrides=TINY)
+    model = build_student(cfg.model)
+    for saved_config, want in ((to_dict(cfg), "nearest"), (to_dict(cfg), "bilinear")):
+        if want == "bilinear":
+            del saved_config["model"]["decoder_upsample"]
+        state = {"kind": "student", "model": model.state_dict(), "config": saved_config}
+        path = save_checkpoint(state, tmp_path / f"{want}.pt")
+        loaded, loaded_cfg = load_model(path)
+        assert loaded_cfg.model.decoder_upsample == want
+        assert {block.upsample for block in loaded.decoder.blocks} == {want}

@@ -125,3 +125,32 @@ def test_learned_upsampling_head_lays_out_sub_pixels_in_order():
     with pytest.raises(ValueError, match="model.head_upsample"):
         build_student(ModelConfig(encoder="test_efficientnet", head="bins", head_upsample=2))
 
+
+
+def test_nearest_upsampling_copies_each_pixel_to_its_children_and_crops_odd_skips():
+    """Fine pixel (i, j) takes coarse pixel (i // 2, j // 2): where a stride-2 conv took it from."""
+    from disdepth.models.decoder import upsample_to
+
+    coarse = torch.arange(12.0).view(1, 1, 3, 4)
+    for fine_h, fine_w in ((6, 8), (5, 7)):  # an even and an odd-sized skip
+        up = upsample_to(coarse, torch.zeros(1, 2, fine_h, fine_w), "nearest")
+        assert up.shape == (1, 1, fine_h, fine_w)
+        for i in range(fine_h):
+            for j in range(fine_w):
+                assert up[0, 0, i, j] == coarse[0, 0, i // 2, j // 2]
+    with pytest.raises(ValueError, match="upsample"):
+        build_student(ModelConfig(decoder_upsample="bicubic"))
+
+
+@pytest.mark.parametrize("size", [(64, 96), (70, 100)])
+def test_nearest_and_bilinear_students_differ_only_in_the_upsampling(size):
+    torch.manual_seed(0)
+    nearest = build_student(ModelConfig()).eval()  # the default
+    bilinear = build_student(ModelConfig(decoder_upsample="bilinear")).eval()
+    bilinear.load_state_dict(nearest.state_dict())  # same weights: only the resampling differs
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        a, b = nearest(x), bilinear(x)
+    assert a["depth"].shape == b["depth"].shape == (1, 1, *size)
+    assert [f.shape for f in a["decoder_features"]] == [f.shape for f in b["decoder_features"]]
+    assert not torch.allclose(a["depth"], b["depth"])

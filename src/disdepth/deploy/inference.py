@@ -130,5 +130,5 @@ def optimize_for_inference(
         diff = (got - want).abs().max().item() if got.shape == want.shape else float("nan")
         log.warning("inference optimisation changed the output (max |diff| %.3g); running the model unchanged", diff)
         return model, False
-    log.info("inference optimisation: %d BatchNorms folded, channels-last", count)
+    log.debug("inference optimisation: %d BatchNorms folded, channels-last", count)
     return optimized, True
