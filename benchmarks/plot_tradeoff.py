@@ -41,8 +41,8 @@ SHORT = {
     "FastDepth (MobileNet + NNConv5)": "FastDepth",
 }
 OFFSETS = {
-    "narrow U-Net 128/64/32/16": (-60, 14),
-    "default (U-Net 96/48/24/12)": (-60, -16),
+    "narrow U-Net 128/64/32/16": (-30, -20),
+    "default (U-Net 96/48/24/12)": (-110, 12),
     "LG-Conv student, no KD": (8, 8),
     "DisDepth student": (8, -12),
     "Monodepth2-R18 (1 of 3 seeds diverged, left out)": (-262, 6),

@@ -63,7 +63,7 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
 
 
 def test_bench_interleaves_the_models_it_compares():
-    """One forward of each model per timed round (A B A B ...), not all of A then all of B: drift hits both alike."""
+    """One forward of each model per timed round (A B, B A, ...), not all of A then all of B: drift hits both alike."""
     from torch import nn
 
     from disdepth.deploy.bench import bench_models
@@ -81,5 +81,23 @@ def test_bench_interleaves_the_models_it_compares():
 
     results = bench_models([("a", Recorder("a")), ("b", Recorder("b"))], [(8, 8)], warmup=1, runs=3)
     timed = [c for c in calls[2:8]]  # after one warm-up round; the FLOP counting passes come last
-    assert timed == ["a", "b", "a", "b", "a", "b"]
+    assert all(sorted(timed[i : i + 2]) == ["a", "b"] for i in range(0, 6, 2))
     assert [r.model for r in results] == ["a", "b"] and all(r.runs == 3 for r in results)
+
+
+def test_interleaved_rounds_run_every_callable_once_in_a_seeded_random_order():
+    """A fixed order lets what ran before a model bias it steadily; each round is a fresh permutation instead."""
+    from disdepth.deploy.bench import time_interleaved
+
+    def rounds(seed: int) -> list[tuple[str, ...]]:
+        calls: list[str] = []
+        fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+        times = time_interleaved(fns, warmup=1, runs=12, seed=seed)
+        assert {name: len(t) for name, t in times.items()} == dict.fromkeys("abcd", 12)
+        timed = calls[4:]
+        return [tuple(timed[i : i + 4]) for i in range(0, len(timed), 4)]
+
+    orders = rounds(0)
+    assert all(sorted(order) == list("abcd") for order in orders)
+    assert len(set(orders)) > 3  # not one fixed order
+    assert rounds(0) == orders  # reproducible

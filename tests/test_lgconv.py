@@ -101,3 +101,18 @@ def test_lgconv_exports_to_onnx(tmp_path):
     path = tmp_path / "lg.onnx"
     torch.onnx.export(layer, (torch.randn(1, 16, 12, 20),), str(path), dynamo=False)
     onnx.checker.check_model(onnx.load(str(path)))
+
+
+def test_a_policy_that_converts_nothing_says_so(caplog):
+    """MobileNetV3-Large's stride-32 stage has 5x5 depthwise convs only: the default policy finds nothing there."""
+    from disdepth.config import ModelConfig
+    from disdepth.models.student import build_student
+
+    with caplog.at_level("WARNING", logger="disdepth.models.student"):
+        cfg = ModelConfig(encoder="mobilenetv3_large_100", decoder_channels=[16, 8, 8, 8])
+        cfg.lgconv.enabled = True
+        model = build_student(cfg)
+    assert model.lgconv_names == []
+    assert any("model.lgconv" in r.message and "strides=[16,32]" in r.message for r in caplog.records)
+    cfg.lgconv.strides = [16, 32]
+    assert build_student(cfg).lgconv_names  # the older policy has stride-16 3x3 convs to convert

@@ -9,6 +9,7 @@ with the number of threads stated. Compare figures as ratios within one run: mac
 from __future__ import annotations
 
 import functools
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -56,18 +57,26 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], warmup: int, runs: int, seed: int = 0
+) -> dict[str, list[float]]:
     """Wall times (ms) of each zero-argument callable, alternating between them on every run.
 
     Alternating makes the *ratios* (eager vs ORT, one model vs another) robust to load that comes and goes on a
-    shared machine; timing one after another lets machine drift decide the comparison.
+    shared machine; timing one after another lets machine drift decide the comparison. Each round runs them in a new
+    random order (seeded): in a fixed order, what ran just before a model (its memory left behind, the caches) biased
+    it steadily — an identical copy of a student measured 0.88x and 1.20x its original in one fixed-order run.
     """
+    order = list(fns)
+    rng = random.Random(seed)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        for name, fn in fns.items():
+        rng.shuffle(order)
+        for name in order:
+            fn = fns[name]
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1000.0)
