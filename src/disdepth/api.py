@@ -13,7 +13,7 @@ image's size, so the output always has one value per input pixel.
 
 On the CPU a student runs with its BatchNorms folded into their convs and channels-last memory
 (``deploy.inference.optimize_for_inference``, checked against the unchanged model when loaded): the same depth to
-~1e-6 m, 1.6-1.7x faster in eager PyTorch for the default student at 480x640 (README "Deployment").
+~2e-6 m, 1.7x faster in eager PyTorch for the default student at 480x640 (README "Predict and export").
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
             tuple(lg.strides), lg.min_channels, lg.include_depthwise, lg.heads, lg.reduction, lg.min_width
         )
         names = convert_to_lgconv(encoder.body, policy)
-        if not names:  # e.g. MobileNetV3 and GhostNet have no 3x3 conv at stride 32 (their deepest stage is 5x5)
+        if not names:  # e.g. MobileNetV3-Large: its stride-32 stage has 5x5 depthwise convs only
             log.warning(
                 "model.lgconv: no 3x3 conv of %s matches the policy (strides %s, >= %d input channels): LG-Conv adds "
                 "nothing; try model.lgconv.strides=[16,32]",
