@@ -55,16 +55,17 @@ def test_lgconv_student_folds_what_it_can():
 
 
 class _ConvReadTwice(nn.Module):
-    """conv -> BN, and the conv's raw output is also added back: folding the pair would change the sum."""
+    """conv -> BN, and the conv's raw output is also added back (folding that pair would change the sum); then a
+    plain conv2 -> bn2 that folds."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
+        self.conv, self.conv2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.bn, self.bn2 = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
-        return self.bn(y) + y
+        return self.bn2(self.conv2(self.bn(y) + y))
 
 
 class _SharedConv(nn.Module):
@@ -77,13 +78,27 @@ class _SharedConv(nn.Module):
         return self.bn(self.conv(x)) + self.conv(x)
 
 
-def test_a_fold_that_changes_the_output_is_refused():
+def test_a_fold_that_changes_the_output_is_undone_and_the_others_kept():
     model = _ConvReadTwice().eval()
     _randomise_batchnorm(model)
     x = torch.randn(1, 3, 16, 16)
-    assert conv_bn_pairs(model, x) == [("conv", "bn")]  # hooks cannot see the second reader...
-    kept, optimized = optimize_for_inference(model, x)
-    assert kept is model and not optimized  # ...the output check can
+    assert conv_bn_pairs(model, x) == [("conv", "bn"), ("conv2", "bn2")]  # hooks cannot see the second reader...
+    optimized, ok = optimize_for_inference(model, x)
+    assert ok and optimized is not model  # ...the output check can: only that pair stays unfolded
+    assert isinstance(optimized.bn, nn.BatchNorm2d) and isinstance(optimized.bn2, nn.Identity)
+    with torch.inference_mode():
+        torch.testing.assert_close(optimized(x.contiguous(memory_format=torch.channels_last)), model(x))
+
+
+def test_an_optimisation_that_still_changes_the_output_keeps_the_model(monkeypatch):
+    from disdepth.deploy import inference
+
+    model = _student()
+    broken = _student()
+    nn.init.constant_(broken.head.conv.bias, 5.0)  # a different depth, whatever the folding does
+    monkeypatch.setattr(inference, "fold_batchnorm", lambda *args, **kwargs: (broken, 0))
+    kept, ok = optimize_for_inference(model, torch.randn(1, 3, 64, 64))
+    assert kept is model and not ok
 
 
 def test_a_module_called_twice_is_not_folded():

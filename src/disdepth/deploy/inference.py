@@ -10,13 +10,15 @@ BatchNorm by itself; this module does the same for eager inference (``DepthPredi
   ``fuse_conv_bn_eval`` and replaces the BatchNorm by what it ran after normalising (nothing, or timm's
   activation in ``BatchNormAct2d``).
 - :func:`optimize_for_inference` folds, converts to channels-last, and checks the result against the model it started
-  from on an example input; a mismatch keeps the original model (and says so in the log).
+  from on an example input. A fold that changes the depth (something else reads that conv's raw output; hooks cannot
+  see that) is undone pair by pair; any other mismatch keeps the original model (and says so in the log).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -82,22 +84,31 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
 
 
-def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
+def fold_batchnorm(
+    model: nn.Module, example: torch.Tensor, output_unchanged: Callable[[nn.Module], bool] | None = None
+) -> tuple[nn.Module, int]:
     """A copy of ``model`` (in eval mode) with every conv -> BatchNorm pair folded into one conv; and the number folded.
 
     Args:
         model: any module; it is not changed.
         example: an input it accepts (e.g. (1, 3, 64, 64)), used once to find the pairs.
+        output_unchanged: when given, checked after each fold (one forward each); a fold that fails it is undone —
+            something else also reads that conv's raw output (timm's GhostNet returns its stem conv's output as the
+            stride-2 feature, before the BatchNorm).
     """
     folded = copy.deepcopy(model).eval()
     count = 0
     for conv_name, bn_name in conv_bn_pairs(folded, example):
-        bn = folded.get_submodule(bn_name)
+        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
         replacement = _bn_replacement(bn)
         if replacement is None:
             continue
-        _set_submodule(folded, conv_name, fuse_conv_bn_eval(folded.get_submodule(conv_name), bn))
+        _set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))  # a new conv: ``conv`` is kept as it was
         _set_submodule(folded, bn_name, replacement)
+        if output_unchanged is not None and not output_unchanged(folded):
+            _set_submodule(folded, conv_name, conv)
+            _set_submodule(folded, bn_name, bn)
+            continue
         count += 1
     return folded, count
 
@@ -111,6 +122,9 @@ def optimize_for_inference(
 ) -> tuple[nn.Module, bool]:
     """BatchNorm folded and channels-last weights, checked against ``model`` on ``example``.
 
+    All pairs are folded at once; if that changes the depth, they are folded one at a time, each kept only if the depth
+    stays the same (one forward per pair, so only for models that need it).
+
     Args:
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
         example: (B, 3, H, W) input, e.g. a normalised random image at a multiple of 32.
@@ -121,13 +135,22 @@ def optimize_for_inference(
         the optimised model channels-last input (``x.contiguous(memory_format=torch.channels_last)``) for the speed.
     """
     model = model.eval()
-    optimized, count = fold_batchnorm(model, example)
-    optimized = optimized.to(memory_format=torch.channels_last)
     with torch.inference_mode():
         want = depth_of(model(example))
-        got = depth_of(optimized(example.contiguous(memory_format=torch.channels_last)))
-    if got.shape != want.shape or not torch.allclose(got, want, rtol=rtol, atol=atol):
-        diff = (got - want).abs().max().item() if got.shape == want.shape else float("nan")
+
+    def max_diff(candidate: nn.Module, x: torch.Tensor) -> float:
+        with torch.inference_mode():
+            got = depth_of(candidate(x))
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=rtol, atol=atol):
+            return (got - want).abs().max().item() if got.shape == want.shape else float("nan")
+        return 0.0
+
+    optimized, count = fold_batchnorm(model, example)
+    if max_diff(optimized, example):
+        optimized, count = fold_batchnorm(model, example, lambda folded: not max_diff(folded, example))
+    optimized = optimized.to(memory_format=torch.channels_last)
+    diff = max_diff(optimized, example.contiguous(memory_format=torch.channels_last))
+    if diff:
         log.warning("inference optimisation changed the output (max |diff| %.3g); running the model unchanged", diff)
         return model, False
     log.debug("inference optimisation: %d BatchNorms folded, channels-last", count)
