@@ -68,6 +68,12 @@ ARCHS = {
     "narrowest": ("U-Net 64/32/16/8 (mobilenetv2_100)", ["model.decoder_channels=[64,32,16,8]", B]),
     # The two finest levels at 16 channels (ONNX Runtime pads 24 and 12 to its 16-channel blocks on this AVX-512
     # machine anyway, so 16 is what it costs there).
+    # Every decoder concat a multiple of 16 channels (416, 128, 40 + 24, 32 + 16): ONNX Runtime then needs no layout
+    # reorders between its 16-channel blocks (scratch screen: 0.95x the default's ORT time).
+    "aligned": (
+        "U-Net 96/40/32/16, nearest upsampling (mobilenetv2_100)",
+        ["model.decoder_channels=[96,40,32,16]", "model.decoder_upsample=nearest"],
+    ),
     "nearest16": (
         "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,16,16]", "model.decoder_upsample=nearest"],
