@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from disdepth.deploy.inference import optimize_for_inference
+from disdepth.deploy.inference import depth_of, optimize_for_inference
 from disdepth.deploy.sources import to_rgb
 from disdepth.deploy.weights import load_model
 from disdepth.eval.scoring import flip_tta as _flip_tta
@@ -155,8 +155,7 @@ class DepthPredictor:
         x = (x - self._m) / self._s
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.model(x)
-        return out["depth"] if isinstance(out, dict) else out
+        return depth_of(self.model(x))
 
     @torch.inference_mode()
     def predict_tensor(

@@ -31,6 +31,7 @@ from torch import nn
 import disdepth
 from disdepth.data.synthetic import render_sample
 from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.inference import depth_of
 from disdepth.models.student import DepthStudent
 
 DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
@@ -59,8 +60,7 @@ class DepthOnly(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image if self.normalized_input else (image - self.mean) / self.std
-        out = self.model(x)
-        return out["depth"] if isinstance(out, dict) else out
+        return depth_of(self.model(x))
 
 
 # The dynamo exporter's graph optimiser logs every folded initializer at INFO ("Replaced initializer ..."); a user

@@ -114,6 +114,7 @@ def fold_batchnorm(
 
 
 def depth_of(output: torch.Tensor | dict) -> torch.Tensor:
+    """The depth of a model's output: its ``depth`` entry (a student or teacher) or the tensor itself (a wrapper)."""
     return output["depth"] if isinstance(output, dict) else output
 
 
