@@ -38,7 +38,7 @@ ARCHS = {
     # The reference every Δ is taken against: the default student until issue 15 (its JSONs: unet256_seed*.json).
     "unet256": (
         "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)",
-        ["model.decoder_channels=[256,128,64,32,16]", "model.decoder_upsample=bilinear"],
+        ["model.decoder_channels=[256,128,64,32,16]", B],
     ),
     # Today's default, pinned so that a later change of the default does not change this row.
     "default": (
@@ -48,32 +48,32 @@ ARCHS = {
     # The default before nearest upsampling (issue 15, second step).
     "bilinear": (
         "U-Net 96/48/24/12, bilinear upsampling (mobilenetv2_100)",
-        ["model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=bilinear"],
+        ["model.decoder_channels=[96,48,24,12]", B],
     ),
     "lite": ("lite student (mobilenetv2_100, lite decoder)", ["model.decoder=lite"]),
     "narrow": (
         "narrow student (mobilenetv2_100, U-Net 128/64/32/16)",
-        ["model.decoder_channels=[128,64,32,16]", "model.decoder_upsample=bilinear"],
+        ["model.decoder_channels=[128,64,32,16]", B],
     ),
     # Faster candidates that did not keep the accuracy: no stride-2 level (depth at stride 4, resized bilinearly or
     # by a learned x4 sub-pixel head), and the U-Net at 1/4 width.
     "narrower_s4": (
         "U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)",
-        ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.decoder_upsample=bilinear"],
+        ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", B],
     ),
     "narrower_s4_up": (
         "U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4", B],
     ),
     "narrowest": ("U-Net 64/32/16/8 (mobilenetv2_100)", ["model.decoder_channels=[64,32,16,8]", B]),
-    # The two finest levels at 16 channels (ONNX Runtime pads 24 and 12 to its 16-channel blocks on this AVX-512
-    # machine anyway, so 16 is what it costs there).
     # Every decoder concat a multiple of 16 channels (416, 128, 40 + 24, 32 + 16): ONNX Runtime then needs no layout
     # reorders between its 16-channel blocks (scratch screen: 0.95x the default's ORT time).
     "aligned": (
         "U-Net 96/40/32/16, nearest upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,40,32,16]", "model.decoder_upsample=nearest"],
     ),
+    # The two finest levels at 16 channels (ONNX Runtime pads 24 and 12 to its 16-channel blocks on this AVX-512
+    # machine anyway, so 16 is what it costs there).
     "nearest16": (
         "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,16,16]", "model.decoder_upsample=nearest"],

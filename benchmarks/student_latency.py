@@ -70,10 +70,9 @@ def time_eager_and_ort(
     (``deploy.bench.time_interleaved``).
 
     Returns ((backend, name) -> wall times in ms, ``backend`` "eager", "eager_opt" or "ort"), and the 1/5/15-minute
-    load averages
-    before and after the timed rounds. The sessions do not spin (``ort_session``), and with more than one thread
-    torch's OpenMP threads should not either: run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control copy
-    measured 1.74x its original on ORT and 0.83x in eager with both spinning, 2 threads on 2 cores).
+    load averages before and after the timed rounds. The sessions do not spin (``ort_session``), and with more than
+    one thread torch's OpenMP threads should not either: run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control
+    copy measured 1.74x its original on ORT and 0.83x in eager with both spinning, 2 threads on 2 cores).
     """
     image = torch.rand(1, 3, *size)
     image_nhwc = image.contiguous(memory_format=torch.channels_last)

@@ -39,7 +39,7 @@ class LGConvConfig:
 
     enabled: bool = False
     # Output strides of the 3x3 convs that get a branch (4 = stage 2 ... 32 = stage 5). 32 only (was [16, 32] until
-    # issue 15): adds <= 10 % latency on ONNX Runtime and in eager PyTorch, where [16, 32] adds 12-22 % on ONNX Runtime,
+    # issue 15): adds <= 10 % latency on ONNX Runtime and in eager PyTorch, where [16, 32] adds 15-23 % on ONNX Runtime,
     # at no measurable accuracy difference on the 7-Scenes frames (README "LG-Conv").
     strides: list[int] = field(default_factory=lambda: [32])
     min_channels: int = 64  # only convs with at least this many input channels
@@ -65,7 +65,7 @@ class ModelConfig:
     # and 7-Scenes frames, 0.47x the ONNX Runtime time (README "The student").
     decoder_channels: list[int] = field(default_factory=lambda: [96, 48, 24, 12])
     decoder_finest_stride: int = 2  # unet: the finest encoder stride decoded; the head predicts there (2 or 4)
-    # unet: each level's x2 upsampling. nearest (bilinear until issue 15): 0.93x the ONNX Runtime time, no measurable
+    # unet: each level's x2 upsampling. nearest (bilinear until issue 15): 0.92x the ONNX Runtime time, no measurable
     # accuracy difference (README "The student"). Checkpoints saved without this key were bilinear (checkpoint.py).
     decoder_upsample: Literal["bilinear", "nearest"] = "nearest"
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
