@@ -34,6 +34,7 @@ from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
 B = "model.decoder_upsample=bilinear"  # rows measured before nearest upsampling became the default
+CF = "model.decoder_block_order=conv_first"
 ARCHS = {
     # The reference every Δ is taken against: the default student until issue 15 (its JSONs: unet256_seed*.json).
     "unet256": (
@@ -77,6 +78,16 @@ ARCHS = {
     "nearest16": (
         "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,16,16]", "model.decoder_upsample=nearest"],
+    ),
+    # Monodepth2's block order: each level's first conv at the coarse resolution, before the upsampling (about 60 %
+    # of the decoder FLOPs at the same widths and parameter count).
+    "conv_first": (
+        "U-Net 96/48/24/12, conv-first blocks, nearest upsampling (mobilenetv2_100)",
+        ["model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest", CF],
+    ),
+    "conv_first_128": (
+        "U-Net 128/64/32/16, conv-first blocks, nearest upsampling (mobilenetv2_100)",
+        ["model.decoder_channels=[128,64,32,16]", "model.decoder_upsample=nearest", CF],
     ),
     # LG-Conv on the bilinear U-Net 96/48/24/12: strides 16 and 32 (the default policy until issue 15) and stride 32
     # only (the default policy since).

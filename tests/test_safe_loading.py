@@ -163,17 +163,22 @@ def test_what_a_killed_writer_leaves_is_removed_files_and_folders(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_a_checkpoint_saved_before_decoder_upsample_existed_loads_bilinear(tmp_path):
-    """The key's default changed to nearest; a checkpoint whose config lacks it was trained bilinear and stays so."""
+def test_a_checkpoint_saved_before_the_decoder_keys_existed_loads_as_it_was_trained(tmp_path):
+    """decoder_upsample and decoder_block_order came later, with other defaults (nearest; the block order may change):
+    a checkpoint whose config lacks them was trained bilinear and upsample_first, and loads so."""
     from disdepth.deploy.weights import load_model
 
-    cfg = load_config(overrides=TINY)
-    model = build_student(cfg.model)
-    for saved_config, want in ((to_dict(cfg), "nearest"), (to_dict(cfg), "bilinear")):
-        if want == "bilinear":
-            del saved_config["model"]["decoder_upsample"]
-        state = {"kind": "student", "model": model.state_dict(), "config": saved_config}
-        path = save_checkpoint(state, tmp_path / f"{want}.pt")
-        loaded, loaded_cfg = load_model(path)
-        assert loaded_cfg.model.decoder_upsample == want
-        assert {block.upsample for block in loaded.decoder.blocks} == {want}
+    cfg = load_config(overrides=[*TINY, "model.decoder_upsample=nearest", "model.decoder_block_order=conv_first"])
+    old_cfg = load_config(overrides=[*TINY, "model.decoder_upsample=bilinear"])
+    for saved_cfg, drop_keys, want in (
+        (cfg, False, ("nearest", "conv_first")),
+        (old_cfg, True, ("bilinear", "upsample_first")),
+    ):
+        saved_config = to_dict(saved_cfg)
+        if drop_keys:
+            del saved_config["model"]["decoder_upsample"], saved_config["model"]["decoder_block_order"]
+        state = {"kind": "student", "model": build_student(saved_cfg.model).state_dict(), "config": saved_config}
+        path = save_checkpoint(state, tmp_path / f"{want[0]}.pt")
+        loaded, loaded_cfg = load_model(path)  # a strict state-dict load: the block structure must match
+        assert (loaded_cfg.model.decoder_upsample, loaded_cfg.model.decoder_block_order) == want
+        assert {(block.upsample, block.order) for block in loaded.decoder.blocks} == {want}

@@ -154,3 +154,29 @@ def test_nearest_and_bilinear_students_differ_only_in_the_upsampling(size):
     assert a["depth"].shape == b["depth"].shape == (1, 1, *size)
     assert [f.shape for f in a["decoder_features"]] == [f.shape for f in b["decoder_features"]]
     assert not torch.allclose(a["depth"], b["depth"])
+
+
+@pytest.mark.parametrize("size", [(64, 96), (70, 100)])
+def test_conv_first_blocks_run_their_first_conv_at_the_coarse_resolution(size):
+    """Monodepth2's order: same per-level outputs as the U-Net's, the first conv of each level before the upsampling."""
+    torch.manual_seed(0)
+    unet = build_student(ModelConfig(decoder_block_order="upsample_first")).eval()
+    conv_first = build_student(ModelConfig(decoder_block_order="conv_first")).eval()
+    seen: list[tuple[int, int]] = []
+    for block in conv_first.decoder.blocks:
+        block.coarse.register_forward_hook(lambda mod, inp, out: seen.append(tuple(out.shape[-2:])))
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        a, b = unet(x), conv_first(x)
+    assert b["depth"].shape == (1, 1, *size)
+    assert [f.shape for f in a["decoder_features"]] == [f.shape for f in b["decoder_features"]]
+    # each level's first conv sees the previous level's (or the encoder's deepest) map, not the skip's size
+    coarse_inputs = [b["encoder_features"][-1], *b["decoder_features"][:-1]]
+    assert seen == [tuple(f.shape[-2:]) for f in coarse_inputs]
+    assert all(s[0] < f.shape[-2] for s, f in zip(seen, b["decoder_features"], strict=True))
+    # the same weights, ordered differently: (in + skip) * out + out * out == in * out + (out + skip) * out
+    assert sum(p.numel() for p in unet.parameters()) == sum(p.numel() for p in conv_first.parameters())
+    with pytest.raises(ValueError, match="order"):
+        from disdepth.models.decoder import DecoderBlock
+
+        DecoderBlock(8, 4, 8, order="sideways")

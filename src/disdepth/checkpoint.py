@@ -213,8 +213,9 @@ def _upgrade(state: dict[str, Any], path: Path) -> dict[str, Any]:
         if state.get("ema") is not None:
             state["ema"] = {k: v for k, v in state["ema"].items() if not k.startswith("adapters.")}
     model_cfg = state["config"].get("model") if isinstance(state.get("config"), dict) else None
-    if isinstance(model_cfg, dict) and "decoder_upsample" not in model_cfg:  # saved before the key: always bilinear
-        state["config"] = {**state["config"], "model": {**model_cfg, "decoder_upsample": "bilinear"}}
+    if isinstance(model_cfg, dict):  # keys added after checkpoints were saved: what those checkpoints were trained with
+        before_the_key = {"decoder_upsample": "bilinear", "decoder_block_order": "upsample_first"}
+        state["config"] = {**state["config"], "model": {**before_the_key, **model_cfg}}
     if kind == CheckpointKind.ACCLIMATED_TEACHER and "extra" not in state:  # format 1 kept the parts at the top
         state["extra"] = {k: state.pop(k) for k in ("teacher", "fams", "ghost", "metrics") if k in state}
     return {"ema": None, "input_spec": None, "step": 0, "best": {}, "extra": {}, **state, "kind": kind}

@@ -68,6 +68,10 @@ class ModelConfig:
     # unet: each level's x2 upsampling. nearest (bilinear until issue 15): 0.92x the ONNX Runtime time, no measurable
     # accuracy difference (README "The student"). Checkpoints saved without this key were bilinear (checkpoint.py).
     decoder_upsample: Literal["bilinear", "nearest"] = "nearest"
+    # unet: where each level's first conv runs: upsample_first (both convs at the fine resolution, the U-Net) or
+    # conv_first (the first at the coarse one, Monodepth2's order). Checkpoints saved without this key were
+    # upsample_first (checkpoint.py).
+    decoder_block_order: Literal["upsample_first", "conv_first"] = "upsample_first"
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
     head: Literal["sigmoid", "bins"] = "sigmoid"
     # sigmoid head: learned x s upsampling (pixel shuffle) of its prediction; 1 = none (the student resizes bilinearly)

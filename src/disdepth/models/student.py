@@ -119,7 +119,11 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         )
     if cfg.decoder == "unet":
         decoder: nn.Module = UNetDecoder(
-            encoder.feature_info, cfg.decoder_channels, cfg.decoder_finest_stride, cfg.decoder_upsample
+            encoder.feature_info,
+            cfg.decoder_channels,
+            cfg.decoder_finest_stride,
+            cfg.decoder_upsample,
+            cfg.decoder_block_order,
         )
     elif cfg.decoder == "lite":
         decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
