@@ -6,8 +6,8 @@ concatenation of the encoder skip. ``block_order`` says where the first conv run
 - ``upsample_first`` (the classic U-Net): upsample, concat, then both convs at the skip's (fine) resolution;
 - ``conv_first`` (Monodepth2's decoder, Godard et al., ICCV 2019): the first conv at the coarse resolution, then
   upsample, concat, and the second conv at the fine one. The first conv sees 4x fewer pixels and the concat is
-  narrower, so at the same widths (and the same parameter count) the decoder costs about 60 % of the FLOPs (README "The student" has the measured
-  latency and accuracy).
+  narrower, so at the same widths (and parameter count) the decoder costs about 60 % of the FLOPs (README
+  "The student" has the measured latency and accuracy).
 
 The x2 upsampling is bilinear or nearest-neighbour (``upsample``): nearest is what
 FastDepth and Monodepth2 use, and ONNX Runtime runs it in its blocked (NCHWc) layout, where bilinear resizes force
