@@ -164,21 +164,23 @@ def test_what_a_killed_writer_leaves_is_removed_files_and_folders(tmp_path):
 
 
 def test_a_checkpoint_saved_before_the_decoder_keys_existed_loads_as_it_was_trained(tmp_path):
-    """decoder_upsample and decoder_block_order came later, with other defaults (nearest; the block order may change):
-    a checkpoint whose config lacks them was trained bilinear and upsample_first, and loads so."""
+    """decoder_upsample and decoder_conv_first_strides came later, with other defaults (nearest; the conv-first levels
+    may change): a checkpoint whose config lacks them was trained bilinear, every level upsample-first, and loads so."""
     from disdepth.deploy.weights import load_model
 
-    cfg = load_config(overrides=[*TINY, "model.decoder_upsample=nearest", "model.decoder_block_order=conv_first"])
+    cfg = load_config(overrides=[*TINY, "model.decoder_upsample=nearest", "model.decoder_conv_first_strides=[4,2]"])
     old_cfg = load_config(overrides=[*TINY, "model.decoder_upsample=bilinear"])
     for saved_cfg, drop_keys, want in (
-        (cfg, False, ("nearest", "conv_first")),
-        (old_cfg, True, ("bilinear", "upsample_first")),
+        (cfg, False, ("nearest", [4, 2], {"upsample_first", "conv_first"})),
+        (old_cfg, True, ("bilinear", [], {"upsample_first"})),
     ):
         saved_config = to_dict(saved_cfg)
         if drop_keys:
-            del saved_config["model"]["decoder_upsample"], saved_config["model"]["decoder_block_order"]
+            del saved_config["model"]["decoder_upsample"], saved_config["model"]["decoder_conv_first_strides"]
         state = {"kind": "student", "model": build_student(saved_cfg.model).state_dict(), "config": saved_config}
         path = save_checkpoint(state, tmp_path / f"{want[0]}.pt")
         loaded, loaded_cfg = load_model(path)  # a strict state-dict load: the block structure must match
-        assert (loaded_cfg.model.decoder_upsample, loaded_cfg.model.decoder_block_order) == want
-        assert {(block.upsample, block.order) for block in loaded.decoder.blocks} == {want}
+        upsample, conv_first_strides, orders = want
+        assert (loaded_cfg.model.decoder_upsample, loaded_cfg.model.decoder_conv_first_strides) == want[:2]
+        assert {block.upsample for block in loaded.decoder.blocks} == {upsample}
+        assert {block.order for block in loaded.decoder.blocks} == orders

@@ -160,8 +160,9 @@ def test_nearest_and_bilinear_students_differ_only_in_the_upsampling(size):
 def test_conv_first_blocks_run_their_first_conv_at_the_coarse_resolution(size):
     """Monodepth2's order: same per-level outputs as the U-Net's, the first conv of each level before the upsampling."""
     torch.manual_seed(0)
-    unet = build_student(ModelConfig(decoder_block_order="upsample_first")).eval()
-    conv_first = build_student(ModelConfig(decoder_block_order="conv_first")).eval()
+    unet = build_student(ModelConfig(decoder_conv_first_strides=[])).eval()
+    conv_first = build_student(ModelConfig(decoder_conv_first_strides=[16, 8, 4, 2])).eval()
+    assert {block.order for block in unet.decoder.blocks} == {"upsample_first"}
     seen: list[tuple[int, int]] = []
     for block in conv_first.decoder.blocks:
         block.coarse.register_forward_hook(lambda mod, inp, out: seen.append(tuple(out.shape[-2:])))
@@ -180,3 +181,15 @@ def test_conv_first_blocks_run_their_first_conv_at_the_coarse_resolution(size):
         from disdepth.models.decoder import DecoderBlock
 
         DecoderBlock(8, 4, 8, order="sideways")
+
+
+def test_conv_first_strides_pick_the_levels():
+    model = build_student(ModelConfig(decoder_conv_first_strides=[4, 2]))
+    assert [(f.stride, b.order) for f, b in zip(model.decoder.feature_info, model.decoder.blocks, strict=True)] == [
+        (16, "upsample_first"),
+        (8, "upsample_first"),
+        (4, "conv_first"),
+        (2, "conv_first"),
+    ]
+    with pytest.raises(ValueError, match=r"conv_first_strides \[2\]: no decoder level"):
+        build_student(ModelConfig(decoder_finest_stride=4, decoder_conv_first_strides=[2]))

@@ -68,10 +68,9 @@ class ModelConfig:
     # unet: each level's x2 upsampling. nearest (bilinear until issue 15): 0.92x the ONNX Runtime time, no measurable
     # accuracy difference (README "The student"). Checkpoints saved without this key were bilinear (checkpoint.py).
     decoder_upsample: Literal["bilinear", "nearest"] = "nearest"
-    # unet: where each level's first conv runs: upsample_first (both convs at the fine resolution, the U-Net) or
-    # conv_first (the first at the coarse one, Monodepth2's order). Checkpoints saved without this key were
-    # upsample_first (checkpoint.py).
-    decoder_block_order: Literal["upsample_first", "conv_first"] = "upsample_first"
+    # unet: the levels (by stride) whose first conv runs at the coarse resolution, before the upsampling (Monodepth2's
+    # order); the others run both convs at the fine one (the U-Net's). Checkpoints saved without this key had none.
+    decoder_conv_first_strides: list[int] = field(default_factory=list)
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
     head: Literal["sigmoid", "bins"] = "sigmoid"
     # sigmoid head: learned x s upsampling (pixel shuffle) of its prediction; 1 = none (the student resizes bilinearly)
@@ -705,6 +704,8 @@ def _range_problems(cfg: Config) -> list[str]:
     rules.append(("model.head_upsample", m.head_upsample, m.head_upsample in (1, 2, 4, 8), "one of 1, 2, 4, 8"))
     finest_ok = m.decoder_finest_stride in (2, 4, 8, 16)
     rules.append(("model.decoder_finest_stride", m.decoder_finest_stride, finest_ok, "one of 2, 4, 8, 16"))
+    conv_first_ok = all(v in (2, 4, 8, 16) for v in m.decoder_conv_first_strides)
+    rules.append(("model.decoder_conv_first_strides", m.decoder_conv_first_strides, conv_first_ok, "among 2, 4, 8, 16"))
     strides_ok = bool(lg.strides) and all(v in (2, 4, 8, 16, 32) for v in lg.strides)
     rules.append(("model.lgconv.strides", lg.strides, strides_ok, "encoder strides among 2, 4, 8, 16, 32"))
     rules += [

@@ -1,7 +1,7 @@
 """Top-down U-Net / FPN depth decoder (DESIGN.md §1.1).
 
 At each level, from the deepest up, two 3x3 conv-BN-ReLU around an x2 upsampling to the skip's size and a
-concatenation of the encoder skip. ``block_order`` says where the first conv runs:
+concatenation of the encoder skip. Where the first conv runs is set per level (``conv_first_strides``):
 
 - ``upsample_first`` (the classic U-Net): upsample, concat, then both convs at the skip's (fine) resolution;
 - ``conv_first`` (Monodepth2's decoder, Godard et al., ICCV 2019): the first conv at the coarse resolution, then
@@ -21,6 +21,8 @@ decoder; README "The student" has the measured trade-off).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +101,8 @@ class UNetDecoder(nn.Module):
             (those at strides >= ``finest_stride``) — extra entries are ignored, missing ones are halved from the last.
         finest_stride: the shallowest encoder stride decoded; the head predicts there.
         upsample: "bilinear" or "nearest", the x2 upsampling of every level.
-        block_order: "upsample_first" or "conv_first" (module docstring), every level.
+        conv_first_strides: the decoder levels (by output stride) whose blocks are ``conv_first``; the others are
+            ``upsample_first`` (module docstring).
 
     ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
     shallow; the last one (finest, at ``finest_stride``) feeds the head.
@@ -111,7 +114,7 @@ class UNetDecoder(nn.Module):
         channels: list[int],
         finest_stride: int = 2,
         upsample: str = "bilinear",
-        block_order: str = "upsample_first",
+        conv_first_strides: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if len(encoder_info) < 2:
@@ -126,13 +129,16 @@ class UNetDecoder(nn.Module):
         while len(channels) < n_blocks:
             channels.append(max(channels[-1] // 2, 8) if channels else 64)
         skips = list(reversed(encoder_info[:-1]))  # deep to shallow
+        strides = [info.stride for info in skips]
+        if unknown := sorted(set(conv_first_strides) - set(strides)):
+            raise ValueError(f"conv_first_strides {unknown}: no decoder level there (levels at strides {strides})")
         in_ch = encoder_info[-1].channels
         blocks = []
         for skip, out_ch in zip(skips, channels, strict=True):
-            blocks.append(DecoderBlock(in_ch, skip.channels, out_ch, upsample, block_order))
+            order = "conv_first" if skip.stride in conv_first_strides else "upsample_first"
+            blocks.append(DecoderBlock(in_ch, skip.channels, out_ch, upsample, order))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
-        strides = [info.stride for info in skips]
         self.feature_info = [FeatureInfo(c, s) for c, s in zip(channels, strides, strict=True)]
 
     @property

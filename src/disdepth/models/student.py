@@ -123,7 +123,7 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
             cfg.decoder_channels,
             cfg.decoder_finest_stride,
             cfg.decoder_upsample,
-            cfg.decoder_block_order,
+            cfg.decoder_conv_first_strides,
         )
     elif cfg.decoder == "lite":
         decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
