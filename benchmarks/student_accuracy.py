@@ -89,7 +89,8 @@ ARCHS = {
         "U-Net 128/64/32/16, conv-first blocks, nearest upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[128,64,32,16]", "model.decoder_upsample=nearest", CF + "[16,8,4,2]"],
     ),
-    # Conv-first at the two finest levels only, where the maps are large (and the time goes), or the three finest (latency screens: 0.57x and 0.55x FastDepth on ORT against 0.64x for the default).
+    # Conv-first at the two finest levels only, where the maps are large (and the time goes), or the three finest
+    # (latency screens: 0.57x and 0.55x FastDepth on ORT, against 0.64x for the default and 0.53x all conv-first).
     "conv_first_s4": (
         "U-Net 96/48/24/12, conv-first blocks at strides 4 and 2, nearest upsampling (mobilenetv2_100)",
         ["model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest", CF + "[4,2]"],
