@@ -60,6 +60,9 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
     plain, lg = rows
     assert lg["params_m"] > plain["params_m"] and lg["gflops"] > plain["gflops"]
     assert all(r["threads"] == torch.get_num_threads() and r["latency_ms_median"] > 0 for r in rows)
+    # students are also timed as `predict` runs them (BatchNorm folded, channels-last)
+    assert "as `predict` runs it" in text
+    assert all(r["optimized_ms_p10"] <= r["optimized_ms_median"] <= r["optimized_ms_p90"] for r in rows)
 
 
 def test_bench_interleaves_the_models_it_compares():
@@ -83,6 +86,7 @@ def test_bench_interleaves_the_models_it_compares():
     timed = [c for c in calls[2:8]]  # after one warm-up round; the FLOP counting passes come last
     assert all(sorted(timed[i : i + 2]) == ["a", "b"] for i in range(0, 6, 2))
     assert [r.model for r in results] == ["a", "b"] and all(r.runs == 3 for r in results)
+    assert all(r.optimized_ms_median is None for r in results)  # not students: nothing `predict` would optimise
 
 
 def test_interleaved_rounds_run_every_callable_once_in_a_seeded_random_order():

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=at_least(0), help="torch CPU threads (default bench.threads; 0 = torch default)"
     )
+    parser.add_argument(
+        "--as-trained-only",
+        action="store_true",
+        help="time students only as trained, not also as `predict` runs them (BatchNorm folded, channels-last)",
+    )
     parser.add_argument("--json", help="also write the results as JSON to this path ('-' = stdout)")
 
 
@@ -56,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
     encoders = args.encoders.split(",") if args.encoders else None
     models = list(models_to_bench(cfg, args.checkpoint, args.teacher, encoders, args.compare_lgconv))
     print(f"benchmarking {len(models)} model(s), interleaved ...", file=sys.stderr, flush=True)
-    results = bench_models(models, resolutions, warmup, runs)
+    results = bench_models(models, resolutions, warmup, runs, optimize=not args.as_trained_only)
     print(format_table(results))
     print(
         f"\nFLOPs counted by torch.utils.flop_counter (1 MAC = 2 FLOPs); batch 1, {warmup} warm-up + {runs} timed"
         f" rounds, models interleaved (one forward of each per round), load average {os.getloadavg()[0]:.1f};"
         f" torch {torch.__version__}, {torch.get_num_threads()} threads, CPU."
+        + (
+            " 'As `predict` runs it': BatchNorm folded into its conv, channels-last input (timed in the same rounds)."
+            if not args.as_trained_only
+            else ""
+        )
     )
     if args.json:
         text = json.dumps([asdict(r) for r in results], indent=2)

@@ -4,6 +4,10 @@ FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` and reported a
 multiply-add = 2 FLOPs), not MACs. Latency is wall time of a batch-1 forward pass in
 ``torch.inference_mode`` after warm-up: median and the 10th-90th percentile spread over N runs,
 with the number of threads stated. Compare figures as ratios within one run: machines are shared.
+
+A student is timed twice, interleaved with everything else: as trained, and as ``disdepth predict`` and
+``DepthPredictor`` run it on the CPU (BatchNorm folded into its conv, channels-last:
+``deploy.inference.optimize_for_inference``).
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from disdepth.deploy.inference import optimize_for_inference
 from disdepth.deploy.weights import load_model
-from disdepth.models.student import build_student
+from disdepth.models.student import DepthStudent, build_student
 from disdepth.teachers.build import build_teacher
+
+Key = TypeVar("Key")  # what names a timed callable (a label, or a (label, backend) pair)
 
 
 @dataclass
@@ -40,6 +47,10 @@ class BenchResult:
     latency_ms_p90: float
     runs: int
     threads: int
+    # as ``predict`` runs it (BatchNorm folded, channels-last); None for a model it does not optimise (teachers)
+    optimized_ms_median: float | None = None
+    optimized_ms_p10: float | None = None
+    optimized_ms_p90: float | None = None
 
 
 def count_flops(model: nn.Module, height: int, width: int) -> int:
@@ -58,8 +69,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], warmup: int, runs: int, seed: int = 0
-) -> dict[str, list[float]]:
+    fns: dict[Key, Callable[[], Any]], warmup: int, runs: int, seed: int = 0
+) -> dict[Key, list[float]]:
     """Wall times (ms) of each zero-argument callable, alternating between them on every run.
 
     Alternating makes the *ratios* (eager vs ORT, one model vs another) robust to load that comes and goes on a
@@ -72,7 +83,7 @@ def time_interleaved(
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[Key, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
         rng.shuffle(order)
         for name in order:
@@ -83,20 +94,38 @@ def time_interleaved(
     return times
 
 
+def _optimized(model: nn.Module) -> nn.Module | None:
+    """The student as ``DepthPredictor`` runs it on the CPU, or None (not a student, or the optimisation did not keep
+    its output: then ``predict`` runs it unchanged, which the plain column already times)."""
+    if not isinstance(model, DepthStudent):
+        return None
+    optimized, ok = optimize_for_inference(model, torch.rand(1, 3, 64, 96))
+    return optimized if ok else None
+
+
 def bench_models(
-    models: list[tuple[str, nn.Module]], resolutions: list[tuple[int, int]], warmup: int = 3, runs: int = 10
+    models: list[tuple[str, nn.Module]],
+    resolutions: list[tuple[int, int]],
+    warmup: int = 3,
+    runs: int = 10,
+    optimize: bool = True,
 ) -> list[BenchResult]:
     """Benchmark several models (eval mode, CPU) at each (height, width), **interleaved**: every timed round runs
     each model once, so load that comes and goes on a shared machine hits all of them alike and their ratios hold
-    (timing one model after another let machine drift decide the comparison)."""
+    (timing one model after another let machine drift decide the comparison). With ``optimize``, each student is also
+    timed as ``predict`` runs it (BatchNorm folded, channels-last input), in the same rounds."""
     models = [(label, model.eval().cpu()) for label, model in models]
+    optimized = {label: _optimized(model) for label, model in models} if optimize else {}
     results = []
     for height, width in resolutions:
         x = torch.randn(1, 3, height, width)
+        x_nhwc = x.contiguous(memory_format=torch.channels_last)
+        fns = {(label, False): functools.partial(model, x) for label, model in models}
+        fns.update({(label, True): functools.partial(m, x_nhwc) for label, m in optimized.items() if m is not None})
         with torch.inference_mode():
-            times = time_interleaved({label: functools.partial(model, x) for label, model in models}, warmup, runs)
+            times = time_interleaved(fns, warmup, runs)
         for label, model in models:
-            t = times[label]
+            t, t_opt = times[(label, False)], times.get((label, True))
             results.append(
                 BenchResult(
                     model=label,
@@ -109,6 +138,9 @@ def bench_models(
                     latency_ms_p90=_percentile(t, 0.9),
                     runs=runs,
                     threads=torch.get_num_threads(),
+                    optimized_ms_median=statistics.median(t_opt) if t_opt else None,
+                    optimized_ms_p10=_percentile(t_opt, 0.1) if t_opt else None,
+                    optimized_ms_p90=_percentile(t_opt, 0.9) if t_opt else None,
                 )
             )
     return results
@@ -117,20 +149,28 @@ def bench_models(
 def bench_model(
     model: nn.Module, label: str, resolutions: list[tuple[int, int]], warmup: int = 3, runs: int = 10
 ) -> list[BenchResult]:
-    """Benchmark one model (see :func:`bench_models`)."""
-    return bench_models([(label, model)], resolutions, warmup, runs)
+    """Benchmark one model as trained (see :func:`bench_models`)."""
+    return bench_models([(label, model)], resolutions, warmup, runs, optimize=False)
 
 
 def format_table(results: list[BenchResult]) -> str:
-    """Markdown table of results."""
+    """Markdown table of results (the optimised column only when some model has it)."""
+    with_opt = any(r.optimized_ms_median is not None for r in results)
+    opt_header = " as `predict` runs it, median (p10-p90) ms |" if with_opt else ""
     lines = [
-        "| model | input (HxW) | params (M) | GFLOPs | CPU latency median (ms) | p10-p90 (ms) | threads |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+        "| model | input (HxW) | params (M) | GFLOPs | CPU latency median (ms) | p10-p90 (ms) |" + opt_header
+        + " threads |",
+        "|---|---|---:|---:|---:|---:|" + ("---:|" if with_opt else "") + "---:|",
+    ]  # fmt: skip
     for r in results:
+        opt = ""
+        if with_opt:
+            opt = " — |" if r.optimized_ms_median is None else (
+                f" {r.optimized_ms_median:.1f} ({r.optimized_ms_p10:.1f}-{r.optimized_ms_p90:.1f}) |"
+            )  # fmt: skip
         lines.append(
             f"| {r.model} | {r.height}x{r.width} | {r.params_m:.2f} | {r.gflops:.2f} | {r.latency_ms_median:.1f} "
-            f"| {r.latency_ms_p10:.1f}-{r.latency_ms_p90:.1f} | {r.threads} |"
+            f"| {r.latency_ms_p10:.1f}-{r.latency_ms_p90:.1f} |{opt} {r.threads} |"
         )
     return "\n".join(lines)
 
