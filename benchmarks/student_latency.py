@@ -32,6 +32,7 @@ from disdepth.deploy.inference import optimize_for_inference
 from disdepth.models.student import build_student
 
 B = "model.decoder_upsample=bilinear"  # rows that were measured before nearest upsampling became the default
+CF = "model.decoder_conv_first_strides="
 MODELS = {
     "FastDepth (MobileNet + NNConv5)": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
     "control: FastDepth again": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
@@ -58,6 +59,12 @@ MODELS = {
     ],
     "U-Net 64/32/16/8 (mobilenetv2_100)": ["model.decoder_channels=[64,32,16,8]", B],
     "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)": ["model.decoder_channels=[96,48,16,16]"],
+    # Monodepth2's block order (each level's first conv before the upsampling) at every level or the finest ones.
+    "U-Net 96/48/24/12, conv-first blocks, nearest upsampling (mobilenetv2_100)": [CF + "[16,8,4,2]"],
+    "U-Net 96/48/24/12, conv-first blocks at strides 8, 4 and 2, nearest upsampling (mobilenetv2_100)": [
+        CF + "[8,4,2]"
+    ],
+    "U-Net 96/48/24/12, conv-first blocks at strides 4 and 2, nearest upsampling (mobilenetv2_100)": [CF + "[4,2]"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
 }
 

@@ -68,6 +68,27 @@ def test_onnx_parity(tmp_path, head, lgconv, dynamic):
             session.run(None, {"image": np.zeros((1, 3, 48, 80), np.float32)})
 
 
+def test_a_conv_first_student_exports_and_folds_with_the_same_depth(tmp_path):
+    """Conv-first levels (and the odd-size crops of nearest upsampling): ONNX and the eager inference path agree."""
+    from disdepth.deploy.inference import optimize_for_inference
+
+    cfg = tiny_config("sigmoid", False)
+    cfg.model.decoder_conv_first_strides = [16, 8, 4, 2]
+    torch.manual_seed(0)
+    wrapper = DepthOnly(build_student(cfg.model).eval(), MEAN, STD).eval()
+    assert {b.order for b in wrapper.model.decoder.blocks} == {"conv_first"}
+    path = tmp_path / "m.onnx"
+    export_onnx(wrapper, path, (70, 100), dynamic=True, exporter="torchscript")
+    session = ort_session(path, threads=1)
+    for size in ((70, 100), (64, 96)):
+        assert parity(session, wrapper, torch.rand(1, 3, *size)) < 1e-4
+    optimized, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96))
+    assert ok and optimized is not wrapper
+    x = torch.rand(1, 3, 70, 100)
+    with torch.inference_mode():
+        torch.testing.assert_close(optimized(x.contiguous(memory_format=torch.channels_last)), wrapper(x))
+
+
 def test_export_cli_metadata_and_report(tmp_path, capsys):
     cfg = tiny_config("bins", True)
     model = tiny_student("bins", True)
