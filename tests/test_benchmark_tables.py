@@ -83,7 +83,8 @@ def _student_accuracy():
     [
         [],
         ["--dataset", "sevenscenes", "--size", "120", "160"],
-        ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default", "bilinear"],
+        ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default", "bilinear"]
+        + ["conv_first_s8"],
     ],
     ids=["synthetic", "sevenscenes_120x160", "sevenscenes_240x320"],
 )
