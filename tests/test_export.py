@@ -117,6 +117,7 @@ def test_export_cli_metadata_and_report(tmp_path, capsys):
     diffs = [float(line.split("=")[-1].split()[0]) for line in text.splitlines() if line.startswith("parity")]
     assert len(diffs) == 3 and max(diffs) < 1e-4  # random, real-ish (synthetic render), second size + batch 2
     assert "eager" in text and "ONNX Runtime CPU" in text
+    assert "as `predict` runs it" in text  # a student is also timed BatchNorm-folded, as predict runs it
     meta = read_metadata(out)
     assert meta["encoder"] == "test_efficientnet" and meta["head"] == "bins" and json.loads(meta["lgconv"]) is True
     assert json.loads(meta["max_depth_m"]) == 10.0 and json.loads(meta["mean"]) == pytest.approx(list(MEAN))

@@ -31,7 +31,7 @@ from torch import nn
 import disdepth
 from disdepth.data.synthetic import render_sample
 from disdepth.deploy.bench import time_interleaved
-from disdepth.deploy.inference import depth_of
+from disdepth.deploy.inference import depth_of, optimize_for_inference
 from disdepth.models.student import DepthStudent
 
 DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
@@ -201,18 +201,32 @@ def parity(session, wrapper: nn.Module, image: torch.Tensor) -> float:
 
 
 def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 3, runs: int = 10) -> dict:
-    """Median batch-1 latency (ms) of eager PyTorch (inference mode) and ONNX Runtime CPU at (height, width)."""
+    """Median batch-1 latency (ms) at (height, width) of eager PyTorch (inference mode) and ONNX Runtime CPU.
+
+    A student is timed in eager twice, as trained and as ``disdepth predict`` runs it on the CPU (BatchNorm folded,
+    channels-last: ``eager_opt_ms``, None for other models or when the optimisation did not keep the depth), all
+    interleaved with the ORT runs.
+    """
     x = torch.rand(1, 3, height, width)
     feed = {"image": x.numpy()}
 
-    def eager() -> None:
-        with torch.inference_mode():
-            wrapper(x)
+    def eager(model: nn.Module, image: torch.Tensor):
+        def run() -> None:
+            with torch.inference_mode():
+                model(image)
 
-    times = time_interleaved({"eager": eager, "ort": lambda: session.run(None, feed)}, warmup, runs)
+        return run
+
+    fns = {"eager": eager(wrapper, x), "ort": lambda: session.run(None, feed)}
+    if isinstance(getattr(wrapper, "model", None), DepthStudent):
+        optimized, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96))
+        if ok:
+            fns["eager_opt"] = eager(optimized, x.contiguous(memory_format=torch.channels_last))
+    times = time_interleaved(fns, warmup, runs)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "eager_ms": med["eager"],
+        "eager_opt_ms": med.get("eager_opt"),
         "ort_ms": med["ort"],
         "speedup": med["eager"] / med["ort"],
         "threads": torch.get_num_threads(),
@@ -241,7 +255,8 @@ def check_and_time(
     """Parity (random and real-ish input; plus another size when dynamic) and eager vs ORT latency at ``size``.
 
     Returns:
-        {"max_abs_diff_m": {input: metres}, "eager_ms", "ort_ms" (medians), "speedup", "threads"}.
+        {"max_abs_diff_m": {input: metres}, "eager_ms", "eager_opt_ms", "ort_ms" (medians; see :func:`latency`),
+        "speedup", "threads"}.
     """
     session = ort_session(path)
     h, w = size
