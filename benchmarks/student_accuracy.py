@@ -44,7 +44,7 @@ ARCHS = {
     # Today's default, pinned so that a later change of the default does not change this row.
     "default": (
         "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)",
-        ["model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest"],
+        ["model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest", CF + "[]"],
     ),
     # The default before nearest upsampling (issue 15, second step).
     "bilinear": (
