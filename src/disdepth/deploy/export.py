@@ -32,6 +32,7 @@ import disdepth
 from disdepth.data.synthetic import render_sample
 from disdepth.deploy.bench import time_interleaved
 from disdepth.deploy.inference import depth_of, optimize_for_inference
+from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
 from disdepth.models.student import DepthStudent
 
 DEFAULT_SIZES = {"kitti": (352, 1216), "nyu": (480, 640)}  # benchmark resolutions (KB crop, full NYU frame)
@@ -92,6 +93,9 @@ def export_onnx(
 ) -> str:
     """Export ``wrapper`` ((B, 3, H, W) -> (B, 1, H, W)) to ``path``; returns the exporter used.
 
+    A graph of fixed height and width (``dynamic=False``) is exported with the decoder's nearest upsampling fused
+    (``deploy/upsample_fusion.py``: an exact rewrite, faster on ONNX Runtime); a dynamic one as the model is, since the
+    fused block picks its path from the sizes.
     ``opset`` is exact for the TorchScript exporter; the dynamo exporter uses ``max(opset, DYNAMO_MIN_OPSET)``.
 
     Raises:
@@ -100,6 +104,8 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = wrapper.eval().cpu()
+    if not dynamic:
+        wrapper, _ = fuse_decoder_upsampling(wrapper)
     # A batch of 2, not 1: torch.export treats an example dimension of size 1 as possibly constant ("0/1
     # specialisation"), and a graph traced at batch 1 can then carry batch-1 shapes into ops such as Resize.
     example = (torch.rand(2, 3, *size),)

@@ -9,9 +9,11 @@ BatchNorm by itself; this module does the same for eager inference (``DepthPredi
   hooks (so it needs no graph tracing and works inside timm backbones), folds each pair with PyTorch's
   ``fuse_conv_bn_eval`` and replaces the BatchNorm by what it ran after normalising (nothing, or timm's
   activation in ``BatchNormAct2d``).
-- :func:`optimize_for_inference` folds, converts to channels-last, and checks the result against the model it started
-  from on an example input. A fold that changes the depth (something else reads that conv's raw output; hooks cannot
-  see that) is undone pair by pair; any other mismatch keeps the original model (and says so in the log).
+- :func:`optimize_for_inference` rewrites the decoder's nearest-upsampling blocks (``deploy/upsample_fusion.py``: the
+  upsampled conv as a stride-2 transposed conv, exact), folds, converts to channels-last, and checks the result against
+  the model it started from on an example input. A fold that changes the depth (something else reads that conv's raw
+  output; hooks cannot see that) is undone pair by pair; any other mismatch keeps the original model (and says so in
+  the log).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +125,12 @@ def depth_of(output: torch.Tensor | dict) -> torch.Tensor:
 def optimize_for_inference(
     model: nn.Module, example: torch.Tensor, rtol: float = 1e-3, atol: float = 1e-4
 ) -> tuple[nn.Module, bool]:
-    """BatchNorm folded and channels-last weights, checked against ``model`` on ``example``.
+    """Decoder upsampling fused, BatchNorm folded and channels-last weights, checked against ``model`` on ``example``.
 
-    All pairs are folded at once; if that changes the depth, they are folded one at a time, each kept only if the depth
-    stays the same (one forward per pair, so only for models that need it).
+    The decoder's nearest-upsampling blocks become :class:`~disdepth.deploy.upsample_fusion.FusedDecoderBlock` (their
+    BatchNorms folded with them); then all other conv -> BatchNorm pairs are folded at once. If that changes the
+    depth, they are folded one at a time, each kept only if the depth stays the same (one forward per pair, so only
+    for models that need it).
 
     Args:
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
@@ -146,13 +152,14 @@ def optimize_for_inference(
             return (got - want).abs().max().item() if got.shape == want.shape else float("nan")
         return 0.0
 
-    optimized, count = fold_batchnorm(model, example)
+    fused, n_fused = fuse_decoder_upsampling(model)
+    optimized, count = fold_batchnorm(fused, example)
     if max_diff(optimized, example):
-        optimized, count = fold_batchnorm(model, example, lambda folded: not max_diff(folded, example))
+        optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
     optimized = optimized.to(memory_format=torch.channels_last)
     diff = max_diff(optimized, example.contiguous(memory_format=torch.channels_last))
     if diff:
         log.warning("inference optimisation changed the output (max |diff| %.3g); running the model unchanged", diff)
         return model, False
-    log.debug("inference optimisation: %d BatchNorms folded, channels-last", count)
+    log.debug("inference optimisation: %d decoder blocks fused, %d BatchNorms folded, channels-last", n_fused, count)
     return optimized, True

@@ -78,6 +78,7 @@ class DecoderBlock(nn.Module):
         if order not in BLOCK_ORDERS:
             raise ValueError(f"order must be one of {BLOCK_ORDERS}, got {order!r}")
         self.upsample, self.order = upsample, order
+        self.skip_channels = skip_channels
         if order == "upsample_first":  # (the attribute name keeps older checkpoints' state-dict keys)
             self.convs = nn.Sequential(
                 conv_bn_relu(in_channels + skip_channels, out_channels), conv_bn_relu(out_channels, out_channels)
