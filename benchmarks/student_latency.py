@@ -26,17 +26,21 @@ import torch
 from torch import nn
 
 from disdepth.config import load_config
-from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.bench import cpu_description, time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
 from disdepth.deploy.inference import optimize_for_inference
 from disdepth.models.student import build_student
 
 B = "model.decoder_upsample=bilinear"  # rows that were measured before nearest upsampling became the default
 CF = "model.decoder_conv_first_strides="
+# The default student without the decoder's upsampling fused (deploy/upsample_fusion.py) in the eager-optimised and ORT
+# columns: what it ran before the fusion, timed in the same rounds.
+UNFUSED = "default student, decoder upsampling not fused (before the fusion)"
 MODELS = {
     "FastDepth (MobileNet + NNConv5)": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
     "control: FastDepth again": ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"],
     "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": [],
+    UNFUSED: [],
     "U-Net 96/48/24/12, bilinear upsampling (mobilenetv2_100)": [B],
     "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": [
         "model.decoder_channels=[256,128,64,32,16]",
@@ -92,8 +96,8 @@ def time_eager_and_ort(
 
         return run
 
-    def optimized(wrapper: nn.Module) -> nn.Module:
-        model, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96))
+    def optimized(name: str, wrapper: nn.Module) -> nn.Module:
+        model, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96), fuse_upsampling=name != UNFUSED)
         if not ok:
             raise RuntimeError("optimize_for_inference changed a model's output")
         return model
@@ -106,10 +110,10 @@ def time_eager_and_ort(
         sessions = {}
         for i, (name, wrapper) in enumerate(wrappers.items()):
             path = Path(tmp) / f"m{i}.onnx"
-            export_onnx(wrapper, path, size)
+            export_onnx(wrapper, path, size, fuse_upsampling=name != UNFUSED)
             sessions[name] = ort_session(path, threads)  # not spinning: see ort_session
         fns = {("eager", n): eager(m, image) for n, m in wrappers.items()}
-        fns.update({("eager_opt", n): eager(optimized(m), image_nhwc) for n, m in wrappers.items()})
+        fns.update({("eager_opt", n): eager(optimized(n, m), image_nhwc) for n, m in wrappers.items()})
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
         load_before = os.getloadavg()
         times = time_interleaved(fns, warmup, runs)
@@ -135,8 +139,8 @@ def main() -> None:
     times, load_before, load_after = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
     ref = "FastDepth (MobileNet + NNConv5)"
     rows = []
-    print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median [p10-p90] ms; "
-          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
+    print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {cpu_description()}, {args.runs} interleaved rounds, "
+          f"median [p10-p90] ms; load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     for backend in ("eager", "eager_opt", "ort"):
         base = statistics.median(times[(backend, ref)])
         for name in MODELS:
@@ -149,7 +153,8 @@ def main() -> None:
             print(f"{backend:9s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after]}
+        meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after],
+                "cpu": cpu_description()}  # fmt: skip
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
 
 

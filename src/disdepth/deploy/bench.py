@@ -13,6 +13,7 @@ A student is timed twice, interleaved with everything else: as trained, and as `
 from __future__ import annotations
 
 import functools
+import platform
 import random
 import statistics
 import time
@@ -51,6 +52,20 @@ class BenchResult:
     optimized_ms_median: float | None = None
     optimized_ms_p10: float | None = None
     optimized_ms_p90: float | None = None
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the widest vector instructions PyTorch uses on it, e.g. "AMD EPYC, AVX2": latency
+    ratios differ between machines (ONNX Runtime's blocked layout and INT8 kernels depend on AVX-512), so every
+    benchmark JSON records it."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")  # Linux's own description of the CPU (platform.processor() is often empty there)
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def count_flops(model: nn.Module, height: int, width: int) -> int:

@@ -90,12 +90,13 @@ def export_onnx(
     dynamic: bool = False,
     opset: int = 17,
     exporter: str = "auto",
+    fuse_upsampling: bool = True,
 ) -> str:
     """Export ``wrapper`` ((B, 3, H, W) -> (B, 1, H, W)) to ``path``; returns the exporter used.
 
     A graph of fixed height and width (``dynamic=False``) is exported with the decoder's nearest upsampling fused
-    (``deploy/upsample_fusion.py``: an exact rewrite, faster on ONNX Runtime); a dynamic one as the model is, since the
-    fused block picks its path from the sizes.
+    (``deploy/upsample_fusion.py``: an exact rewrite, faster on ONNX Runtime) unless ``fuse_upsampling=False``; a
+    dynamic one as the model is, since the fused block picks its path from the sizes.
     ``opset`` is exact for the TorchScript exporter; the dynamo exporter uses ``max(opset, DYNAMO_MIN_OPSET)``.
 
     Raises:
@@ -104,7 +105,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = wrapper.eval().cpu()
-    if not dynamic:
+    if fuse_upsampling and not dynamic:
         wrapper, _ = fuse_decoder_upsampling(wrapper)
     # A batch of 2, not 1: torch.export treats an example dimension of size 1 as possibly constant ("0/1
     # specialisation"), and a graph traced at batch 1 can then carry batch-1 shapes into ops such as Resize.

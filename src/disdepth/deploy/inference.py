@@ -123,7 +123,7 @@ def depth_of(output: torch.Tensor | dict) -> torch.Tensor:
 
 
 def optimize_for_inference(
-    model: nn.Module, example: torch.Tensor, rtol: float = 1e-3, atol: float = 1e-4
+    model: nn.Module, example: torch.Tensor, rtol: float = 1e-3, atol: float = 1e-4, fuse_upsampling: bool = True
 ) -> tuple[nn.Module, bool]:
     """Decoder upsampling fused, BatchNorm folded and channels-last weights, checked against ``model`` on ``example``.
 
@@ -136,6 +136,7 @@ def optimize_for_inference(
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
         example: (B, 3, H, W) input, e.g. a normalised random image at a multiple of 32.
         rtol, atol: allowed difference of the depth (metres) between the optimised and the original model.
+        fuse_upsampling: rewrite the decoder's nearest-upsampling blocks (False: only fold and convert, for comparing).
 
     Returns:
         (the model to run, True) when the check passes; (``model`` itself in eval mode, False) when it does not. Feed
@@ -152,7 +153,7 @@ def optimize_for_inference(
             return (got - want).abs().max().item() if got.shape == want.shape else float("nan")
         return 0.0
 
-    fused, n_fused = fuse_decoder_upsampling(model)
+    fused, n_fused = fuse_decoder_upsampling(model) if fuse_upsampling else (model, 0)
     optimized, count = fold_batchnorm(fused, example)
     if max_diff(optimized, example):
         optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
