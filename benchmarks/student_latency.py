@@ -11,6 +11,10 @@ OMP_WAIT_POLICY=PASSIVE python benchmarks/student_latency.py --threads 2 --runs 
 Every model is timed round-robin (one forward of each per round, ``--runs`` rounds after warm-up), so load that
 comes and goes on a shared machine hits all of them alike; an identical copy of FastDepth ("control") shows how
 much of a difference is noise. Randomly initialised weights (latency does not depend on them); batch 1, fp32.
+
+``--processes N`` repeats the whole measurement in N fresh processes, one after another, and reports the median of
+their ratios with the lowest and highest: on some CPUs a ratio differs between processes by more than the rounds
+within one process show (where each process's memory happens to lie), so one process is one sample.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -128,7 +134,11 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--processes", type=int, default=1, help="repeat in this many fresh processes (module docstring)")
     args = p.parse_args()
+    if args.processes > 1:
+        repeat_in_processes(args)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     h, w = args.size
@@ -156,6 +166,37 @@ def main() -> None:
         meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after],
                 "cpu": cpu_description()}  # fmt: skip
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+
+
+def repeat_in_processes(args: argparse.Namespace) -> None:
+    """Run this benchmark ``args.processes`` times, each in a new process, and combine: per (backend, model) the median
+    of the processes' medians and ratios, with the ratios' lowest and highest (``ratio_min``, ``ratio_max``)."""
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.processes):
+            out = Path(tmp) / f"run{i}.json"
+            cmd = [sys.executable, __file__, "--size", *map(str, args.size), "--threads", str(args.threads),
+                   "--runs", str(args.runs), "--warmup", str(args.warmup), "--json", str(out)]  # fmt: skip
+            print(f"process {i + 1}/{args.processes}", flush=True)
+            subprocess.run(cmd, check=True)
+            runs.append(json.loads(out.read_text()))
+    rows = []
+    print(f"{args.processes} processes: median ratio to FastDepth [lowest-highest]")
+    for i, first in enumerate(runs[0]["rows"]):
+        each = [run["rows"][i] for run in runs]
+        ratios = [r["ratio_to_fastdepth"] for r in each]
+        row = {**first, "median_ms": statistics.median(r["median_ms"] for r in each),
+               "p10_ms": min(r["p10_ms"] for r in each), "p90_ms": max(r["p90_ms"] for r in each),
+               "ratio_to_fastdepth": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+               "process_ratios": ratios}  # fmt: skip
+        rows.append(row)
+        print(f"{row['backend']:9s} {row['model']:46s} {row['median_ms']:8.1f} ms  "
+              f"x{row['ratio_to_fastdepth']:.2f} [{min(ratios):.2f}-{max(ratios):.2f}] FastDepth")  # fmt: skip
+    if args.json:
+        meta = {k: runs[0][k] for k in ("size", "threads", "runs", "cpu")}
+        load = [run["load"] for run in runs]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**meta, "processes": args.processes, "load": load, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
