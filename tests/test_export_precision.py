@@ -182,3 +182,24 @@ def test_dynamo_exporter_is_quiet_writes_opset_18_and_converts(tmp_path, capsys)
     b = ort_session(convert_fp16(path, tmp_path / "m.fp16.onnx"), 1).run(None, {"image": x})[0]
     c = ort_session(quantize_int8(path, tmp_path / "m.int8.onnx", [x]), 1).run(None, {"image": x})[0]
     assert np.abs(b - a).max() / a.min() < 1e-2 and np.abs(c - a).max() / a.min() < 0.5
+
+
+def test_int8_weights_are_7_bit_by_default_and_8_bit_when_asked(tmp_path):
+    """7-bit weights keep x86 int8 kernels without VNNI from saturating (deploy.quantize.quantize_int8)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model, _ = tiny_model()
+    path = tmp_path / "m.onnx"
+    export_onnx(DepthOnly(model, MEAN, STD).eval(), path, (32, 64), exporter="torchscript")
+    torch.manual_seed(0)
+    calibration = [torch.rand(1, 3, 32, 64).numpy() for _ in range(2)]
+
+    def largest_weight(reduce_range: bool) -> int:
+        out = quantize_int8(path, tmp_path / f"m{reduce_range}.int8.onnx", calibration, reduce_range=reduce_range)
+        graph = onnx.load(str(out)).graph
+        weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+        assert weights
+        return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+    assert largest_weight(True) <= 64 < largest_weight(False) <= 127

@@ -87,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration", nargs="+", default=[], help="--int8: images or folders of the deployment domain"
     )
     parser.add_argument(
+        "--int8-full-range",
+        action="store_true",
+        help="--int8: 8-bit weights instead of 7-bit; only for CPUs with VNNI (or ARM): without it, x86 int8 "
+        "kernels saturate and the depth gets much worse (docs/deploy.md)",
+    )
+    parser.add_argument(
         "--calibration-images", type=at_least(2), default=32, help="--int8: at most this many images (default 32)"
     )
     parser.add_argument(
@@ -210,9 +216,11 @@ def _write_variants(
     metadata = read_metadata(args.out)
     notes = {}
     if args.int8:
-        variants["int8"] = quantize_int8(args.out, Path(args.out).with_suffix(".int8.onnx"), cal)
+        out, bits = Path(args.out).with_suffix(".int8.onnx"), 8 if args.int8_full_range else 7
+        variants["int8"] = quantize_int8(args.out, out, cal, reduce_range=not args.int8_full_range)
         write_metadata(
-            variants["int8"], {**metadata, "quantization": f"int8 static QDQ per-channel, {len(cal)} images"}
+            variants["int8"],
+            {**metadata, "quantization": f"int8 static QDQ per-channel, {bits}-bit weights, {len(cal)} images"},
         )
         notes["int8"] = f"calibrated on {len(cal)} images"
     if args.fp16:
