@@ -159,7 +159,8 @@ def _check(
     for name, diff in report["max_abs_diff_m"].items():
         print(f"parity ORT vs PyTorch, {name} input: max |diff| = {diff:.2e} m")
     optimized = report["eager_opt_ms"]
-    as_predict = "" if optimized is None else f" ({optimized:.1f} ms as `predict` runs it: BatchNorm folded)"
+    how = "upsampling fused, BatchNorm folded"
+    as_predict = "" if optimized is None else f" ({optimized:.1f} ms as `predict` runs it: {how})"
     print(
         f"latency {size[0]}x{size[1]} batch 1, median of {args.runs} after {args.warmup} warm-up, "
         f"{report['threads']} threads: eager {report['eager_ms']:.1f} ms{as_predict}, ONNX Runtime CPU "
