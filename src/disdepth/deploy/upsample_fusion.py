@@ -16,7 +16,8 @@ It holds when the skip is exactly twice the coarse map (both input sides divisib
 earlier, so :class:`FusedDecoderBlock` then runs the 3x3 conv on the cropped upsampled map instead, as the original
 block does. Bilinear blocks are left as they are.
 
-Measured effect (README "The student"): the default student on ONNX Runtime and in eager PyTorch.
+Measured on the default student at 480x640 (README "The student"): 0.90-0.99x its unfused ONNX Runtime time at 1 thread
+(eight processes on an AVX2 CPU); no measurable effect in eager PyTorch or at 2 threads.
 """
 
 from __future__ import annotations
