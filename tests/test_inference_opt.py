@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import torch
+from bn_students import randomise_batchnorm, student  # tests/bn_students.py
 from torch import nn
 
 from disdepth.api import DepthPredictor
-from disdepth.config import load_config
 from disdepth.deploy.inference import conv_bn_pairs, fold_batchnorm, optimize_for_inference
-from disdepth.models.student import build_student
-
-
-def _randomise_batchnorm(model: nn.Module) -> None:
-    """Non-trivial running statistics and affine weights, so that a wrong fold shows in the output."""
-    gen = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            module.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
-
-
-def _student(*overrides: str) -> nn.Module:
-    torch.manual_seed(0)
-    model = build_student(load_config(overrides=list(overrides)).model).eval()
-    _randomise_batchnorm(model)
-    return model
 
 
 def test_fold_removes_every_batchnorm_of_the_student_and_keeps_its_depth():
-    model = _student("model.decoder_upsample=nearest")  # timm BatchNormAct2d in the encoder, plain BN in the decoder
+    model = student("model.decoder_upsample=nearest")  # timm BatchNormAct2d in the encoder, plain BN in the decoder
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     x = torch.randn(2, 3, 64, 96)
     folded, count = fold_batchnorm(model, x[:1])
@@ -45,7 +25,7 @@ def test_fold_removes_every_batchnorm_of_the_student_and_keeps_its_depth():
 
 
 def test_lgconv_student_folds_what_it_can():
-    model = _student("model.lgconv.enabled=true")
+    model = student("model.lgconv.enabled=true")
     folded, count = fold_batchnorm(model, torch.randn(1, 3, 64, 64))
     left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert count > 0 and left > 0  # BNs after an LG-Conv sum are not a conv's own output
@@ -80,7 +60,7 @@ class _SharedConv(nn.Module):
 
 def test_a_fold_that_changes_the_output_is_undone_and_the_others_kept():
     model = _ConvReadTwice().eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     x = torch.randn(1, 3, 16, 16)
     assert conv_bn_pairs(model, x) == [("conv", "bn"), ("conv2", "bn2")]  # hooks cannot see the second reader...
     optimized, ok = optimize_for_inference(model, x)
@@ -93,8 +73,8 @@ def test_a_fold_that_changes_the_output_is_undone_and_the_others_kept():
 def test_an_optimisation_that_still_changes_the_output_keeps_the_model(monkeypatch):
     from disdepth.deploy import inference
 
-    model = _student()
-    broken = _student()
+    model = student()
+    broken = student()
     nn.init.constant_(broken.head.conv.bias, 5.0)  # a different depth, whatever the folding does
     monkeypatch.setattr(inference, "fold_batchnorm", lambda *args, **kwargs: (broken, 0))
     kept, ok = optimize_for_inference(model, torch.randn(1, 3, 64, 64))
@@ -103,12 +83,12 @@ def test_an_optimisation_that_still_changes_the_output_keeps_the_model(monkeypat
 
 def test_a_module_called_twice_is_not_folded():
     model = _SharedConv().eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     assert conv_bn_pairs(model, torch.randn(1, 3, 8, 8)) == []
 
 
 def test_predictor_runs_the_optimised_student_with_the_same_depth():
-    model = _student()
+    model = student()
     spec = model.input_spec
     fast = DepthPredictor(model, spec.mean, spec.std)
     plain = DepthPredictor(model, spec.mean, spec.std, optimize=False)

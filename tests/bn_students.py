@@ -1,0 +1,30 @@
+"""Students with non-trivial BatchNorm statistics, for the tests of inference rewrites (BatchNorm folding,
+deploy/inference.py; the decoder's upsampling fusion, deploy/upsample_fusion.py): a wrong fold shows in the output."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from disdepth.config import load_config
+from disdepth.models.student import build_student
+
+
+def randomise_batchnorm(model: nn.Module) -> None:
+    """Non-trivial running statistics and affine weights in every BatchNorm2d (seeded, so every call alike)."""
+    gen = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+
+
+def student(*overrides: str) -> nn.Module:
+    """A student built from the default config plus ``overrides`` (seed 0), in eval mode, BatchNorms randomised."""
+    torch.manual_seed(0)
+    model = build_student(load_config(overrides=list(overrides)).model).eval()
+    randomise_batchnorm(model)
+    return model
