@@ -217,8 +217,9 @@ def _write_variants(
     metadata = read_metadata(args.out)
     notes = {}
     if args.int8:
-        out, bits = Path(args.out).with_suffix(".int8.onnx"), 8 if args.int8_full_range else 7
-        variants["int8"] = quantize_int8(args.out, out, cal, reduce_range=not args.int8_full_range)
+        reduce_range = not args.int8_full_range
+        bits = 7 if reduce_range else 8
+        variants["int8"] = quantize_int8(args.out, Path(args.out).with_suffix(".int8.onnx"), cal, reduce_range)
         write_metadata(
             variants["int8"],
             {**metadata, "quantization": f"int8 static QDQ per-channel, {bits}-bit weights, {len(cal)} images"},
