@@ -109,10 +109,33 @@ ARCHS = {
         "U-Net 96/48/24/12 (bilinear) + LG-Conv at stride 32 only (the default policy)",
         ["model.decoder_channels=[96,48,24,12]", B, "model.lgconv.enabled=true", "model.lgconv.strides=[32]"],
     ),
+    # The default decoder on MobileNetV4-conv-small (timm ImageNet weights exist, unlike MobileNetV3-Large-0.75's):
+    # 0.77x the default's ONNX Runtime time at 2 threads in an untrained screen.
+    "mnv4s": (
+        "U-Net 96/48/24/12, nearest upsampling, MobileNetV4-conv-small encoder",
+        [
+            "model.encoder=mobilenetv4_conv_small",
+            "model.decoder_channels=[96,48,24,12]",
+            "model.decoder_upsample=nearest",
+            CF + "[]",
+        ],
+    ),
+    "mnv4s_128": (
+        "U-Net 128/64/32/16, nearest upsampling, MobileNetV4-conv-small encoder",
+        [
+            "model.encoder=mobilenetv4_conv_small",
+            "model.decoder_channels=[128,64,32,16]",
+            "model.decoder_upsample=nearest",
+            CF + "[]",
+        ],
+    ),
     "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
 REFERENCE = "unet256"
+# 1-thread latency ratios for the tables: the full student_latency.py run, then the focused run of the other
+# encoders (``--only``, FastDepth timed in the same processes); a model in both takes the first file's figures.
+LATENCY_FILES = ("student_latency.json", "student_latency_encoders.json")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -163,11 +186,11 @@ def results_folder(args: argparse.Namespace) -> Path:
 
 def render_table(args: argparse.Namespace) -> str:
     """The markdown table of the per-run JSONs in :func:`results_folder` (rows: ``--archs``, seeds: ``--seeds``
-    that every arch has), with the latency ratios of ``student_latency.json``."""
+    that every arch has), with the latency ratios of ``LATENCY_FILES``."""
     results = results_folder(args)
     runs = {f.stem: json.loads(f.read_text()) for f in results.glob("*_seed*.json")}
-    latency_file = RESULTS.parent / "student_latency.json"
-    latency = json.loads(latency_file.read_text())["rows"] if latency_file.is_file() else []
+    latency = [row for name in LATENCY_FILES if (RESULTS.parent / name).is_file()
+               for row in json.loads((RESULTS.parent / name).read_text())["rows"]]  # fmt: skip
     archs = [a for a in args.archs if any(f"{a}_seed{s}" in runs for s in args.seeds)]  # those that were run
     seeds = [s for s in args.seeds if all(f"{a}_seed{s}" in runs for a in archs)]
 
@@ -200,7 +223,7 @@ def render_table(args: argparse.Namespace) -> str:
             vals = [x[m] for x in per]
             cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
         delta = paired_bootstrap(errors(arch), errors(REFERENCE)).format() if arch != REFERENCE else ""
-        ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in latency if r["model"] == label}
+        ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in reversed(latency) if r["model"] == label}
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager", "eager_opt")]
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
     return "\n".join(lines) + "\n"

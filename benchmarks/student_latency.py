@@ -12,6 +12,8 @@ Every model is timed round-robin (one forward of each per round, ``--runs`` roun
 comes and goes on a shared machine hits all of them alike; an identical copy of FastDepth ("control") shows how
 much of a difference is noise. Randomly initialised weights (latency does not depend on them); batch 1, fp32.
 
+``--only 1 2 17`` times only those rows of ``MODELS`` (and FastDepth), for a focused comparison.
+
 ``--processes N`` repeats the whole measurement in N fresh processes, one after another, and reports the median of
 their ratios with the lowest and highest: on some CPUs a ratio differs between processes by more than the rounds
 within one process show (where each process's memory happens to lie), so one process is one sample.
@@ -76,7 +78,14 @@ MODELS = {
     ],
     "U-Net 96/48/24/12, conv-first blocks at strides 4 and 2, nearest upsampling (mobilenetv2_100)": [CF + "[4,2]"],
     "Monodepth2-R18": ["model.encoder=resnet18", "model.decoder=monodepth2"],
+    # The default decoder on another encoder with timm ImageNet weights.
+    "U-Net 96/48/24/12, nearest upsampling, MobileNetV4-conv-small encoder": ["model.encoder=mobilenetv4_conv_small"],
+    "U-Net 128/64/32/16, nearest upsampling, MobileNetV4-conv-small encoder": [
+        "model.encoder=mobilenetv4_conv_small",
+        "model.decoder_channels=[128,64,32,16]",
+    ],
 }
+REFERENCE = "FastDepth (MobileNet + NNConv5)"
 
 
 def time_eager_and_ort(
@@ -127,6 +136,13 @@ def time_eager_and_ort(
     return times, load_before, load_after
 
 
+def selected_models(rows: list[int] | None) -> dict[str, list[str]]:
+    """The rows of ``MODELS`` to time (all without ``rows``), FastDepth always first: every ratio is taken to it."""
+    names = list(MODELS)
+    keep = names if rows is None else [REFERENCE] + [names[i] for i in sorted(set(rows)) if names[i] != REFERENCE]
+    return {name: MODELS[name] for name in keep}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"))
@@ -135,6 +151,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", type=Path)
     p.add_argument("--processes", type=int, default=1, help="repeat in this many fresh processes (module docstring)")
+    p.add_argument("--only", nargs="+", type=int, metavar="ROW", choices=range(len(MODELS)),
+                   help="time only these rows of MODELS (0-based; FastDepth, row 0, is always timed)")  # fmt: skip
     args = p.parse_args()
     if args.processes > 1:
         repeat_in_processes(args)
@@ -143,17 +161,17 @@ def main() -> None:
     torch.manual_seed(0)
     h, w = args.size
     wrappers = {}
-    for name, overrides in MODELS.items():
+    for name, overrides in selected_models(args.only).items():
         model = build_student(load_config(overrides=overrides).model).eval()
         wrappers[name] = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
     times, load_before, load_after = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
-    ref = "FastDepth (MobileNet + NNConv5)"
+    ref = REFERENCE
     rows = []
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {cpu_description()}, {args.runs} interleaved rounds, "
           f"median [p10-p90] ms; load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     for backend in ("eager", "eager_opt", "ort"):
         base = statistics.median(times[(backend, ref)])
-        for name in MODELS:
+        for name in wrappers:
             t = sorted(times[(backend, name)])
             med, p10, p90 = statistics.median(t), t[len(t) // 10], t[(len(t) * 9) // 10]
             model = wrappers[name].model
@@ -177,6 +195,8 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
             out = Path(tmp) / f"run{i}.json"
             cmd = [sys.executable, __file__, "--size", *map(str, args.size), "--threads", str(args.threads),
                    "--runs", str(args.runs), "--warmup", str(args.warmup), "--json", str(out)]  # fmt: skip
+            if args.only:
+                cmd += ["--only", *map(str, args.only)]
             print(f"process {i + 1}/{args.processes}", flush=True)
             subprocess.run(cmd, check=True)
             runs.append(json.loads(out.read_text()))

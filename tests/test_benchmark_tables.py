@@ -111,3 +111,11 @@ def test_committed_teacher_cache_table_is_what_the_json_gives(crop: list[int] | 
         _benchmark("teacher_cache_accuracy").render_table(folder, [0, 1, 2, 3, 4], crop)
         == (folder / "table.md").read_text()
     )
+
+
+def test_student_latency_only_keeps_fastdepth_first() -> None:
+    """``student_latency.py --only`` times the rows asked for after FastDepth, the reference of every ratio."""
+    module = _benchmark("student_latency")
+    names = list(module.MODELS)
+    assert list(module.selected_models(None)) == names
+    assert list(module.selected_models([3, 2, 0, 2])) == [module.REFERENCE, names[2], names[3]]
