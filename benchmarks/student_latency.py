@@ -12,6 +12,10 @@ Every model is timed round-robin (one forward of each per round, ``--runs`` roun
 comes and goes on a shared machine hits all of them alike; an identical copy of FastDepth ("control") shows how
 much of a difference is noise. Randomly initialised weights (latency does not depend on them); batch 1, fp32.
 
+``--spin --pause 0.2`` lets ONNX Runtime's threads busy-wait after a run, as ``disdepth predict`` runs a graph (and,
+without ``OMP_WAIT_POLICY=PASSIVE``, torch's OpenMP threads as they do by default), and sleeps 0.2 s before each
+timed forward so that one model's spinning threads have gone idle before the next model starts.
+
 ``--only 1 2 17`` times only those rows of ``MODELS`` (and FastDepth), for a focused comparison.
 
 ``--processes N`` repeats the whole measurement in N fresh processes, one after another, and reports the median of
@@ -89,7 +93,13 @@ REFERENCE = "FastDepth (MobileNet + NNConv5)"
 
 
 def time_eager_and_ort(
-    wrappers: dict[str, nn.Module], size: tuple[int, int], threads: int, warmup: int, runs: int
+    wrappers: dict[str, nn.Module],
+    size: tuple[int, int],
+    threads: int,
+    warmup: int,
+    runs: int,
+    spin: bool = False,
+    pause_s: float = 0.0,
 ) -> tuple[dict[tuple[str, str], list[float]], tuple[float, ...], tuple[float, ...]]:
     """Export every wrapper (image (1, 3, H, W) in [0, 1] -> depth) to ONNX at ``size``, then time one eager, one
     optimised eager (BatchNorm folded, channels-last) and one ONNX Runtime forward of each per round, all interleaved
@@ -99,6 +109,8 @@ def time_eager_and_ort(
     load averages before and after the timed rounds. The sessions do not spin (``ort_session``), and with more than
     one thread torch's OpenMP threads should not either: run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control
     copy measured 1.74x its original on ORT and 0.83x in eager with both spinning, 2 threads on 2 cores).
+    ``spin`` lets the sessions spin, as ``disdepth predict`` runs an ``.onnx`` file (``deploy/onnx_model.py``); give it
+    a ``pause_s`` (slept before each timed call) so each model starts with the previous one's threads idle.
     """
     image = torch.rand(1, 3, *size)
     image_nhwc = image.contiguous(memory_format=torch.channels_last)
@@ -126,12 +138,12 @@ def time_eager_and_ort(
         for i, (name, wrapper) in enumerate(wrappers.items()):
             path = Path(tmp) / f"m{i}.onnx"
             export_onnx(wrapper, path, size, fuse_upsampling=name != UNFUSED)
-            sessions[name] = ort_session(path, threads)  # not spinning: see ort_session
+            sessions[name] = ort_session(path, threads, spin=spin)  # not spinning by default: see ort_session
         fns = {("eager", n): eager(m, image) for n, m in wrappers.items()}
         fns.update({("eager_opt", n): eager(optimized(n, m), image_nhwc) for n, m in wrappers.items()})
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
         load_before = os.getloadavg()
-        times = time_interleaved(fns, warmup, runs)
+        times = time_interleaved(fns, warmup, runs, pause_s=pause_s)
         load_after = os.getloadavg()
     return times, load_before, load_after
 
@@ -153,6 +165,9 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=1, help="repeat in this many fresh processes (module docstring)")
     p.add_argument("--only", nargs="+", type=int, metavar="ROW", choices=range(len(MODELS)),
                    help="time only these rows of MODELS (0-based; FastDepth, row 0, is always timed)")  # fmt: skip
+    spin_help = "ONNX Runtime threads busy-wait after a run (its default; how `disdepth predict` runs a graph)"
+    p.add_argument("--spin", action="store_true", help=spin_help)
+    p.add_argument("--pause", type=float, default=0.0, help="seconds slept (untimed) before each timed forward")
     args = p.parse_args()
     if args.processes > 1:
         repeat_in_processes(args)
@@ -164,7 +179,9 @@ def main() -> None:
     for name, overrides in selected_models(args.only).items():
         model = build_student(load_config(overrides=overrides).model).eval()
         wrappers[name] = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
-    times, load_before, load_after = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
+    times, load_before, load_after = time_eager_and_ort(
+        wrappers, (h, w), args.threads, args.warmup, args.runs, spin=args.spin, pause_s=args.pause
+    )
     ref = REFERENCE
     rows = []
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {cpu_description()}, {args.runs} interleaved rounds, "
@@ -182,7 +199,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after],
-                "cpu": cpu_description()}  # fmt: skip
+                "cpu": cpu_description(), "ort_spin": args.spin, "pause_s": args.pause,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}  # fmt: skip
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
 
 
@@ -197,6 +215,7 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
                    "--runs", str(args.runs), "--warmup", str(args.warmup), "--json", str(out)]  # fmt: skip
             if args.only:
                 cmd += ["--only", *map(str, args.only)]
+            cmd += ["--pause", str(args.pause)] + (["--spin"] if args.spin else [])
             print(f"process {i + 1}/{args.processes}", flush=True)
             subprocess.run(cmd, check=True)
             runs.append(json.loads(out.read_text()))
@@ -213,7 +232,7 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
         print(f"{row['backend']:9s} {row['model']:46s} {row['median_ms']:8.1f} ms  "
               f"x{row['ratio_to_fastdepth']:.2f} [{min(ratios):.2f}-{max(ratios):.2f}] FastDepth")  # fmt: skip
     if args.json:
-        meta = {k: runs[0][k] for k in ("size", "threads", "runs", "cpu")}
+        meta = {k: runs[0][k] for k in ("size", "threads", "runs", "cpu", "ort_spin", "pause_s", "omp_wait_policy")}
         load = [run["load"] for run in runs]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**meta, "processes": args.processes, "load": load, "rows": rows}, indent=1))

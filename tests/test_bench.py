@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -105,3 +106,16 @@ def test_interleaved_rounds_run_every_callable_once_in_a_seeded_random_order():
     assert all(sorted(order) == list("abcd") for order in orders)
     assert len(set(orders)) > 3  # not one fixed order
     assert rounds(0) == orders  # reproducible
+
+
+def test_pause_is_slept_before_each_call_and_not_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pause_s`` lets busy-waiting thread pools go idle between models; the sleep is outside the timed interval."""
+    from disdepth.deploy import bench
+
+    events: list[str] = []
+    monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(f"sleep {s}"))
+    fns = {name: (lambda name=name: events.append(name)) for name in "ab"}
+    times = bench.time_interleaved(fns, warmup=1, runs=3, pause_s=0.25)
+    timed = events[2:]  # the warm-up round does not pause
+    assert timed[0::2] == ["sleep 0.25"] * 6 and sorted(timed[1::2]) == sorted("ab" * 3)
+    assert all(t < 100.0 for ts in times.values() for t in ts)  # ms: no sleep inside

@@ -84,7 +84,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def time_interleaved(
-    fns: dict[Key, Callable[[], Any]], warmup: int, runs: int, seed: int = 0
+    fns: dict[Key, Callable[[], Any]], warmup: int, runs: int, seed: int = 0, pause_s: float = 0.0
 ) -> dict[Key, list[float]]:
     """Wall times (ms) of each zero-argument callable, alternating between them on every run.
 
@@ -92,6 +92,9 @@ def time_interleaved(
     shared machine; timing one after another lets machine drift decide the comparison. Each round runs them in a new
     random order (seeded): in a fixed order, what ran just before a model (its memory left behind, the caches) biased
     it steadily — an identical copy of a student measured 0.88x and 1.20x its original in one fixed-order run.
+
+    ``pause_s`` sleeps that long before each timed call (not timed), so that thread pools which busy-wait after a run
+    (ONNX Runtime's default, OpenMP's) have gone idle before the next callable starts, instead of taking its cores.
     """
     order = list(fns)
     rng = random.Random(seed)
@@ -103,6 +106,8 @@ def time_interleaved(
         rng.shuffle(order)
         for name in order:
             fn = fns[name]
+            if pause_s:
+                time.sleep(pause_s)
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1000.0)
