@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from student_latency import time_eager_and_ort  # noqa: E402
 
 from disdepth.config import load_config  # noqa: E402
+from disdepth.deploy.bench import cpu_description  # noqa: E402
 from disdepth.deploy.export import DepthOnly  # noqa: E402
 from disdepth.models.lgconv import GlobalBranch  # noqa: E402
 from disdepth.models.student import build_student  # noqa: E402
@@ -96,7 +97,8 @@ def main() -> None:
                   f"[{rows[-1]['ratio_p10']:.3f}-{rows[-1]['ratio_p90']:.3f}] {reference}")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after]}
+        meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after],
+                "cpu": cpu_description()}  # fmt: skip
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
 
 
