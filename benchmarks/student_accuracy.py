@@ -109,8 +109,8 @@ ARCHS = {
         "U-Net 96/48/24/12 (bilinear) + LG-Conv at stride 32 only (the default policy)",
         ["model.decoder_channels=[96,48,24,12]", B, "model.lgconv.enabled=true", "model.lgconv.strides=[32]"],
     ),
-    # The default decoder on MobileNetV4-conv-small (timm ImageNet weights exist, unlike MobileNetV3-Large-0.75's):
-    # 0.77x the default's ONNX Runtime time at 2 threads in an untrained screen.
+    # The default decoder on MobileNetV4-conv-small (timm ImageNet weights exist, unlike MobileNetV3-Large-0.75's),
+    # and a wider one on it: 0.55x and 0.64x FastDepth on ONNX Runtime at 2 threads, the default 0.63x (README).
     "mnv4s": (
         "U-Net 96/48/24/12, nearest upsampling, MobileNetV4-conv-small encoder",
         [

@@ -112,10 +112,13 @@ def test_pause_is_slept_before_each_call_and_not_timed(monkeypatch: pytest.Monke
     """``pause_s`` lets busy-waiting thread pools go idle between models; the sleep is outside the timed interval."""
     from disdepth.deploy import bench
 
+    fns = {name: (lambda: None) for name in "ab"}
+    times = bench.time_interleaved(fns, warmup=1, runs=2, pause_s=0.05)
+    assert all(t < 40.0 for ts in times.values() for t in ts)  # ms: a 50 ms sleep inside would show
+
     events: list[str] = []
     monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(f"sleep {s}"))
     fns = {name: (lambda name=name: events.append(name)) for name in "ab"}
-    times = bench.time_interleaved(fns, warmup=1, runs=3, pause_s=0.25)
+    bench.time_interleaved(fns, warmup=1, runs=3, pause_s=0.25)
     timed = events[2:]  # the warm-up round does not pause
     assert timed[0::2] == ["sleep 0.25"] * 6 and sorted(timed[1::2]) == sorted("ab" * 3)
-    assert all(t < 100.0 for ts in times.values() for t in ts)  # ms: no sleep inside
