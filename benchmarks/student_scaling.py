@@ -3,7 +3,10 @@
 python benchmarks/student_scaling.py --threads 1 --runs 10 --json benchmarks/results/student_scaling.json
 
 Latency: every (model, size, backend) timed round-robin in one process (``--runs`` rounds after one warm-up),
-batch 1, fp32, CPU, so drift hits all sizes alike. Memory: the peak resident set size (``VmHWM``) that one eager
+batch 1, fp32, CPU, so drift hits all sizes alike. Three backends, as a user meets them: eager PyTorch as trained,
+eager as ``disdepth predict`` runs it (``optimize_for_inference``: the decoder's upsampling fused, BatchNorm folded,
+channels-last), and ONNX Runtime on a fixed-size graph per size, as ``disdepth export --size`` writes it (with the
+same fusion; a ``--dynamic`` graph is not fused). Memory: the peak resident set size (``VmHWM``) that one eager
 forward adds over the built model, measured in a fresh subprocess per (model, size) so earlier, larger runs do not
 hide it. Random weights (neither figure depends on them).
 """
@@ -22,8 +25,9 @@ from pathlib import Path
 import torch
 
 from disdepth.config import load_config
-from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.bench import cpu_description, time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
+from disdepth.deploy.inference import optimize_for_inference
 from disdepth.models.student import build_student
 
 SIZES = [(240, 320), (480, 640), (720, 960), (960, 1280)]
@@ -74,17 +78,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, overrides) in enumerate(MODELS.items()):
             wrapper = wrapper_of(overrides)
-            path = Path(tmp) / f"m{i}.onnx"
-            export_onnx(wrapper, path, SIZES[0], dynamic=True)  # one graph, every size
-            session = ort_session(path, args.threads)
+            optimized, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96))
+            if not ok:
+                raise RuntimeError(f"optimize_for_inference changed the output of {name}")
             for size in SIZES:
+                path = Path(tmp) / f"m{i}_{size[0]}x{size[1]}.onnx"
+                export_onnx(wrapper, path, size)  # fixed size, as `disdepth export` writes it
+                session = ort_session(path, args.threads)
+                image = images[size]
+                image_nhwc = image.contiguous(memory_format=torch.channels_last)
 
-                def eager(wrapper=wrapper, image=images[size]) -> None:
+                def eager(model=wrapper, x=image) -> None:
                     with torch.inference_mode():
-                        wrapper(image)
+                        model(x)
 
-                feed = images[size].numpy()
+                def eager_opt(model=optimized, x=image_nhwc) -> None:
+                    with torch.inference_mode():
+                        model(x)
+
+                feed = image.numpy()
                 fns[(name, size, "eager")] = eager
+                fns[(name, size, "eager_opt")] = eager_opt
                 fns[(name, size, "ort")] = lambda session=session, feed=feed: session.run(None, {"image": feed})
         load_before = os.getloadavg()
         times = time_interleaved(fns, 1, args.runs)
@@ -96,11 +110,13 @@ def main() -> None:
         for size in SIZES:
             cmd = [sys.executable, __file__, "--threads", str(args.threads), "--memory-of", name, *map(str, size)]
             peak = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip())
-            eager, ort = (statistics.median(times[(name, size, b)]) for b in ("eager", "ort"))
-            rows.append({"model": name, "size": list(size), "eager_ms": eager, "ort_ms": ort, "peak_mb": peak})
-            print(f"{name:46s} {size[0]:4d}x{size[1]:<4d} eager {eager:8.1f}  ORT {ort:8.1f}  +{peak:7.0f} MB")
+            eager, opt, ort = (statistics.median(times[(name, size, b)]) for b in ("eager", "eager_opt", "ort"))
+            rows.append({"model": name, "size": list(size), "eager_ms": eager, "eager_opt_ms": opt, "ort_ms": ort,
+                         "peak_mb": peak})  # fmt: skip
+            print(f"{name:46s} {size[0]:4d}x{size[1]:<4d} eager {eager:8.1f}  optimised {opt:8.1f}  ORT {ort:8.1f}  "
+                  f"+{peak:7.0f} MB")  # fmt: skip
     if args.json:
-        meta = {"threads": args.threads, "runs": args.runs, "load": [load_before, load_after]}
+        meta = {"threads": args.threads, "runs": args.runs, "load": [load_before, load_after], "cpu": cpu_description()}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
 
