@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from disdepth.config import load_config
-from disdepth.deploy.bench import cpu_description, time_interleaved
+from disdepth.deploy.bench import cpu_description, inference_forward, time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
 from disdepth.deploy.inference import optimize_for_inference
 from disdepth.models.student import build_student
@@ -116,13 +116,6 @@ def time_eager_and_ort(
     image_nhwc = image.contiguous(memory_format=torch.channels_last)
     feed = image.numpy()
 
-    def eager(wrapper: nn.Module, x: torch.Tensor):
-        def run() -> None:
-            with torch.inference_mode():
-                wrapper(x)
-
-        return run
-
     def optimized(name: str, wrapper: nn.Module) -> nn.Module:
         model, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96), fuse_upsampling=name != UNFUSED)
         if not ok:
@@ -139,8 +132,8 @@ def time_eager_and_ort(
             path = Path(tmp) / f"m{i}.onnx"
             export_onnx(wrapper, path, size, fuse_upsampling=name != UNFUSED)
             sessions[name] = ort_session(path, threads, spin=spin)  # not spinning by default: see ort_session
-        fns = {("eager", n): eager(m, image) for n, m in wrappers.items()}
-        fns.update({("eager_opt", n): eager(optimized(n, m), image_nhwc) for n, m in wrappers.items()})
+        fns = {("eager", n): inference_forward(m, image) for n, m in wrappers.items()}
+        fns.update({("eager_opt", n): inference_forward(optimized(n, m), image_nhwc) for n, m in wrappers.items()})
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
         load_before = os.getloadavg()
         times = time_interleaved(fns, warmup, runs, pause_s=pause_s)
@@ -182,12 +175,11 @@ def main() -> None:
     times, load_before, load_after = time_eager_and_ort(
         wrappers, (h, w), args.threads, args.warmup, args.runs, spin=args.spin, pause_s=args.pause
     )
-    ref = REFERENCE
     rows = []
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {cpu_description()}, {args.runs} interleaved rounds, "
           f"median [p10-p90] ms; load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     for backend in ("eager", "eager_opt", "ort"):
-        base = statistics.median(times[(backend, ref)])
+        base = statistics.median(times[(backend, REFERENCE)])
         for name in wrappers:
             t = sorted(times[(backend, name)])
             med, p10, p90 = statistics.median(t), t[len(t) // 10], t[(len(t) * 9) // 10]

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from disdepth.config import load_config
-from disdepth.deploy.bench import cpu_description, time_interleaved
+from disdepth.deploy.bench import cpu_description, inference_forward, time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
 from disdepth.deploy.inference import optimize_for_inference
 from disdepth.models.student import build_student
@@ -86,19 +86,11 @@ def main() -> None:
                 export_onnx(wrapper, path, size)  # fixed size, as `disdepth export` writes it
                 session = ort_session(path, args.threads)
                 image = images[size]
-                image_nhwc = image.contiguous(memory_format=torch.channels_last)
-
-                def eager(model=wrapper, x=image) -> None:
-                    with torch.inference_mode():
-                        model(x)
-
-                def eager_opt(model=optimized, x=image_nhwc) -> None:
-                    with torch.inference_mode():
-                        model(x)
-
                 feed = image.numpy()
-                fns[(name, size, "eager")] = eager
-                fns[(name, size, "eager_opt")] = eager_opt
+                fns[(name, size, "eager")] = inference_forward(wrapper, image)
+                fns[(name, size, "eager_opt")] = inference_forward(
+                    optimized, image.contiguous(memory_format=torch.channels_last)
+                )
                 fns[(name, size, "ort")] = lambda session=session, feed=feed: session.run(None, {"image": feed})
         load_before = os.getloadavg()
         times = time_interleaved(fns, 1, args.runs)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from disdepth.config import load_config
-from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.bench import inference_forward, time_interleaved
 from disdepth.models.student import build_student
 from disdepth.teachers.build import build_teacher
 
@@ -85,15 +85,8 @@ def main() -> None:
     models = {n: build(n, path, o, False) for n, (path, o) in STUDENTS.items()}
     models.update({n: build(n, path, o, True) for n, (path, o) in TEACHERS.items()})
 
-    def forward(model: nn.Module):
-        def run() -> None:
-            with torch.inference_mode():
-                model(image)
-
-        return run
-
     load_before = os.getloadavg()
-    times = time_interleaved({n: forward(m) for n, m in models.items()}, 1, args.runs)
+    times = time_interleaved({n: inference_forward(m, image) for n, m in models.items()}, 1, args.runs)
     load_after = os.getloadavg()
     medians = {n: statistics.median(t) for n, t in times.items()}
     print(f"{h}x{w}, batch 1, fp32, eager, {args.threads} thread(s), {args.runs} interleaved rounds, median ms; "

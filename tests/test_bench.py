@@ -122,3 +122,15 @@ def test_pause_is_slept_before_each_call_and_not_timed(monkeypatch: pytest.Monke
     bench.time_interleaved(fns, warmup=1, runs=3, pause_s=0.25)
     timed = events[2:]  # the warm-up round does not pause
     assert timed[0::2] == ["sleep 0.25"] * 6 and sorted(timed[1::2]) == sorted("ab" * 3)
+
+
+def test_inference_forward_runs_the_model_once_in_inference_mode() -> None:
+    from disdepth.deploy.bench import inference_forward
+
+    seen: list[bool] = []
+    model = nn.Identity()
+    model.register_forward_hook(lambda m, i, o: seen.append(torch.is_inference_mode_enabled()))
+    run = inference_forward(model, torch.zeros(1, 3, 4, 4))
+    assert seen == [] and not torch.is_inference_mode_enabled()
+    run()
+    assert seen == [True] and not torch.is_inference_mode_enabled()

@@ -114,6 +114,17 @@ def time_interleaved(
     return times
 
 
+def inference_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], None]:
+    """A zero-argument callable for :func:`time_interleaved`: one forward of ``model`` on ``image`` (B, 3, H, W) in
+    ``torch.inference_mode``, entered per call so that ONNX Runtime callables timed beside it run outside it."""
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(image)
+
+    return run
+
+
 def _optimized(model: nn.Module) -> nn.Module | None:
     """The student as ``DepthPredictor`` runs it on the CPU, or None (not a student, or the optimisation did not keep
     its output: then ``predict`` runs it unchanged, which the plain column already times)."""

@@ -30,7 +30,7 @@ from torch import nn
 
 import disdepth
 from disdepth.data.synthetic import render_sample
-from disdepth.deploy.bench import time_interleaved
+from disdepth.deploy.bench import inference_forward, time_interleaved
 from disdepth.deploy.inference import depth_of, optimize_for_inference
 from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
 from disdepth.models.student import DepthStudent
@@ -217,18 +217,11 @@ def latency(session, wrapper: nn.Module, height: int, width: int, warmup: int = 
     x = torch.rand(1, 3, height, width)
     feed = {"image": x.numpy()}
 
-    def eager(model: nn.Module, image: torch.Tensor):
-        def run() -> None:
-            with torch.inference_mode():
-                model(image)
-
-        return run
-
-    fns = {"eager": eager(wrapper, x), "ort": lambda: session.run(None, feed)}
+    fns = {"eager": inference_forward(wrapper, x), "ort": lambda: session.run(None, feed)}
     if isinstance(getattr(wrapper, "model", None), DepthStudent):
         optimized, ok = optimize_for_inference(wrapper, torch.rand(1, 3, 64, 96))
         if ok:
-            fns["eager_opt"] = eager(optimized, x.contiguous(memory_format=torch.channels_last))
+            fns["eager_opt"] = inference_forward(optimized, x.contiguous(memory_format=torch.channels_last))
     times = time_interleaved(fns, warmup, runs)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
