@@ -65,7 +65,14 @@ EXTRA_ROWS = [
     ("disdepth_soft", "full DisDepth, magnitude attention (--soft-tau, --soft-floor)"),
     ("disdepth_unlabelled", "full DisDepth + response KD, + unlabelled synthetic scenes (--unlabelled)"),
     ("response_unlabelled", "response KD only, + unlabelled synthetic scenes (--unlabelled)"),
+    ("disdepth_ghost", "full DisDepth + ghost loss (--ghost-weight)"),
+    ("ghost_only", "ghost loss alone (LG-Conv student, no feature KD; --ghost-only)"),
 ]
+# Rows distilled from the acclimated teacher or from the teacher itself: the gap diagnostics measure them against
+# the LG-Conv student (the KD start, B) and the teacher (T) on the same held-out frames.
+GAP_BASE = "lgconv"
+# Stages --reuse-from may link (the ones a KD probe does not change).
+REUSABLE = ("baseline", "lgconv", "acclimate")
 FEW_ROWS = [
     ("few_baseline", "few labels: baseline student (labelled part only)"),
     ("few_response", "few labels: response KD (all frames, teacher depth where unlabelled)"),
@@ -285,6 +292,12 @@ def run_seed(
         stage("disdepth_response", distill_stage, cfg)
     if args.few_label:
         few_label_rows(args, seed, stage, train, kd, disdepth)
+    if args.ghost_weight > 0:  # the ghost loss (docs/distillation.md): the DisDepth row + it, and it alone
+        ghost = f"distill.ghost_weight={args.ghost_weight}"
+        stage("disdepth_ghost", distill_stage, load_config(overrides=[*disdepth, ghost], base=base_config(args, seed)))
+        if args.ghost_only:
+            cfg = load_config(overrides=[*kd, ghost, "distill.feature_weight=0"], base=base_config(args, seed))
+            stage("ghost_only", distill_stage, cfg)
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
@@ -369,15 +382,23 @@ def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
 def save_runs(per_seed: dict[int, dict], teacher: dict | None, args) -> Path:
     """The per-run results (metrics, per-image errors, seed, wall time; no checkpoints) under
     benchmarks/results/distill_ablation/<out folder name>/, so the tables survive a new machine."""
-    folder = RESULTS / args.out.name
+    folder = results_folder(args)
     folder.mkdir(parents=True, exist_ok=True)
     if teacher is not None:
         (folder / "teacher.json").write_text(json.dumps(teacher, indent=1, default=float))
     for seed, rows in per_seed.items():
         for key, result in rows.items():
             record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step", "curve")}}
+            if result.get("gap") is not None:  # the stage's own gap diagnostics (pipeline/stages.py)
+                record["gap"] = result["gap"]
             (folder / f"{key}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
     return folder
+
+
+def results_folder(args) -> Path:
+    """Where an invocation's JSONs go: ``--results-dir`` (under benchmarks/results/distill_ablation/), else the
+    --out folder's name there."""
+    return RESULTS / (args.results_dir or args.out.name)
 
 
 def load_runs(folder: Path) -> tuple[dict[int, dict], dict | None]:
@@ -438,6 +459,77 @@ def summarise(per_seed: dict[int, dict]) -> tuple[str, dict]:
                                                                  "ci95": [change.low, change.high]}}  # fmt: skip
             lines.append(f"| {label} ({who}) | {_cells(vals)} | {change.format()} | |")
     return "\n".join(lines), table
+
+
+def gap_share_interval(
+    base: np.ndarray, model: np.ndarray, teacher: np.ndarray, n_boot: int = 10000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(B - X) / (B - T)`` of the means (retained / closed) with a bootstrap interval.
+
+    Args:
+        base, model, teacher: (seeds, images) per-image abs_rel of B, X and T on the same images (same order).
+
+    Returns:
+        (share, low, high); seeds and images are resampled together, the same draw for all three (as
+        :func:`~disdepth.eval.stats.paired_bootstrap` does), so the interval holds both sources of variation.
+    """
+    b, x, t = (np.asarray(a, np.float64) for a in (base, model, teacher))
+    if not b.shape == x.shape == t.shape or b.ndim != 2:
+        raise ValueError(f"B, X and T must all be (seeds, images), got {b.shape}, {x.shape}, {t.shape}")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, b.shape[0], size=(n_boot, b.shape[0]))
+    images = rng.integers(0, b.shape[1], size=(n_boot, b.shape[1]))
+    means = np.array([[a[s][:, i].mean() for a in (b, x, t)] for s, i in zip(seeds, images, strict=True)])
+    draws = (means[:, 0] - means[:, 1]) / (means[:, 0] - means[:, 2])
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
+    return float((b.mean() - x.mean()) / (b.mean() - t.mean())), float(low), float(high)
+
+
+def gap_summary(per_seed: dict[int, dict]) -> tuple[str, dict]:
+    """Teacher-student gap diagnostics over seeds: B = the LG-Conv student (the KD start), T = the teacher before
+    acclimation, G = the ghost decoder on acclimated features, S = each KD row; *retained* = (B - G) / (B - T),
+    *closed* = (B - S) / (B - T) of the mean abs_rel, with 95 % bootstrap intervals over images and seeds.
+    Empty when a seed lacks the LG-Conv or acclimation stage."""
+    runs = list(per_seed.values())
+    if not runs or not all(GAP_BASE in r and "acclimate" in r for r in runs):
+        return "", {}
+    base = per_image_errors(per_seed, GAP_BASE)
+    teacher = per_image_matrix([r["acclimate"]["metrics"]["teacher_before"] for r in runs])
+    after = [r["acclimate"]["metrics"]["teacher_after"]["abs_rel"] for r in runs]
+    ghost = per_image_matrix([r["acclimate"]["metrics"]["ghost"] for r in runs])
+
+    def per_seed_share(x: np.ndarray) -> list[float]:
+        return [float((b.mean() - v.mean()) / (b.mean() - t.mean())) for b, v, t in zip(base, x, teacher, strict=True)]
+
+    out: dict = {
+        "base_row": GAP_BASE,
+        "base_abs_rel": base.mean(1).tolist(),
+        "teacher_abs_rel": teacher.mean(1).tolist(),
+        "teacher_after_abs_rel": after,
+        "gap_pct": float(100.0 * (1.0 - teacher.mean() / base.mean())),
+    }
+    share, low, high = gap_share_interval(base, ghost, teacher)
+    out["retained"] = {"mean": share, "ci95": [low, high], "per_seed": per_seed_share(ghost)}
+    lines = [
+        f"Teacher-student gap: B ({GAP_BASE}) abs_rel {base.mean():.4f}, teacher {teacher.mean():.4f} before / "
+        f"{statistics.mean(after):.4f} after acclimation: the teacher is {out['gap_pct']:.0f} % better.",
+        "",
+        "| | abs_rel | share of the gap, 95 % CI (images x seeds) | per seed |",
+        "|---|---|---|---|",
+        f"| retained: ghost decoder on acclimated features | {ghost.mean():.4f} | {share:+.2f} [{low:+.2f}, "
+        f"{high:+.2f}] | {' / '.join(f'{v:+.2f}' for v in out['retained']['per_seed'])} |",
+    ]
+    out["closed"] = {}
+    for key, label in [*ROWS, *EXTRA_ROWS]:
+        if key in ("baseline", GAP_BASE) or not all(key in r for r in runs):
+            continue
+        x = per_image_errors(per_seed, key)
+        share, low, high = gap_share_interval(base, x, teacher)
+        out["closed"][key] = {"mean": share, "ci95": [low, high], "per_seed": per_seed_share(x)}
+        lines.append(f"| closed: {label} | {x.mean():.4f} | {share:+.2f} [{low:+.2f}, {high:+.2f}] | "
+                     f"{' / '.join(f'{v:+.2f}' for v in out['closed'][key]['per_seed'])} |")  # fmt: skip
+    return "\n".join(lines), out
 
 
 def main() -> None:
@@ -511,9 +603,27 @@ def main() -> None:
     )
     p.add_argument("--response-weight", type=float, default=1.0, help="response KD weight of its rows")
     p.add_argument(
+        "--ghost-weight", type=float, default=0.0, help="> 0: add the row full DisDepth + ghost loss of this weight"
+    )
+    p.add_argument("--ghost-only", action="store_true", help="with --ghost-weight: also the ghost loss alone")
+    p.add_argument(
+        "--reuse-stages", nargs="*", default=["baseline", "lgconv"], choices=list(REUSABLE),
+        help="which stages --reuse-from links (acclimate only when its settings are this run's too)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reuse-from",
+        type=Path,
+        default=None,
+        help="another --out folder whose finished baseline / lgconv / acclimate stages (per seed) this one links to "
+        "instead of retraining them; the pipeline's reuse rule still refuses one made with other settings",
+    )
+    p.add_argument(
         "--few-label", type=float, default=0.0, help="also run the few-label regime with this fraction labelled"
     )
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--results-dir", default="", help="folder under benchmarks/results/distill_ablation/ (default: --out name)"
+    )
     p.add_argument(
         "--from-results",
         type=Path,
@@ -576,6 +686,8 @@ def main() -> None:
         unlabelled = extra_synthetic(
             args.unlabelled, tuple(args.size), args.out / "data", UNLABELLED_SCENE_OFFSET, "unlabelled"
         )
+    if args.reuse_from is not None:
+        link_stages(args.reuse_from, args.out, args.seeds, tuple(args.reuse_stages))
     per_seed = {}
     for seed in args.seeds:
         per_seed[seed] = run_seed(args, seed, args.out, train, test, teacher["checkpoint"], info, unlabelled)
@@ -610,6 +722,17 @@ def main() -> None:
     print(write_table(folder))
 
 
+def link_stages(source: Path, out: Path, seeds: list[int], keys: tuple[str, ...] = REUSABLE) -> None:
+    """Symlink ``source``'s finished per-seed stages ``keys`` into ``out`` (absent there only): probes that change
+    only later stages share one baseline, LG-Conv student and (if its settings match) acclimation."""
+    for seed in seeds:
+        for key in keys:
+            src, dst = (source / f"seed{seed}" / key).resolve(), out / f"seed{seed}" / key
+            if stage_done(src) is not None and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(src, target_is_directory=True)
+
+
 def teacher_recipe(tdir: Path) -> dict | None:
     """How the teacher of ``tdir`` was made (``recipe.json``, written when it was trained), or None if not recorded."""
     path = tdir / "recipe.json"
@@ -626,7 +749,7 @@ def score_teacher(tdir: Path, teacher: dict, held_out: Dataset, info: dist.DistI
     recipe = teacher_recipe(tdir)
     name = tdir.parent.name if tdir.name == "teacher" else tdir.name  # runs/NAME/teacher -> NAME
     record = {"stage": "teacher", "teacher": name, "split": args.split, "metrics": metrics, "recipe": recipe}
-    folder = RESULTS / args.out.name
+    folder = results_folder(args)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}_on_{args.split}.json").write_text(json.dumps(record, indent=1, default=float))
     print("teacher on", args.split, json.dumps({k: metrics[k] for k in ("abs_rel", "rmse", "d1")}), flush=True)
@@ -636,8 +759,17 @@ def render_table(folder: Path) -> str:
     """The markdown of a results folder: ``header.txt`` and the table of its per-run JSONs."""
     per_seed, _ = load_runs(folder)
     text, _ = summarise(per_seed)
+    gap, numbers = gap_summary(per_seed)
+    if numbers:  # the numbers beside the table, for the docs and for comparisons between folders
+        (folder / "gap.json").write_text(json.dumps(numbers, indent=1))
     header = folder / "header.txt"
-    return (header.read_text().strip() if header.is_file() else "") + "\n\n" + text + "\n"
+    return (
+        (header.read_text().strip() if header.is_file() else "")
+        + "\n\n"
+        + text
+        + "\n"
+        + ("\n" + gap + "\n" if gap else "")
+    )
 
 
 def write_table(folder: Path) -> str:

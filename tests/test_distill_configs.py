@@ -74,7 +74,7 @@ def test_config_resolves_and_runs_one_acclimate_and_distill_step(path, tmp_path)
     assert cfg.distill.levels and cfg.acclimate.ghost_init in ("baseline", "fresh")
     cfg = load_config(path, [*SHRINK, "pipeline.teacher.steps=1", "pipeline.acclimate.steps=1"])
     results = run_stages(cfg, tmp_path)
-    assert set(results["acclimate"]["metrics"]) == {"teacher_before", "teacher_after", "ghost"}
+    assert set(results["acclimate"]["metrics"]) == {"teacher_before", "teacher_after", "ghost", "baseline"}
     out = results["distill"]
     assert Path(out["checkpoint"]).is_file() and out["step"] == 1
 

@@ -280,6 +280,11 @@ class DistillConfig:
     # validation scenes in both comparisons we ran (docs/distillation.md, "Choosing the settings").
     standardize: bool = True
     response_weight: float = 0.0  # response KD: SILog(student depth, teacher depth) on all pixels
+    # Ghost loss: the student's own encoder pyramid read by the acclimation's frozen ghost decoder, SILog to the
+    # ground truth (the teacher's depth on images without it; "teacher": on every image), so the student's
+    # features must *decode* like the acclimated ones, not only look like them. 0 = off. Needs an acclimated teacher.
+    ghost_weight: float = 0.0
+    ghost_target: Literal["gt", "teacher"] = "gt"
     # Unlabelled images (docs/distillation.md, "Unlabelled images"): a CSV index with an ``rgb`` column (any depth
     # column is ignored), paths relative to ``unlabelled_root`` or the CSV's folder. They carry the KD losses
     # (feature and response) only; ``unlabelled_fraction`` of every epoch is drawn from them (0.5 = one per
@@ -659,6 +664,7 @@ def _range_problems(cfg: Config) -> list[str]:
             _finite(dc.response_weight) and dc.response_weight >= 0,
             "finite and >= 0",
         ),
+        ("distill.ghost_weight", dc.ghost_weight, _finite(dc.ghost_weight) and dc.ghost_weight >= 0, "finite and >= 0"),
         ("distill.attention_floor", dc.attention_floor, 0 <= dc.attention_floor <= 1, "in [0, 1]"),
         ("distill.unlabelled_fraction", dc.unlabelled_fraction, 0 <= dc.unlabelled_fraction < 1, "in [0, 1)"),
         (

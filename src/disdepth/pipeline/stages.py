@@ -40,6 +40,7 @@ from disdepth.tasks.acclimation import (
     TeacherDepth,
     acclimated_state,
     build_acclimated,
+    gap_report,
     load_acclimated,
 )
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
@@ -225,6 +226,8 @@ def acclimate_stage(
             log.warning("acclimate.ghost_init=fresh with a frozen ghost decoder: it cannot read depth; set train_ghost")
     model = build_acclimated(cfg, teacher, student, train=True)
     before = score(TeacherDepth(teacher, model.input_spec).eval(), val_set, cfg, info)[0] if val_set else {}
+    # B of the gap diagnostics: the trained student whose decoder the ghost copies (a fresh one has no score).
+    baseline = score(student.eval(), val_set, cfg, info)[0] if val_set and ac.ghost_init == "baseline" else {}
     tc = cfg.train
     anchor = FrozenEncoder(student.encoder) if ac.anchor_weight > 0 else None  # the baseline's own features
     task = AcclimationTask(
@@ -238,12 +241,32 @@ def acclimate_stage(
         return {"stage": "acclimate", "interrupted": True, "step": res.step}
     model.eval()
     after = score(TeacherDepth(teacher, model.input_spec).eval(), val_set, cfg, info)[0] if val_set else {}
-    metrics = {"teacher_before": before, "teacher_after": after, "ghost": res.last_metrics}
+    metrics = {"teacher_before": before, "teacher_after": after, "ghost": res.last_metrics, "baseline": baseline}
     if info.is_main:
         save_checkpoint(acclimated_state(model, cfg, metrics), run_dir / "acclimated.pt")
     out = _stage_result("acclimate", res, start, run_dir / "acclimated.pt")
     out["metrics"] = metrics
+    out["gap"] = gap_report(metrics)
+    log.info("acclimate: gap %s", {k: v for k, v in out["gap"].items() if k != "metric"})
     return write_result(run_dir, out, info)
+
+
+def distill_gap(cfg: Config, student: dict | None) -> dict | None:
+    """The gap diagnostics of a distilled student (``closed``; ``retained`` as the acclimation measured it).
+
+    B, G and T come from the acclimation report inside ``distill.acclimated_checkpoint``, so they are only known
+    with one, and only used when they were scored on the very frames the student was (same per-image ids).
+    """
+    path = cfg.distill.acclimated_checkpoint
+    if not path or not student:
+        return None
+    metrics = read_checkpoint(path)["extra"].get("metrics") or {}
+    ids = set(student.get("per_image", {}))
+    scored = {k: v for k, v in metrics.items() if v}
+    same = {k: v for k, v in scored.items() if set(v.get("per_image", {})) == ids}
+    if len(same) < len(scored):
+        log.warning("distill: the acclimation was scored on other frames; its gap diagnostics are left out")
+    return gap_report(same, student)
 
 
 def cache_enabled(cfg: Config) -> bool:
@@ -307,7 +330,8 @@ def build_distillation(cfg: Config, train_set: Dataset | None = None) -> Distill
     scale = tc.encoder_lr_scale if cfg.model.pretrained != "none" else 1.0
     return DistillationTask(
         model, targets, scale, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize,
-        dc.response_weight, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight,
+        dc.response_weight, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight, dc.ghost_weight,
+        dc.ghost_target,
     )  # fmt: skip
 
 
@@ -329,7 +353,12 @@ def distill_stage(
                 info=info)  # fmt: skip
     if res.interrupted:
         return {"stage": "distill", "interrupted": True, "step": res.step}
-    return write_result(run_dir, _stage_result("distill", res, start, run_dir / "checkpoints" / "last.pt"), info)
+    out = _stage_result("distill", res, start, run_dir / "checkpoints" / "last.pt")
+    gap = distill_gap(cfg, res.last_metrics)
+    if gap is not None:
+        out["gap"] = gap
+        log.info("distill: gap %s", {k: v for k, v in gap.items() if k != "metric"})
+    return write_result(run_dir, out, info)
 
 
 def add_unlabelled(cfg: Config, train_set: Dataset) -> Dataset:

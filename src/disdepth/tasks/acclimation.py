@@ -279,6 +279,47 @@ def teacher_output(out: dict, teacher: Teacher) -> TeacherTarget:
     return TeacherTarget(out["teacher_depth"], out.get("teacher_relative"), teacher.input_spec.relative_space)
 
 
+def gap_share(base: float | None, model: float | None, teacher: float | None) -> float | None:
+    """Share of the teacher's lead over a student that ``model`` takes: ``(base - model) / (base - teacher)``.
+
+    All three are errors of the same kind on the same frames (abs_rel, lower is better). With ``model`` the ghost
+    decoder on acclimated features this is *retained* (how much of the lead acclimation keeps for the student's
+    decoder); with ``model`` the distilled student, *closed* (how much of it distillation moved the student). 1 = as
+    good as the teacher, 0 = no better than ``base``, negative = worse. None when an input is missing or not finite,
+    or when the teacher has no lead (``base - teacher <= 0``: the share has no meaning).
+    """
+    values = (base, model, teacher)
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    lead = base - teacher  # type: ignore[operator]
+    return (base - model) / lead if lead > 0 else None  # type: ignore[operator]
+
+
+def gap_report(metrics: dict, student: dict | None = None, metric: str = "abs_rel") -> dict:
+    """The teacher-student gap diagnostics of an acclimation's ``metrics`` (``acclimated.pt`` / its result.json).
+
+    Args:
+        metrics: {baseline, teacher_before, teacher_after, ghost}: summaries on the validation frames (any missing).
+        student: a distilled student's summary on the same frames, or None.
+
+    Returns:
+        {metric, baseline, teacher, teacher_after, ghost, retained[, student, closed]}: the values of ``metric`` (None
+        when missing); T is the teacher before acclimation, the one the user has (``teacher_after`` differs only
+        when ``acclimate.train_teacher``).
+    """
+
+    def value(part: dict | None) -> float | None:
+        return None if not part or metric not in part else float(part[metric])
+
+    b, t, g = value(metrics.get("baseline")), value(metrics.get("teacher_before")), value(metrics.get("ghost"))
+    out = {"metric": metric, "baseline": b, "teacher": t, "teacher_after": value(metrics.get("teacher_after"))}
+    out.update(ghost=g, retained=gap_share(b, g, t))
+    if student is not None:
+        s = value(student)
+        out.update(student=s, closed=gap_share(b, s, t))
+    return out
+
+
 class TeacherDepth(nn.Module):
     """View of a teacher that predicts from images normalised for ``spec`` (the student's), for evaluation.
 

@@ -368,6 +368,9 @@ class DistillationTask(Task):
         targets: the teacher side; None when no KD term is on.
         pretrained_lr_scale: learning-rate scale of the student encoder's ImageNet weights; 1 = none.
         feature_target, feature_weight, normalize, standardize, response_weight: ``distill.*`` (config.py).
+        ghost_weight, ghost_target: the ghost loss (``distill.ghost_*``): the student's encoder pyramid read by the
+            acclimated teacher's frozen ghost decoder, SILog to the ground truth ("gt"; the teacher's depth on
+            images without it) or to the teacher's depth on every image ("teacher"). Needs an acclimated teacher.
     """
 
     def __init__(
@@ -383,8 +386,15 @@ class DistillationTask(Task):
         variance_focus: float = 0.85,
         silog_scale: float = 10.0,
         chamfer_weight: float = 0.1,
+        ghost_weight: float = 0.0,
+        ghost_target: str = "gt",
     ) -> None:
         super().__init__()
+        if ghost_weight > 0 and (targets is None or not targets.acclimated):
+            raise ValueError("distill.ghost_weight > 0 needs the ghost decoder of distill.acclimated_checkpoint")
+        if ghost_target not in ("gt", "teacher"):
+            raise ValueError(f"distill.ghost_target: expected 'gt' or 'teacher', got {ghost_target!r}")
+        self.ghost_weight, self.ghost_target = ghost_weight, ghost_target
         self.model, self.targets, self.pretrained_lr_scale = model, targets, pretrained_lr_scale
         self.feature_target, self.feature_weight = feature_target, feature_weight
         self.normalize, self.standardize, self.response_weight = normalize, standardize, response_weight
@@ -405,7 +415,10 @@ class DistillationTask(Task):
         # An image without ground truth learns depth from the teacher: by response KD when it is on (every image),
         # else by this term, so no image is left with the KD terms alone.
         pseudo = self.targets is not None and self.response_weight == 0 and bool(todo.any())
-        if need_features or self.response_weight > 0 or pseudo:
+        ghost_teacher = self.ghost_weight > 0 and (self.ghost_target == "teacher" or bool(todo.any()))
+        if self.ghost_weight > 0 and not ghost_teacher:  # ground truth on every image: no teacher run needed
+            losses["ghost_depth"] = self.ghost_weight * self._ghost_loss(out, batch, None)
+        if need_features or self.response_weight > 0 or pseudo or ghost_teacher:
             target = self.targets(batch)
             depth_target = TeacherTarget(target["depth"], target.get("relative"), self.targets.space)
             if pseudo:
@@ -426,8 +439,32 @@ class DistillationTask(Task):
                 losses["response_kd"] = self.response_weight * loss_to_teacher(
                     out["depth"], depth_target, self.variance_focus, self.silog_scale
                 )
+            if ghost_teacher:
+                losses["ghost_depth"] = self.ghost_weight * self._ghost_loss(out, batch, depth_target)
         losses["loss"] = sum(losses.values())
         return losses
+
+    def _ghost_loss(self, out: dict, batch: dict, teacher: TeacherTarget | None) -> torch.Tensor:
+        """SILog of the frozen ghost decoder reading the student's own encoder pyramid (gradients reach the encoder).
+
+        The ghost decoder learnt, during acclimation, to read depth from the acclimated teacher features; feature KD
+        only asks the student's features to resemble those, this asks them to carry what the decoder reads. With
+        ``teacher`` (a (B, 1, H, W) metre target) images without ground truth (all images for ``ghost_target:
+        teacher``) are compared with the teacher's depth; the others with the ground truth.
+        """
+        image = batch["image"]
+        depth = self.targets.teacher.ghost(out["encoder_features"], tuple(image.shape[-2:]))["depth"]  # (B, 1, H, W)
+        gt, valid = batch["depth"], batch["valid"]
+        if teacher is None:
+            return silog_loss(resize_like(depth, gt), gt, valid, self.variance_focus, self.silog_scale)
+        rows = torch.ones_like(unlabelled(batch)) if self.ghost_target == "teacher" else unlabelled(batch)
+        loss = loss_to_teacher(depth[rows], teacher[rows], self.variance_focus, self.silog_scale)
+        if not bool(rows.all()):  # the labelled rest against the ground truth
+            keep = ~rows
+            loss = loss + silog_loss(
+                resize_like(depth[keep], gt[keep]), gt[keep], valid[keep], self.variance_focus, self.silog_scale
+            )
+        return loss
 
 
 def build_adapters(student_info: list, teacher_info: list, kd_strides: list[int]) -> nn.ModuleDict:
