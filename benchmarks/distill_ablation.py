@@ -532,6 +532,46 @@ def gap_summary(per_seed: dict[int, dict]) -> tuple[str, dict]:
     return "\n".join(lines), out
 
 
+def gap_study(folders: list[Path], reference: str = "disdepth") -> str:
+    """Markdown comparing results folders (probes that share seeds and held-out frames) on the gap diagnostics.
+
+    One line per probe with B, T (before / after acclimation) and *retained*; one per KD row with its abs_rel,
+    *closed* and the paired change of abs_rel against the ``reference`` row of the first folder (same seeds, same
+    images: a paired bootstrap over both), so a candidate is judged against the recipe it would replace."""
+    loaded = [(folder, load_runs(folder)[0]) for folder in folders]
+    ref_folder, ref_runs = loaded[0]
+    ref = per_image_errors(ref_runs, reference) if all(reference in r for r in ref_runs.values()) else None
+    probes = [
+        "| probe | seeds | B (LG-Conv student) | teacher before → after | gap | retained, 95 % CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [
+        f"| probe | row | abs_rel | closed, 95 % CI | per seed | paired Δ abs_rel vs {ref_folder.name} {reference} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for folder, per_seed in loaded:
+        _, gap = gap_summary(per_seed)
+        if not gap:
+            continue
+        r = gap["retained"]
+        before, after = statistics.mean(gap["teacher_abs_rel"]), statistics.mean(gap["teacher_after_abs_rel"])
+        probes.append(
+            f"| {folder.name} | {list(per_seed)} | {statistics.mean(gap['base_abs_rel']):.4f} | {before:.4f} → "
+            f"{after:.4f} | {gap['gap_pct']:.0f} % | {r['mean']:+.2f} [{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] |"
+        )
+        same_frames = list(per_seed) == list(ref_runs)
+        for key, c in gap["closed"].items():
+            x = per_image_errors(per_seed, key)
+            delta = ""
+            if ref is not None and same_frames and x.shape == ref.shape and (folder, key) != (ref_folder, reference):
+                delta = paired_bootstrap(x, ref).format()
+            rows.append(
+                f"| {folder.name} | {key} | {x.mean():.4f} | {c['mean']:+.2f} [{c['ci95'][0]:+.2f}, "
+                f"{c['ci95'][1]:+.2f}] | {' / '.join(f'{v:+.2f}' for v in c['per_seed'])} | {delta} |"
+            )
+    return "\n".join(probes) + "\n\n" + "\n".join(rows) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], default="sevenscenes")
@@ -625,6 +665,14 @@ def main() -> None:
         "--results-dir", default="", help="folder under benchmarks/results/distill_ablation/ (default: --out name)"
     )
     p.add_argument(
+        "--gap-study",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only print the gap-diagnostics comparison of these results folders (the first is the reference)",
+    )
+    p.add_argument("--gap-reference", default="disdepth", help="with --gap-study: the row the others are paired with")
+    p.add_argument(
         "--from-results",
         type=Path,
         default=None,
@@ -633,6 +681,9 @@ def main() -> None:
     args = p.parse_args()
     if args.from_results:
         print(write_table(args.from_results))
+        return
+    if args.gap_study:
+        print(gap_study(args.gap_study, args.gap_reference))
         return
     torch.set_num_threads(args.threads)
     info = dist.DistInfo.single()

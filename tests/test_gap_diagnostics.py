@@ -217,3 +217,32 @@ def test_ghost_loss_needs_an_acclimated_teacher_and_a_known_target():
         DistillationTask(model, None, feature_target="none", ghost_weight=1.0)
     with pytest.raises(ValueError, match="ghost_weight"):
         load_config(overrides=[*TINY, "distill.ghost_weight=-1"])
+
+
+def test_benchmark_gap_study_pairs_probes_on_the_same_frames(tmp_path):
+    module = _ablation()
+    ids = [f"i{k}" for k in range(6)]
+
+    def summary(values: list[float]) -> dict:
+        return {
+            "abs_rel": float(np.mean(values)),
+            "per_image": {i: {"abs_rel": v} for i, v in zip(ids, values, strict=True)},
+        }
+
+    def write(folder: Path, seed: int, row: str, metrics: dict) -> None:
+        folder.mkdir(exist_ok=True)
+        (folder / f"{row}_seed{seed}.json").write_text(json.dumps({"row": row, "seed": seed, "metrics": metrics}))
+
+    base = [0.30, 0.32, 0.28, 0.30, 0.31, 0.29]
+    teacher = [b - 0.1 for b in base]
+    for name, drop in (("ref", 0.02), ("better", 0.05)):
+        for seed in (0, 1):
+            write(tmp_path / name, seed, "lgconv", summary(base))
+            accl = {"teacher_before": summary(teacher), "teacher_after": summary(teacher), "ghost": summary(teacher)}
+            write(tmp_path / name, seed, "acclimate", accl)
+            write(tmp_path / name, seed, "disdepth", summary([b - drop for b in base]))
+    text = module.gap_study([tmp_path / "ref", tmp_path / "better"])
+    lines = [line for line in text.splitlines() if line.startswith("| better | disdepth")]
+    assert len(lines) == 1 and "+0.50" in lines[0]  # closed: 0.05 of the 0.1 gap
+    assert "-10.7 %" in lines[0]  # paired against ref's disdepth: mean(base - 0.05) / mean(base - 0.02) - 1
+    assert "| ref | disdepth" in text and "| ref | [0, 1] |" in text
