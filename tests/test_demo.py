@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from disdepth.cli import main
@@ -65,20 +66,39 @@ def test_quick_divides_every_stage_budget():
     assert quick_cfg.pipeline.teacher.lr == cfg.pipeline.teacher.lr > 0
 
 
-def test_kd_gain_sign_and_verdict():
-    entries = [
-        {"label": lb, "metrics": {"abs_rel": a, "rmse": 1.0, "d1": 0.5}, "params_m": 1.0, "gflops": 1.0,
-         "latency_ms": 1.0}
-        for lb, a in (("teacher", 0.1), ("baseline", 0.2), ("distilled", 0.19))
-    ]  # fmt: skip
-    assert demo.kd_gain(entries) == pytest.approx(-5.0)
-    entries[2]["metrics"]["abs_rel"] = 0.21
-    summary = {
-        "mode": "full", "preset": "indoor", "resolution": [72, 96], "n_train": 240, "test_images": 100,
-        "test_scenes": [400, 499], "protocol": "none", "caps": [1e-3, 10.0], "batch_size": 8,
-        "steps": {"teacher": 300}, "bench_hw": [240, 320], "threads": 2, "kd_gain_pct": demo.kd_gain(entries),
-    }  # fmt: skip
-    assert "did NOT beat the baseline" in demo.format_table(entries, summary)
+def _entries(distilled: list[float], baseline: list[float]) -> list[dict]:
+    def metrics(values: list[float]) -> dict:
+        per_image = {f"img{i}": {"abs_rel": v, "rmse": 10 * v, "d1": 1 - v} for i, v in enumerate(values)}
+        mean = float(np.mean(values))
+        return {"abs_rel": mean, "rmse": 10 * mean, "d1": 1 - mean, "per_image": per_image}
+
+    return [
+        {"label": lb, "metrics": metrics(v), "params_m": 1.0, "gflops": 1.0, "latency_ms": 1.0}
+        for lb, v in (("teacher", [0.1] * len(baseline)), ("baseline", baseline), ("distilled", distilled))
+    ]
+
+
+SUMMARY = {
+    "mode": "full", "preset": "indoor", "resolution": [72, 96], "n_train": 240, "test_images": 20,
+    "test_scenes": [400, 419], "protocol": "none", "caps": [1e-3, 10.0], "batch_size": 8,
+    "steps": {"teacher": 300}, "bench_hw": [240, 320], "threads": 2,
+}  # fmt: skip
+
+
+def test_kd_change_is_stated_with_its_interval_and_no_effect_when_it_contains_zero():
+    rng = np.random.default_rng(0)
+    baseline = list(0.2 + 0.05 * rng.random(20))
+    # Noise around the baseline, mean 2 % lower: the interval contains 0, so no claim is made.
+    noisy = [b * (0.98 + 0.3 * (rng.random() - 0.5)) for b in baseline]
+    entries = _entries(noisy, baseline)
+    table = demo.format_table(entries, {**SUMMARY, "kd_gain_pct": demo.kd_gain(entries)})
+    assert "abs_rel" in table and "no measurable effect" in table and "helped" not in table
+    assert "One seed" in table and "20 test images" in table
+    # Every image 5 % better: a measurable change in each metric, stated as better (δ1 higher is better).
+    entries = _entries([0.95 * b for b in baseline], baseline)
+    table = demo.format_table(entries, {**SUMMARY, "kd_gain_pct": demo.kd_gain(entries)})
+    assert "abs_rel -5.0 %" in table and "δ1 +" in table and "no measurable effect" not in table
+    assert table.count("better") == 3 and "worse" not in table
 
 
 def test_held_out_scenes_follow_train_validation_and_tuning_scenes():
@@ -94,7 +114,7 @@ def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0, one_thread):
     rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.split()[:1]}
     for label in ("teacher", "baseline", "distilled"):
         assert len(rows[label]) == 7, rows[label]  # abs_rel rmse δ1 params GFLOPs latency
-    assert "KD gain (abs_rel, distilled vs baseline)" in printed and "held-out" in printed
+    assert "Distilled vs baseline: abs_rel" in printed and "One seed" in printed and "held-out" in printed
     report = json.loads((out / "report.json").read_text())
     assert [e["label"] for e in report["entries"]] == ["teacher", "baseline", "distilled"]
     for e in report["entries"]:
@@ -104,6 +124,8 @@ def test_demo_end_to_end_tiny_budget(tmp_path, capsys, lite0, one_thread):
     d = report["demo"]
     assert d["test_scenes"] == [112, 114] and d["steps"] == {"teacher": 3, "baseline": 2, "acclimate": 2, "distill": 2}
     assert {"kd_gain_pct", "wall_s", "cpu_s", "protocol", "resolution", "bench_hw"} <= set(d)
+    assert set(d["distilled_vs_baseline"]) == {"abs_rel", "rmse", "d1"}
+    assert "per_image" not in (out / "report.md").read_text()  # per-image scores stay in report.json
     assert (out / "panels/side_by_side.png").is_file() and (out / "table.txt").is_file()
     assert "side_by_side.png" in (out / "report.md").read_text()
     # A re-run reuses every finished stage; a different recipe in the same folder is refused.

@@ -9,7 +9,19 @@ if TYPE_CHECKING:
 
     from disdepth.api import DepthPredictor
 
-__version__ = "0.1.0"
+
+
+def _installed_version() -> str:
+    """The one version string: the installed package's metadata (pyproject.toml's ``version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("disdepth")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+__version__ = _installed_version()
 
 
 def load(checkpoint: str | Path, device: str = "cpu", **kwargs: Any) -> DepthPredictor:

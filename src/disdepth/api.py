@@ -99,7 +99,8 @@ class DepthPredictor:
         model: maps (B, 3, h, w) normalised images to a dict with ``depth`` (B, 1, h, w) metres (or to the tensor).
         mean, std: the input normalisation the model was trained with.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
-        size: (H, W) the network runs at; None = each image's size rounded to a multiple of 32.
+        size: (H, W) the network runs at; None = each image's size rounded to a multiple of 32. A fixed-size ONNX
+            graph always runs at its own size (``fixed_size``); another ``size`` is refused.
         flip_tta: average with the prediction of the mirrored image (2x the compute).
         config: the checkpoint's resolved config (kept for reference: encoder, head, depth range).
         optimize: on the CPU, run a student with BatchNorm folded and channels-last memory (see the module docstring);
@@ -124,7 +125,16 @@ class DepthPredictor:
             example = torch.randn(1, 3, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE)  # any size the student accepts
             self.model, self.channels_last = optimize_for_inference(self.model, example)
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        self.size = tuple(size) if size is not None else None
+        # A fixed-size ONNX graph runs at its own size whatever is asked: say so (run_size, predictions.json)
+        # instead of resizing inside the model behind the caller's back.
+        self.fixed_size: tuple[int, int] | None = getattr(model, "fixed_size", None)
+        if self.fixed_size is not None and size is not None and tuple(size) != tuple(self.fixed_size):
+            fh, fw = self.fixed_size
+            raise ValueError(
+                f"size {size[0]}x{size[1]}: this graph was exported at a fixed {fh}x{fw} and runs only at that size; "
+                "export with --dynamic to choose the size when predicting"
+            )
+        self.size = tuple(self.fixed_size or size) if (self.fixed_size or size) is not None else None
         self.flip_tta = flip_tta
         self.config = config
         self._m = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
@@ -147,7 +157,9 @@ class DepthPredictor:
         return cls(model, spec.mean, spec.std, device=device, config=cfg, **kwargs)
 
     def run_size(self, height: int, width: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """The (h, w) the network runs at for an image of (height, width)."""
+        """The (h, w) the network runs at for an image of (height, width) (a fixed-size graph: its own size)."""
+        if self.fixed_size is not None:
+            return tuple(self.fixed_size)  # type: ignore[return-value]
         size = size if size is not None else self.size
         return tuple(size) if size is not None else round_size(height, width)  # type: ignore[return-value]
 

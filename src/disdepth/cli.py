@@ -51,12 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """``disdepth.__version__``: the installed package's metadata, the one version string everywhere."""
+    import disdepth
 
-    try:
-        return version("disdepth")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown (not installed)"
+    return disdepth.__version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +87,10 @@ def _main(argv: list[str] | None) -> int:
     module.add_arguments(known._sub)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "threads", None):  # every compute command takes --threads (commands.common)
+            import torch
+
+            torch.set_num_threads(args.threads)
         if getattr(args, "trust_checkpoint", False):
             from disdepth.checkpoint import trust_pickled_checkpoints  # here: torch stays out of `--help`
 

@@ -493,6 +493,30 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     return [*chain, data]
 
 
+def _names_itself_after_a_recipe(path: str | Path, deltas: list[dict[str, Any]]) -> bool:
+    """True when ``path`` is the user's own file (not ``recipe:``), sets no ``name`` itself, and its ``base:`` chain
+    reaches a packaged recipe that does: the run then takes the file's name instead of the recipe's."""
+    if str(path).startswith(RECIPE_PREFIX) or "name" in deltas[-1]:
+        return False
+    return any("name" in d for d in deltas[:-1]) and _reaches_recipe(Path(str(path)))
+
+
+def _reaches_recipe(path: Path) -> bool:
+    """Whether ``path``'s ``base:`` chain names a ``recipe:`` (read again: a chain is a few small files)."""
+    for _ in range(32):  # the chain is loop-checked by _read_yaml; this only bounds the walk
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return False
+        base = data.get("base") if isinstance(data, dict) else None
+        if not isinstance(base, str):
+            return False
+        if base.startswith(RECIPE_PREFIX):
+            return True
+        path = resolve_config_path(base, path.parent)
+    return False
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """Turn ``a.b.c=value`` into ``{"a": {"b": {"c": value}}}``; value is parsed as YAML (1, 1e-3, [1,2], true)."""
     if "=" not in text:
@@ -533,11 +557,14 @@ def load_config(
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     for path in paths:
-        for delta in _read_yaml(resolve_config_path(path)):
+        deltas = _read_yaml(resolve_config_path(path))
+        for delta in deltas:
             try:
                 _merge(cfg, delta)
             except ConfigError as exc:
                 raise ConfigError(f"{path}: {exc}") from None
+        if _names_itself_after_a_recipe(path, deltas):
+            cfg.name = Path(str(path)).stem  # a user's file built on recipe:demo is the user's run, not the demo
     for text in overrides or []:
         _merge(cfg, parse_override(text))
     return check_ranges(cfg)

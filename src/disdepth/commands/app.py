@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
+from pathlib import Path
 
-import torch
-
-from disdepth.commands.common import add_trust_argument
+from disdepth.commands.common import add_threads_argument, add_trust_argument
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS
+from disdepth.pipeline.report import change_lines
 
 MISSING_GRADIO = "disdepth app needs Gradio, which is not installed: pip install 'disdepth[app]'"
 
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 = all)"
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0 = torch's default)")
+    add_threads_argument(parser)
     parser.add_argument("--fov", type=float, default=60.0, help="default horizontal field of view for the .ply")
     parser.add_argument(
         "--max-megapixels",
@@ -44,6 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse bigger files (default 50 MB)")
 
 
+def run_report_note(path: Path) -> str:
+    """For a pipeline run folder with a report: what distillation changed on its test images, with the interval and
+    the words the report uses ("" when there is no report or no distilled/baseline pair)."""
+    report = path / "report" / "report.json"
+    if not report.is_file():
+        return ""
+    try:
+        entries = json.loads(report.read_text()).get("entries", [])
+        return " ".join(change_lines(entries))
+    except (ValueError, KeyError, TypeError):  # an older or hand-edited report: the page goes on without the line
+        return ""
+
+
 def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         print(MISSING_GRADIO, file=sys.stderr)
@@ -52,13 +66,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port {args.port}: expected 1..65535")
     from disdepth.deploy.app import build_app, find_models, launch_app, load_models
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     found = find_models(args.path, args.teacher)
     models = load_models(found, args.device)
     for m in models:
         print(f"{m.label}: {m.source} ({m.description})")
-    demo = build_app(models, fov=args.fov or None, max_megapixels=args.max_megapixels, max_mb=args.max_upload_mb)
+    note = run_report_note(Path(args.path))
+    if note:
+        print(note)
+    demo = build_app(
+        models, fov=args.fov or None, max_megapixels=args.max_megapixels, max_mb=args.max_upload_mb, run_note=note
+    )
     url = launch_app(demo, args.host, args.port, block=False, max_mb=args.max_upload_mb)
     print(f"disdepth app: open {url} (Ctrl-C to stop)", flush=True)
     try:

@@ -37,6 +37,17 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_threads_argument(parser: argparse.ArgumentParser, what: str = "torch CPU threads") -> None:
+    """``--threads N`` (0 = torch's default); ``cli`` applies it before the command runs. On a small machine with
+    anything else running, torch's default (one thread per core) can slow a step many times over."""
+    parser.add_argument(
+        "--threads",
+        type=at_least(0),
+        default=0,
+        help=f"{what} (default 0 = torch's default, one per core; use 1 when anything else runs)",
+    )
+
+
 def at_least(minimum: int):
     """An argparse ``type=`` for an int >= ``minimum`` (argparse prints one line naming the flag and exits 2)."""
 
@@ -50,6 +61,17 @@ def at_least(minimum: int):
         return value
 
     return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type=`` for a finite float (NaN and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -122,6 +144,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> N
         )
     parser.set_defaults(resume=False)
     add_trust_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",

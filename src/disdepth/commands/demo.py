@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from disdepth.commands.common import add_override_argument
+from disdepth.commands.common import add_override_argument, add_threads_argument
 from disdepth.config import dump_yaml, load_config
 from disdepth.engine.logging import setup_console_logging
 from disdepth.pipeline.demo import QUICK_STEP_DIVISOR, quick_overrides, recipe_path, run_demo
@@ -35,20 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--panels", type=int, default=3, help="held-out images in the side-by-side picture")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of reusing finished stages")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 on a busy machine)"
-    )
+    add_threads_argument(parser)
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the recipe, run the demo, print the table."""
 
-    if args.threads > 0:
-        import torch
-
-        # On a shared machine every extra intra-op thread waits for a time slice at each op: 1 is then faster.
-        torch.set_num_threads(args.threads)
     recipe = recipe_path()
     overrides = list(args.overrides)
     if args.quick:  # scales the budget the user's --set values give

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from disdepth.commands.common import add_config_arguments, add_trust_argument, positive_float
+from disdepth.commands.common import add_config_arguments, add_threads_argument, add_trust_argument, positive_float
 from disdepth.config import dump_yaml, load_config
 from disdepth.data.build import build_dataset, list_for_split
 from disdepth.deploy.weights import load_model
@@ -19,6 +19,7 @@ from disdepth.eval.scoring import EvalResult, prediction_pairs, score_pairs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trust_argument(parser)
+    add_threads_argument(parser)
 
     add_config_arguments(parser)
     parser.add_argument("--pred-dir", help="folder of saved predictions <image stem>.png (BTS offline eval)")

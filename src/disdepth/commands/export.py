@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from disdepth.commands.common import add_trust_argument, at_least, hw_type
+from disdepth.commands.common import add_threads_argument, add_trust_argument, at_least, hw_type
 from disdepth.data.io import Record
 from disdepth.deploy.export import (
     DepthOnly,
@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", help="an image for the real-input parity check (default: a synthetic render)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and ORT (0 = torch default)")
+    add_threads_argument(parser, "CPU threads for torch and ONNX Runtime")
     parser.add_argument(
         "--int8",
         action="store_true",
@@ -119,8 +119,6 @@ def _read_image(path: str) -> torch.Tensor:
 
 def run(args: argparse.Namespace) -> int:
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     # Bad inputs fail before the (slow) export: --image, the calibration images, the labelled list.
     image = _read_image(args.image) if args.image and not args.no_check else None
     calibration = _calibration_paths(args) if args.int8 or args.calibration else []

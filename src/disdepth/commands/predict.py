@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from disdepth.api import DepthPredictor, round_size
-from disdepth.commands.common import add_trust_argument, hw_type
+from disdepth.commands.common import add_threads_argument, add_trust_argument, finite_float, hw_type
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS, check_run_size, is_out_of_memory, out_of_memory_error
 from disdepth.deploy.sources import Frame, collect_sources, iter_frames
 from disdepth.deploy.weights import readable_load_errors
@@ -47,6 +47,7 @@ def _intrinsics_type(text: str) -> tuple[float, float, float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trust_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument(
         "checkpoint", help="checkpoint (.pt), model folder, or .onnx from disdepth export (run by ONNX Runtime)"
     )
@@ -75,12 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="16-bit PNG: mm = metres*1000 (NYU, up to 65.5 m), kitti = metres*256 (up to 256 m); "
         "auto (default) = mm unless the model's max depth exceeds 65 m",
     )
-    parser.add_argument("--legend", action="store_true", help="add a colour bar in metres to colour maps")
+    parser.add_argument(
+        "--legend", action="store_true", help="add a colour bar to colour maps (metres, or relative values)"
+    )
     parser.add_argument("--panel", action="store_true", help="also write RGB | colour depth side by side")
-    parser.add_argument("--vmin", type=float, help="colour range near end, metres (default: 2nd percentile)")
-    parser.add_argument("--vmax", type=float, help="colour range far end, metres (default: 98th percentile)")
+    parser.add_argument("--vmin", type=finite_float, help="colour range near end, model units (default 2nd pct)")
+    parser.add_argument("--vmax", type=finite_float, help="colour range far end, model units (default 98th pct)")
     parser.add_argument("--intrinsics", type=_intrinsics_type, help="fx,fy,cx,cy in pixels at the input size")
-    parser.add_argument("--fov", type=float, help="horizontal field of view in degrees (principal point = centre)")
+    parser.add_argument("--fov", type=finite_float, help="horizontal field of view, degrees (principal point = centre)")
     parser.add_argument("--ply-ascii", action="store_true", help="ASCII PLY instead of binary")
     parser.add_argument("--ply-stride", type=int, default=1, help="keep every N-th pixel in the point cloud")
     parser.add_argument("--every", type=int, default=1, help="video: predict every N-th frame")
@@ -96,6 +99,8 @@ def _formats(args: argparse.Namespace) -> frozenset[str]:
     unknown = formats - set(FORMATS)
     if unknown:
         raise ValueError(f"--formats: unknown {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+    if not formats and not (args.panel or args.intrinsics or args.fov):
+        raise ValueError(f"--formats {args.formats!r}: no output format; choose from {', '.join(FORMATS)}")
     if args.panel:
         formats.add("panel")
     if args.intrinsics or args.fov:
@@ -148,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
     formats = _formats(args)
     if args.batch_size < 1 or args.every < 1 or args.ply_stride < 1:
         raise ValueError("--batch-size, --every and --ply-stride must be >= 1")
+    if args.vmin is not None and args.vmax is not None and not args.vmin < args.vmax:
+        raise ValueError(f"--vmin {args.vmin:g} --vmax {args.vmax:g}: the near end must be below the far end")
+    if args.fov is not None and not 0 < args.fov < 180:
+        raise ValueError(f"--fov {args.fov:g}: expected 0 < degrees < 180")
     _check_device(args.device)
     sources = collect_sources(args.inputs)
     for s in sources:  # every image's size is known from its header: refuse a too-large one before loading
@@ -165,6 +174,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if not spec.metric:
         print(f"note: {args.checkpoint} is a relative model: outputs are depth {spec.units}, not metres")
+    size_policy = None
+    if predictor.fixed_size is not None:
+        fh, fw = predictor.fixed_size
+        size_policy = f"network at {fh}x{fw}: the graph's fixed size (each image resized to it and back)"
+        print(
+            f"note: {args.checkpoint} is a fixed-size graph: every image runs at {fh}x{fw} and its depth is resized "
+            "back to the image (export with --dynamic to run each image at its own size)"
+        )
     options = WriteOptions(
         formats=formats,
         png_units=auto_png_units(predictor.model) if args.png_units == "auto" else args.png_units,
@@ -175,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         fov=args.fov,
         ply_ascii=args.ply_ascii,
         ply_stride=args.ply_stride,
+        depth_units=spec.units,
     )
     out_dir = _make_out_dir(args.out)
     n_images = sum(s.kind == "image" for s in sources)
@@ -192,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
             try:
                 images = torch.stack([torch.from_numpy(f.rgb).permute(2, 0, 1) for f in batch]).float().div(255.0)
                 depth = predictor.predict_tensor(images)
+                if not torch.isfinite(depth).all():
+                    raise ValueError(
+                        f"{args.checkpoint}: the model predicted non-finite depth (NaN or inf) for "
+                        f"{first.source.path}; its weights are probably broken"
+                    )
                 for frame, d in zip(batch, depth, strict=True):
                     entry = write_outputs(out_dir, frame.name, d[0].numpy(), frame.rgb, options)
                     entry["input"] = str(frame.source.path)
@@ -205,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                 raise out_of_memory_error(first.source.path, height, width, run_size, len(batch)) from None
             bar.update(len(batch))
     write_summary(
-        out_dir, args.checkpoint, predictor.config, options, args.size, args.flip_tta, entries, spec.units
+        out_dir, args.checkpoint, predictor.config, options, args.size, args.flip_tta, entries, size_policy
     )
-    print(f"wrote {len(entries)} predictions to {out_dir} (16-bit PNG: {png_note(options.png_units)})")
+    print(f"wrote {len(entries)} predictions to {out_dir} (16-bit PNG: {png_note(options.png_units, spec.units)})")
     return 0

@@ -37,10 +37,14 @@ from disdepth.deploy.sources import check_image, read_rgb, to_rgb
 from disdepth.deploy.weights import load_model, readable_load_errors
 from disdepth.deploy.writers import (
     PNG_UNITS,
+    RELATIVE,
+    RELATIVE_PNG,
+    RELATIVE_PNG_TOP,
     WriteOptions,
     auto_png_units,
     nice_ticks,
     parse_intrinsics,
+    value_words,
     write_outputs,
 )
 from disdepth.eval.viz import colorize
@@ -141,6 +145,10 @@ class LoadedModel:
     metric: bool
     png_units: str
     description: str
+    units: str = "m"  # InputSpec.units: "m" or the relative note every label of this model's outputs uses
+    # Timed answers per network size (ms): the page shows their median and range, not one number. Each size is run
+    # once untimed first, so no model pays the first-call set-up inside its figure (whichever ran first used to).
+    latencies: dict[tuple[int, int], list[float]] = field(default_factory=dict)
 
 
 def load_models(found: dict[str, str], device: str = "cpu") -> list[LoadedModel]:
@@ -160,7 +168,7 @@ def load_models(found: dict[str, str], device: str = "cpu") -> list[LoadedModel]
         predictor = DepthPredictor(model, spec.mean, spec.std, device=device)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         desc = f"{desc}, {params:.2f} M params, {'metric' if spec.metric else 'relative'}"
-        models.append(LoadedModel(label, source, predictor, spec.metric, auto_png_units(model), desc))
+        models.append(LoadedModel(label, source, predictor, spec.metric, auto_png_units(model), desc, spec.units))
     return models
 
 
@@ -195,6 +203,7 @@ class View:
     total_ms: float = 0.0
     run_size: tuple[int, int] = (0, 0)
     files: list[str] = field(default_factory=list)
+    png_ranges: dict[str, list[float]] = field(default_factory=dict)  # relative models' rel16 PNG [lo, hi]
     notes: list[str] = field(default_factory=list)
 
 
@@ -328,14 +337,20 @@ def predict_view(
     tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255.0)  # exactly as ``disdepth predict``
     for m in models:
         view.run_size = m.predictor.run_size(height, width)
-        t0 = time.perf_counter()
         try:
+            if view.run_size not in m.latencies:  # warm-up at this size, untimed (see LoadedModel.latencies)
+                m.predictor.predict_tensor(tensor)
+                m.latencies[view.run_size] = []
+            t0 = time.perf_counter()
             view.depth[m.label] = m.predictor.predict_tensor(tensor)[0, 0].numpy()
         except (MemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
                 raise
             return View(error=str(out_of_memory_error(name, height, width, view.run_size)))
         view.latency_ms[m.label] = (time.perf_counter() - t0) * 1e3
+        m.latencies[view.run_size].append(view.latency_ms[m.label])
+        if not np.isfinite(view.depth[m.label]).all():
+            return View(error=f"{m.label} ({m.source}) predicted non-finite depth (NaN or inf): broken weights?")
     view.shown, view.unit = _shared_scale(view.depth, {m.label: m.metric for m in models})
     # The colour range: 2nd-98th percentile of every map (on a 1-in-4 pixel grid: a display range, not a statistic).
     values = [d[::2, ::2][np.isfinite(d[::2, ::2]) & (d[::2, ::2] > 0)] for d in view.shown.values()]
@@ -364,13 +379,19 @@ def write_downloads(
     ``view.files``."""
     k = parse_intrinsics(intrinsics)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="disdepth-app-"))
-    formats = frozenset({"png", "npy"} | ({"ply"} if k or fov else set()))
-    view.files = []
+    camera = bool(k or fov)
+    view.files, view.png_ranges = [], {}
     for m in models:
-        options = WriteOptions(formats=formats, png_units=m.png_units, intrinsics=k, fov=fov or None)
+        # A relative model has no metric point cloud: as in ``disdepth predict``, none is written for it.
+        formats = frozenset({"png", "npy"} | ({"ply"} if camera and m.metric else set()))
+        options = WriteOptions(
+            formats=formats, png_units=m.png_units, intrinsics=k, fov=fov or None, depth_units=m.units
+        )
         entry = write_outputs(out, f"{view.name}_{m.label}", view.depth[m.label], view.rgb, options)
+        if "png_range" in entry:
+            view.png_ranges[m.label] = entry["png_range"]
         view.files += [str(out / f) for f in entry["files"]]
-    if "ply" not in formats:
+    if not camera:
         view.notes.append("no point cloud: give intrinsics or a field of view")
     return view.files
 
@@ -387,31 +408,54 @@ def depth_at(view: View, x: int, y: int) -> str:
     return f"depth at pixel x={x}, y={y}: " + " · ".join(parts)
 
 
-def png_units_note(models: list[LoadedModel]) -> str:
-    """How to read each model's 16-bit PNG (value / scale = metres)."""
-    return "; ".join(f"{m.label}.png = metres x {PNG_UNITS[m.png_units]:g}" for m in models)
+def downloads_note(view: View, models: list[LoadedModel]) -> str:
+    """How to read each model's downloads, in the words ``disdepth predict`` uses (:mod:`disdepth.deploy.writers`):
+    a metric model's PNG is metres x scale; a relative model's is rel16 with this image's range, never metres."""
+    parts = []
+    for m in models:
+        if m.metric:
+            parts.append(f"{m.label}.png = metres x {PNG_UNITS[m.png_units]:g} (0 = no depth), .npy float32 metres")
+            continue
+        lo, hi = view.png_ranges.get(m.label, (float("nan"), float("nan")))
+        parts.append(
+            f"{m.label}.png = {RELATIVE_PNG}: value = {lo:.6g} + (png - 1) / {RELATIVE_PNG_TOP - 1} x ({hi:.6g} - "
+            f"{lo:.6g}) (0 = no depth), .npy float32 {RELATIVE} values; {value_words(m.units)[1]}, no point cloud"
+        )
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- the page
 
 
-def _header(models: list[LoadedModel]) -> str:
+def _header(models: list[LoadedModel], run_note: str = "") -> str:
     rows = "\n".join(f"| **{m.label}** | `{m.source}` | {m.description} |" for m in models)
     return (
         "# disdepth: depth in the browser\n"
         "Upload a photo (or take a webcam snapshot): every model predicts its depth on this machine "
         f"({models[0].predictor.device.type}), shown on one colour scale.\n\n"
-        f"| model | checkpoint | what |\n|---|---|---|\n{rows}\n"
+        f"| model | checkpoint | what |\n|---|---|---|\n{rows}\n" + (f"\n{run_note}\n" if run_note else "")
     )
+
+
+def latency_cell(times: list[float]) -> str:
+    """Median [lowest-highest] over n timed answers (one answer: its figure alone, with n = 1)."""
+    if len(times) <= 1:
+        return f"{times[0]:.1f} ms (n = 1)" if times else "-"
+    return f"{np.median(times):.1f} ms [{min(times):.1f}-{max(times):.1f}] (n = {len(times)})"
 
 
 def _latency_table(view: View, models: list[LoadedModel]) -> str:
     h, w = view.run_size
-    rows = "\n".join(f"| {m.label} | {view.latency_ms[m.label]:.1f} ms |" for m in models)
+    rows = "\n".join(
+        f"| {m.label} | {view.latency_ms[m.label]:.1f} ms | {latency_cell(m.latencies.get(view.run_size, []))} |"
+        for m in models
+    )
     threads = torch.get_num_threads()
     notes = "".join(f"\n- {n}" for n in view.notes)
     return (
-        f"| model | latency (network at {w}x{h}, {threads} thread{'s' if threads > 1 else ''}) |\n|---|---|\n{rows}\n\n"
+        f"| model | this answer | median [range] of the answers so far |\n|---|---|---|\n{rows}\n\n"
+        f"Network at {w}x{h}, {threads} thread{'s' if threads > 1 else ''}; every model was warmed up at this size "
+        "before its first timed answer. "
         f"Whole answer: {view.total_ms:.0f} ms (reading the image, every model, colouring). "
         f"Colour scale: {view.vmin:.3g}-{view.vmax:.3g} {'m' if view.unit == 'm' else '(relative)'}, "
         f"2nd-98th percentile of all maps.{notes}"
@@ -424,8 +468,12 @@ def build_app(
     max_megapixels: float = MAX_RUN_MEGAPIXELS,
     max_mb: float = MAX_UPLOAD_MB,
     keep_answers: int = 16,
+    run_note: str = "",
 ) -> Any:
-    """The Gradio Blocks page for ``models`` (needs the ``app`` extra); launch it with :func:`launch_app`."""
+    """The Gradio Blocks page for ``models`` (needs the ``app`` extra); launch it with :func:`launch_app`.
+
+    ``run_note``: markdown under the model table (``disdepth app`` puts the run report's distilled-vs-baseline
+    change there, with its interval)."""
     import shutil
     from collections import deque
 
@@ -467,10 +515,7 @@ def build_app(
             log.exception("writing the downloads failed")
             return None, f"**Could not write the downloads** ({exc.__class__.__name__}: {exc})"
         ply = "" if any(f.endswith(".ply") for f in files) else " No point cloud: give intrinsics or a field of view."
-        note = (
-            f"Written in {(time.perf_counter() - t0) * 1e3:.0f} ms. 16-bit PNG: {png_units_note(models)}; "
-            f"0 = no depth. `.npy`: float32 {'metres' if view.unit == 'm' else 'model units'}.{ply}"
-        )
+        note = f"Written in {(time.perf_counter() - t0) * 1e3:.0f} ms. {downloads_note(view, models)}.{ply}"
         return files, note
 
     def on_select(view: View | None, evt: gr.SelectData) -> str:
@@ -482,7 +527,7 @@ def build_app(
 
     with gr.Blocks(title="disdepth", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         state = gr.State(None)
-        gr.Markdown(_header(models))
+        gr.Markdown(_header(models, run_note))
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
                 with gr.Tab("Upload"):

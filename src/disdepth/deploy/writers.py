@@ -2,15 +2,19 @@
 
 Per prediction ``NAME`` (see ``docs/deploy.md``):
 
-    NAME.png         16-bit depth: mm (value = metres * 1000, NYU) or KITTI (metres * 256); 0 = no depth
-    NAME.npy         float32 (H, W) metres
-    NAME_color.png   turbo colour map (near = red); ``legend`` adds a colour bar in metres
+    NAME.png         16-bit depth: mm (value = metres * 1000, NYU) or KITTI (metres * 256); 0 = no depth.
+                     A relative model: ``rel16``, the map's own min..max spread over 1..65534 (per image; the
+                     range is in its ``predictions.json`` entry), because its values have no unit to scale by
+    NAME.npy         float32 (H, W) metres (a relative model: its relative values)
+    NAME_color.png   turbo colour map (near = red); ``legend`` adds a colour bar in metres (or "relative")
     NAME.ply         coloured point cloud, xyz metres in the camera frame (x right, y down, z forward);
-                     only with intrinsics (pixels at the input's size) or a field of view
+                     only with intrinsics (pixels at the input's size) or a field of view; metric models only
     NAME_panel.png   RGB | colour depth
 
-``NAME.png``/``NAME.npy`` follow BTS's test-script naming, so ``disdepth eval --pred-dir DIR`` reads them.
-Everything is driven by :class:`WriteOptions`.
+``NAME.png``/``NAME.npy`` follow BTS's test-script naming, so ``disdepth eval --pred-dir DIR`` reads them (a
+relative model's PNG is an affine map of its values, and relative predictions are aligned per image anyway).
+Everything is driven by :class:`WriteOptions`; every label of a relative model's output comes from
+:func:`value_words` and :data:`RELATIVE`, so they all say the same thing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from disdepth.data.io import write_depth_png
 from disdepth.eval.viz import colorize
 
 PNG_UNITS = {"mm": 1000.0, "kitti": 256.0}  # PNG units per metre (NYU Depth V2 / KITTI depth benchmark)
+# A relative map has no unit: its PNG spreads each image's own [min, max] over 1..65534 (0 = no depth).
+RELATIVE_PNG = "rel16"
+RELATIVE_PNG_TOP = 65534  # as the metric PNGs: 65535 is left unused
+# The one short word for a relative model's values, used in tick labels, JSON keys and notes alike.
+RELATIVE = "relative"
 FORMATS = ("color", "png", "npy", "ply", "panel")
 INPUT_POLICY = (
     "EXIF orientation applied (upright); greyscale copied to RGB; alpha composited on white; "
@@ -41,13 +50,15 @@ class WriteOptions:
 
     Attributes:
         formats: subset of :data:`FORMATS`.
-        png_units: ``"mm"`` or ``"kitti"`` (see :data:`PNG_UNITS`).
-        legend: append a colour bar in metres to colour maps (and panels).
-        vmin, vmax: colour range in metres (None: 2nd / 98th percentile of each map).
+        png_units: ``"mm"`` or ``"kitti"`` (see :data:`PNG_UNITS`) for a metric model; a relative model's PNG is
+            always :data:`RELATIVE_PNG`.
+        legend: append a colour bar in metres (or relative values) to colour maps (and panels).
+        vmin, vmax: colour range in the model's units (None: 2nd / 98th percentile of each map).
         intrinsics: (fx, fy, cx, cy) pixels at the input's size, for the point cloud.
         fov: horizontal field of view in degrees (principal point = centre), when no ``intrinsics``.
         ply_ascii: ASCII PLY instead of binary little-endian.
         ply_stride: keep every N-th pixel in each direction in the point cloud.
+        depth_units: the model's ``InputSpec.units``: "m", or a relative note (then nothing is labelled metres).
     """
 
     formats: frozenset[str] = frozenset({"color", "png", "npy"})
@@ -59,6 +70,11 @@ class WriteOptions:
     fov: float | None = None
     ply_ascii: bool = False
     ply_stride: int = 1
+    depth_units: str = "m"
+
+    @property
+    def metric(self) -> bool:
+        return self.depth_units == "m"
 
     def __post_init__(self) -> None:
         unknown = set(self.formats) - set(FORMATS)
@@ -68,6 +84,8 @@ class WriteOptions:
             raise ValueError(f"png_units must be one of {', '.join(PNG_UNITS)}, got {self.png_units!r}")
         if self.ply_stride < 1:
             raise ValueError(f"ply_stride must be >= 1, got {self.ply_stride}")
+        if "ply" in self.formats and not self.metric:
+            raise ValueError(f"a relative model (depth {self.depth_units}) has no metric point cloud (.ply)")
 
 
 def auto_png_units(model: nn.Module) -> str:
@@ -75,8 +93,19 @@ def auto_png_units(model: nn.Module) -> str:
     return "kitti" if model.input_spec.max_depth > 65.0 else "mm"
 
 
-def png_note(png_units: str) -> str:
+def value_words(depth_units: str) -> tuple[str, str]:
+    """(suffix, noun) for a depth value: ("m", "metres") or (:data:`RELATIVE`, "<units>, not metres")."""
+    return ("m", "metres") if depth_units == "m" else (RELATIVE, f"depth {depth_units}, not metres")
+
+
+def png_note(png_units: str, depth_units: str = "m") -> str:
     """The 16-bit PNG convention in words (README.txt, predictions.json and the final message)."""
+    if depth_units != "m":
+        return (
+            f"{RELATIVE_PNG}: uint16 = 1 + round((value - lo) / (hi - lo) * {RELATIVE_PNG_TOP - 1}) with lo, hi = "
+            f"that image's png_range in predictions.json (value = lo + (png - 1) / {RELATIVE_PNG_TOP - 1} * "
+            f"(hi - lo)); 0 = no depth; values are {value_words(depth_units)[1]}"
+        )
     scale = PNG_UNITS[png_units]
     return (
         f"uint16 = round(depth_m * {scale:g}) ({'millimetres, NYU' if png_units == 'mm' else 'KITTI'} "
@@ -106,17 +135,24 @@ def nice_ticks(vmin: float, vmax: float, target: int = 5) -> list[float]:
     return [round(first + i * step, 10) for i in range(int((vmax - first) / step + 1e-9) + 1)]
 
 
-def add_legend(color: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """Append a vertical colour bar (far at the top, near at the bottom) with metre ticks to an (H, W, 3) map."""
+def tick_labels(ticks: list[float], depth_units: str = "m") -> list[str]:
+    """Tick texts with as many decimals as the step needs and the unit word ("m" or :data:`RELATIVE`)."""
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 0.1
+    decimals = next(d for d in range(7) if abs(round(step, d) - step) < 1e-9 * max(1.0, step) or d == 6)
+    suffix = value_words(depth_units)[0]
+    return [f"{t:.{decimals}f} {suffix}" for t in ticks]
+
+
+def add_legend(color: np.ndarray, vmin: float, vmax: float, depth_units: str = "m") -> np.ndarray:
+    """Append a vertical colour bar (far at the top, near at the bottom) with ticks in metres (or labelled
+    relative) to an (H, W, 3) map."""
     from PIL import Image, ImageDraw
 
     h = color.shape[0]
     font_px = max(9, min(20, h // 24))
     bar_w, margin = max(6, font_px), max(3, font_px // 3)
     ticks = nice_ticks(vmin, vmax)
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else 0.1
-    decimals = next(d for d in range(7) if abs(round(step, d) - step) < 1e-9 * max(1.0, step) or d == 6)
-    labels = [f"{t:.{decimals}f} m" for t in ticks]
+    labels = tick_labels(ticks, depth_units)
     width = 2 * margin + bar_w + margin + int(0.62 * font_px * max(len(s) for s in labels)) + margin
     panel = Image.new("RGB", (width, h), (255, 255, 255))
     top, bottom = margin + font_px // 2, h - margin - font_px // 2
@@ -203,23 +239,46 @@ def intrinsics_for_image(options: WriteOptions, height: int, width: int) -> tupl
 # ---------------------------------------------------------------------------------------------- one prediction
 
 
+def write_relative_png(path: Path, values: np.ndarray) -> list[float]:
+    """A relative map as :data:`RELATIVE_PNG`: its finite range [lo, hi] spread over 1..TOP, 0 where not finite.
+
+    Returns [lo, hi], which the reader needs: value = lo + (png - 1) / (TOP - 1) * (hi - lo).
+    """
+    from PIL import Image
+
+    finite = np.isfinite(values)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    scaled = (np.where(finite, values, lo) - lo) / max(hi - lo, 1e-12) * (RELATIVE_PNG_TOP - 1)
+    raw = np.where(finite, 1 + np.round(scaled), 0).astype(np.uint16)
+    Image.fromarray(raw).save(path)
+    return [lo, hi]
+
+
 def write_outputs(out_dir: Path, name: str, depth: np.ndarray, rgb: np.ndarray, options: WriteOptions) -> dict:
     """Write every requested format for one prediction; returns its ``predictions.json`` entry.
 
+    The entry's keys carry the unit: ``depth_m`` / ``color_range_m`` for a metric model, ``depth_relative`` /
+    ``color_range_relative`` (and ``png_range``) for a relative one.
+
     Args:
         out_dir: the output folder; ``name`` may hold sub-folders (``sub/img``, ``clip/frame_000012``).
-        depth: (H, W) float32 metres.
+        depth: (H, W) float32 metres (a relative model: its relative values, ``options.depth_units``).
         rgb: (H, W, 3) uint8, the image the depth is for (point-cloud colours and the panel).
     """
     base = out_dir / name
     base.parent.mkdir(parents=True, exist_ok=True)
+    suffix = value_words(options.depth_units)[0]
     entry: dict = {"name": name, "height": int(depth.shape[0]), "width": int(depth.shape[1]), "files": []}
-    entry["depth_m"] = {
+    entry[f"depth_{suffix}"] = {
         k: round(float(f(depth)), 4) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
     }
     if "png" in options.formats:
-        write_depth_png(base.with_name(base.name + ".png"), depth, PNG_UNITS[options.png_units])
-        entry["files"].append(base.name + ".png")
+        png = base.with_name(base.name + ".png")
+        if options.metric:
+            write_depth_png(png, depth, PNG_UNITS[options.png_units])
+        else:
+            entry["png_range"] = [round(v, 6) for v in write_relative_png(png, depth)]
+        entry["files"].append(png.name)
     if "npy" in options.formats:
         np.save(base.with_name(base.name + ".npy"), depth.astype(np.float32))
         entry["files"].append(base.name + ".npy")
@@ -230,9 +289,9 @@ def write_outputs(out_dir: Path, name: str, depth: np.ndarray, rgb: np.ndarray, 
         vmax = options.vmax if options.vmax is not None else float(np.percentile(vals, 98))
         vmax = max(vmax, vmin + 1e-3)
         color = colorize(depth, vmin, vmax, valid)
-        entry["color_range_m"] = [round(vmin, 4), round(vmax, 4)]
+        entry[f"color_range_{suffix}"] = [round(vmin, 4), round(vmax, 4)]
         if options.legend:
-            color = add_legend(color, vmin, vmax)
+            color = add_legend(color, vmin, vmax, options.depth_units)
         from PIL import Image
 
         if "color" in options.formats:
@@ -262,41 +321,50 @@ def write_summary(
     size: tuple[int, int] | None,
     flip_tta: bool,
     entries: list[dict],
-    depth_units: str = "m",
+    size_policy: str | None = None,
 ) -> None:
     """``predictions.json`` (units, conventions, sizes, one entry per prediction) and a short ``README.txt``.
 
-    ``depth_units`` other than "m" (a relative model, ``InputSpec.units``) is stated first in both files: the
-    numbers are then depth-like values of unknown scale and shift, not metres.
+    A relative model (``options.depth_units`` other than "m") is stated first in both files and no field or line
+    calls its values metres.
 
     Args:
         config: the checkpoint's config (its ``model.encoder`` / ``model.head`` are recorded when present).
         size: the fixed (H, W) the network ran at, or None (input size rounded to /32).
+        size_policy: overrides the words for ``size`` (e.g. a fixed-size ONNX graph's own size).
     """
-    note = png_note(options.png_units)
+    units = options.depth_units
+    note = png_note(options.png_units, units)
+    values = value_words(units)[1]
     model_cfg = getattr(config, "model", None)
     summary = {
         "checkpoint": str(checkpoint),
         "encoder": getattr(model_cfg, "encoder", None),
         "head": getattr(model_cfg, "head", None),
-        "depth_units": "metres" if depth_units == "m" else depth_units,
+        "depth_units": "metres" if units == "m" else units,
         "units": {
             "png": note,
-            "npy": "float32 (H, W) metres",
-            "ply": "x, y, z metres (camera: x right, y down, z forward) + uchar rgb",
-            "color": "turbo, near = red; range in each entry's color_range_m",
+            "npy": f"float32 (H, W) {values}",
+            "color": f"turbo, near = red; range in each entry's color_range_{value_words(units)[0]}",
         },
         "input_policy": INPUT_POLICY,
-        "png_units": options.png_units,
-        "png_scale": PNG_UNITS[options.png_units],
-        "size_policy": f"network at {size[0]}x{size[1]}" if size else "input size rounded to /32",
+        "png_units": options.png_units if units == "m" else RELATIVE_PNG,
+        "size_policy": size_policy or (f"network at {size[0]}x{size[1]}" if size else "input size rounded to /32"),
         "resized_back_to_input": True,
         "flip_tta": bool(flip_tta),
         "predictions": entries,
     }
-    (out_dir / "predictions.json").write_text(json.dumps(summary, indent=1) + "\n")
-    relative = "" if depth_units == "m" else f"RELATIVE MODEL: values are depth {depth_units}, not metres\n"
+    if units == "m":
+        summary["units"]["ply"] = "x, y, z metres (camera: x right, y down, z forward) + uchar rgb"
+        summary["png_scale"] = PNG_UNITS[options.png_units]
+    (out_dir / "predictions.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    if units == "m":
+        body = f"NAME.png: {note}\nNAME.npy: float32 metres\nNAME_color.png: colour map; NAME.ply: point cloud (metres)"
+    else:
+        body = (
+            f"RELATIVE MODEL: values are {values}\nNAME.png: {note}\nNAME.npy: float32 {RELATIVE} values\n"
+            "NAME_color.png: colour map (relative values)"
+        )
     (out_dir / "README.txt").write_text(
-        f"disdepth predictions from {checkpoint}\n{relative}NAME.png: {note}\nNAME.npy: float32 metres\n"
-        "NAME_color.png: colour map; NAME.ply: point cloud (metres); details in predictions.json\n"
+        f"disdepth predictions from {checkpoint}\n{body}; details in predictions.json\n"
     )

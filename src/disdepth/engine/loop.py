@@ -243,11 +243,19 @@ def train(
         if not state["model"]:  # a training-only kind (acclimation): its artifact is written by the stage
             return
         weights = state["ema"] if state["ema"] is not None else state["model"]
+        spec = state["input_spec"]
+        output = (
+            "Output: depth in metres."
+            if spec.get("metric", True)
+            else f"Output: RELATIVE depth ({spec.get('relative_space')}, known only up to "
+            f"{'scale and shift' if spec.get('relative_fit') == 'scale_shift' else 'scale'}), not metres."
+        )
+        best_text = "not evaluated" if best["value"] is None else f"{best['value']:.4f} (step {best['step']})"
         card = (
             f"# {cfg.name}: disdepth {state['kind']}\n\nTrained {step} steps by disdepth on `{cfg.data.dataset}`; "
-            f"best {best['metric']} = {best['value']} (step {best['step']}). Load it with `disdepth.load(folder)` or "
-            "`disdepth predict folder IMAGES --out DIR`. Input spec (normalisation, depth range in metres) and the "
-            "resolved training config are in config.json; weights in model.safetensors.\n"
+            f"best validation {best['metric']}: {best_text}. {output} Load it with `disdepth.load(folder)` or "
+            "`disdepth predict folder IMAGES --out DIR`. Input spec (normalisation, output range, metric or relative) "
+            "and the resolved training config are in config.json; weights in model.safetensors.\n"
         )
         kind = CheckpointKind(state["kind"])
         save_model_folder(run_dir / "model", kind, weights, state["input_spec"], to_dict(cfg), card)

@@ -55,9 +55,12 @@ def paired_bootstrap(
     # Mean over the resampled (seed, image) grid of each draw: index seeds, then images, per draw.
     row_means = np.array([row[s][:, i].mean() for s, i in zip(seeds, images, strict=True)])
     base_means = np.array([baseline[s][:, i].mean() for s, i in zip(seeds, images, strict=True)])
-    draws = 100.0 * (row_means / base_means - 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = 100.0 * (row_means / base_means - 1.0)
+    # A draw whose baseline mean is 0 (only images where the baseline scores 0, e.g. its δ1) has no relative change.
+    draws = draws[np.isfinite(draws)]
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
+    low, high = np.quantile(draws, [alpha, 1.0 - alpha]) if draws.size else (np.nan, np.nan)
     return Change(100.0 * (row.mean() / baseline.mean() - 1.0), float(low), float(high))
 
 
@@ -66,3 +69,19 @@ def per_image_matrix(metrics_per_seed: list[dict], metric: str = "abs_rel") -> n
     images in one fixed (sorted id) order for every seed, as :func:`paired_bootstrap` pairs them."""
     ids = sorted(metrics_per_seed[0]["per_image"])
     return np.array([[m["per_image"][i][metric] for i in ids] for m in metrics_per_seed])
+
+
+def change_on_images(row: dict[str, dict], baseline: dict[str, dict], metric: str = "abs_rel") -> Change:
+    """One seed's relative change of ``metric`` with a paired bootstrap interval over the images both scored.
+
+    Args:
+        row, baseline: ``per_image`` entries of two stage results (image id -> {metric: value}) on the same set.
+
+    Raises:
+        ValueError: the two were scored on different images.
+    """
+    ids = sorted(row)
+    if sorted(baseline) != ids or not ids:
+        raise ValueError("the two models were not scored on the same (non-empty) set of images")
+    values = np.array([[row[i][metric] for i in ids]]), np.array([[baseline[i][metric] for i in ids]])
+    return paired_bootstrap(*values)

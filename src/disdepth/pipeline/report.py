@@ -16,7 +16,12 @@ from torch.utils.data import Dataset
 from disdepth.config import PIPELINE_STAGES, Config, stage_config
 from disdepth.deploy.bench import bench_model
 from disdepth.engine import dist
+from disdepth.eval.stats import Change, change_on_images
 from disdepth.pipeline.stages import score
+
+# The changes a report states for the distilled student against its baseline, and which way is better.
+CHANGE_METRICS = {"abs_rel": "lower", "rmse": "lower", "d1": "higher"}
+METRIC_NAMES = {"abs_rel": "abs_rel", "rmse": "rmse", "d1": "δ1"}
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
@@ -72,6 +77,80 @@ def describe_run(cfg: Config) -> str:
     return f"{student}, {teacher}, data {data}"
 
 
+def distillation_change(entries: list[dict]) -> dict[str, Change]:
+    """The distilled student against the baseline on the same test images (one seed): metric -> relative change with
+    a paired bootstrap interval over those images; {} when either entry is missing or lacks per-image scores."""
+    by = {e["label"]: e["metrics"] for e in entries}
+    if not {"distilled", "baseline"} <= set(by) or not all("per_image" in by[k] for k in ("distilled", "baseline")):
+        return {}
+    distilled, baseline = by["distilled"]["per_image"], by["baseline"]["per_image"]
+    # A relative change of a metric whose baseline mean is 0 (δ1 of an untrained model) is undefined: left out.
+    return {
+        metric: change_on_images(distilled, baseline, metric)
+        for metric in CHANGE_METRICS
+        if any(v[metric] for v in baseline.values())
+    }
+
+
+def verdict(metric: str, change: Change) -> str:
+    """"better" / "worse" when the interval excludes 0, else "no measurable effect"."""
+    if not change.measurable:
+        return "no measurable effect"
+    improved = (change.percent < 0) == (CHANGE_METRICS[metric] == "lower")
+    return "better" if improved else "worse"
+
+
+def change_lines(entries: list[dict]) -> list[str]:
+    """What distillation changed, said with what it is: one seed, a bootstrap interval over the test images only
+    (run more seeds before calling it an effect of the method). [] when there is no distilled/baseline pair."""
+    changes = distillation_change(entries)
+    if not changes:
+        return []
+    n = len(next(e for e in entries if e["label"] == "baseline")["metrics"]["per_image"])
+    parts = [
+        f"{METRIC_NAMES[k]} {c.percent:+.1f} % [{c.low:+.1f}, {c.high:+.1f}] {verdict(k, c)}"
+        for k, c in changes.items()
+    ]
+    return [
+        f"Distilled vs baseline: {'; '.join(parts)}.",
+        f"(One seed: the interval is a 95 % paired bootstrap over the {n} test images, not over training seeds.)",
+    ]
+
+
+def change_json(entries: list[dict]) -> dict:
+    """:func:`distillation_change` as plain JSON (percent, interval, verdict, what the interval covers)."""
+    changes = distillation_change(entries)
+    return {
+        k: {"percent": c.percent, "low": c.low, "high": c.high, "verdict": verdict(k, c), "seeds": 1,
+            "interval": "95 % paired bootstrap over test images"}
+        for k, c in changes.items()
+    }  # fmt: skip
+
+
+def trained_budgets(cfg: Config, stages: dict | None) -> str:
+    """"stage steps x batch" for the stages that trained in this run (a given teacher trains nothing)."""
+    ran = [s for s in PIPELINE_STAGES if stages is None or (s in stages and not stages[s].get("loaded"))]
+    budgets = [(s, stage_config(cfg, s)) for s in ran]
+    return ", ".join(f"{s} {c.train.steps}x{c.data.batch_size}" for s, c in budgets)
+
+
+def stage_table(stages: dict) -> list[str]:
+    """One markdown row per stage (steps, wall time, validation abs_rel, checkpoint); per-image scores stay in
+    report.json."""
+    rows = ["| stage | steps | wall (s) | validation abs_rel | checkpoint |", "|---|---:|---:|---:|---|"]
+    for name, r in stages.items():
+        if r.get("loaded"):
+            rows.append(f"| {name} | given, not trained | | | `{r.get('checkpoint') or 'hub/folder'}` |")
+            continue
+        abs_rel = (r.get("metrics") or {}).get("abs_rel")
+        wall = r.get("wall_s")
+        rows.append(
+            f"| {name} | {r.get('step', '')} | {'' if wall is None else f'{wall:.0f}'} | "
+            f"{'' if abs_rel is None else f'{abs_rel:.4f}'} | `{r.get('checkpoint', '')}` |"
+        )
+    return rows
+
+
 def write_report(
     entries: list[dict],
     cfg: Config,
@@ -83,19 +162,17 @@ def write_report(
 ) -> Path:
     """report.md + report.json in ``out_dir``; returns the markdown path.
 
-    ``stages``: the stage results (shown in the markdown); ``appendix``: markdown added at the end; ``summary``:
-    top-level entries added to report.json (the demo's ``demo`` summary).
+    ``stages``: the stage results (a table in the markdown, in full in report.json); ``appendix``: markdown added at
+    the end; ``summary``: top-level entries added to report.json (the demo's ``demo`` summary).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
     h, w = cfg.pipeline.bench_resolution
-    stage_cfgs = {stage: stage_config(cfg, stage) for stage in PIPELINE_STAGES}
-    budgets = ", ".join(f"{stage} {c.train.steps}x{c.data.batch_size}" for stage, c in stage_cfgs.items())
     lines = [
         f"# {title}: {cfg.name}",
         "",
-        describe_run(cfg) + f". Budgets (steps x batch): {budgets}.",
+        describe_run(cfg) + f". Budgets of the stages that trained (steps x batch): {trained_budgets(cfg, stages)}.",
         "",
         f"Protocol `{cfg.eval.protocol}`, caps {cfg.eval.min_depth or 'default'}..{cfg.eval.max_depth or 'default'} m, "
         f"{e0.get('images')} images ({e0.get('skipped')} skipped), flip-TTA {'on' if cfg.eval.flip_tta else 'off'}. "
@@ -115,13 +192,23 @@ def write_report(
         )
     if aligned:  # a relative model's numbers are never presented as metric
         lines += ["", f"\\* Relative model: scored after {aligned[0]['metrics']['alignment']} to the ground truth."]
+    changes = change_lines(entries)
+    if changes:
+        lines += ["", *changes]
     if stages:
-        lines += ["", "## Stages", "", "```json", json.dumps(stages, indent=2, default=float), "```"]
+        lines += ["", "## Stages", "", *stage_table(stages), "", "Full stage results: report.json."]
     lines += ["", "## Panels (RGB | prediction | ground truth | error)", ""]
     for e in entries:
         lines += [f"![{e['label']}]({p})" for p in e["panels"]]
     md = out_dir / "report.md"
     md.write_text("\n".join(lines) + "\n" + (f"\n{appendix}" if appendix else ""))
-    report = {"title": title, "run": describe_run(cfg), "entries": entries, "stages": stages or {}, **(summary or {})}
+    report = {
+        "title": title,
+        "run": describe_run(cfg),
+        "entries": entries,
+        "distilled_vs_baseline": change_json(entries),
+        "stages": stages or {},
+        **(summary or {}),
+    }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return md
