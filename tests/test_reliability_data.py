@@ -302,10 +302,11 @@ def test_images_only_csv_is_a_note_not_a_later_failure(
     assert rc == 0 and "no problems found" not in out
     assert (
         out.strip().splitlines()[-1]
-        == "[test] 3 images, no depth: usable for label-free distillation (distill.unlabelled_list)"
+        == "[test] 3 images, no depth: usable label-free (set data.require_depth=false to train from it label-free "
+        "(the teacher's depth is the target))"
     )
     rc, _, line = _cli(_train(index, tmp_path), capsys)
-    assert rc == 2 and line.startswith(f"disdepth: error: {index}: ") and "label-free distillation" in line
+    assert rc == 2 and line.startswith(f"disdepth: error: {index}: ") and "data.require_depth=false" in line
 
 
 def test_check_report_names_list_problems(tmp_path: Path) -> None:

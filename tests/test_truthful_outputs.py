@@ -221,3 +221,57 @@ def test_write_outputs_keys_follow_the_unit(tmp_path):
     relative = write_outputs(tmp_path, "b", depth, rgb, WriteOptions(depth_units="relative (depth, unknown scale)"))
     assert "depth_m" in metric and "color_range_m" in metric
     assert "depth_relative" in relative and relative["png_range"] == [1.0, 2.0]
+
+
+def test_an_unreachable_hub_id_fails_in_seconds_naming_the_key(monkeypatch):
+    pytest.importorskip("transformers")
+    import time
+
+    from disdepth.teachers import hf_teacher
+
+    assert not hf_teacher.hub_reachable("http://127.0.0.1:9", timeout_s=1.0)  # nothing listens on port 9
+    monkeypatch.setattr(hf_teacher, "hub_reachable", lambda endpoint, timeout_s=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"teacher.name='depth-anything/no-such-model': not in the local"):
+        hf_teacher.load_hf_teacher("depth-anything/no-such-model")
+    assert time.perf_counter() - start < 5.0
+
+
+def test_an_images_only_list_names_the_documented_route(tmp_path):
+    from disdepth.data.io import DataError, Record, with_depth
+
+    with pytest.raises(DataError, match="data.require_depth=false"):
+        with_depth([Record(tmp_path / "a.jpg", None, 1000.0, 500.0, None, "a", "index.csv:2")], tmp_path / "index.csv")
+
+
+def test_int8_per_tensor_fallback_warnings_become_one_explained_line(caplog):
+    import logging
+
+    from disdepth.deploy.quantize import _PerTensorFallbacks
+
+    with caplog.at_level(logging.INFO), _PerTensorFallbacks() as fallbacks:
+        for name in ("head.bias", "up.weight"):
+            logging.warning(f"Axis 1 is out-of-range for weight '{name}' with rank 1")
+        logging.warning("something else")
+    assert fallbacks.names == ["head.bias", "up.weight"]
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def test_lgconv_conversion_is_announced_once_per_process(caplog):
+    import logging
+
+    from disdepth.models.student import build_student
+
+    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.lgconv.enabled=true",
+                                 "model.lgconv.min_channels=8", "model.lgconv.strides=[16,32]"])  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="disdepth.models.student"):
+        for _ in range(3):
+            build_student(cfg.model)
+    assert len([r for r in caplog.records if r.getMessage().startswith("LG-Conv: converted")]) <= 1
+
+
+def test_progress_bar_names_the_stage(tmp_path, capsys):
+    run = tmp_path / "baseline"
+    assert main(["train", "--run-dir", str(run), "--threads", "1", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "baseline:" in err and "train:" not in err

@@ -48,7 +48,9 @@ FP16_CPU_NOTE = "; fp16 is for GPU / mobile runtimes, on CPU ONNX Runtime it is 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trust_argument(parser)
-    parser.add_argument("checkpoint", help="checkpoint (.pt) from disdepth train / distill")
+    parser.add_argument(
+        "checkpoint", help="checkpoint (.pt) or model folder (config.json + model.safetensors) from train / distill"
+    )
     parser.add_argument("--out", "-o", required=True, help="output .onnx file")
     parser.add_argument(
         "--size",

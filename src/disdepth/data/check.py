@@ -18,7 +18,7 @@ from typing import Any
 from disdepth.config import Config
 from disdepth.data.build import build_transform, kb_crop_enabled, roots_for_split
 from disdepth.data.csv import csv_columns, csv_records
-from disdepth.data.io import DataError, Record, load_record
+from disdepth.data.io import LABEL_FREE_ROUTE, DataError, Record, load_record
 from disdepth.data.kitti import kitti_records
 from disdepth.data.nyu import nyu_records
 from disdepth.data.transforms import KB_HEIGHT, KB_WIDTH
@@ -55,7 +55,7 @@ class SplitStats:
     def note(self) -> str:
         """Not a problem, but what the split can be used for: a list without any depth holds images only."""
         if self.listed and not self.with_depth:
-            return f"{self.listed} images, no depth: usable for label-free distillation (distill.unlabelled_list)"
+            return f"{self.listed} images, no depth: usable label-free ({LABEL_FREE_ROUTE})"
         return ""
 
     def summary(self) -> dict[str, Any]:

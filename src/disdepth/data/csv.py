@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from disdepth.data.io import (
+    LABEL_FREE_ROUTE,
     DataError,
     FileDepthDataset,
     Record,
@@ -139,7 +140,7 @@ def csv_records(
     columns, body = read_csv_table(csv_file)
     missing = [c for c in (("rgb",) if images_only else ("rgb", "depth")) if c not in columns]
     if missing:
-        hint = " (a CSV of images only is for distill.unlabelled_list)" if missing == ["depth"] else ""
+        hint = f" (a CSV of images only: {LABEL_FREE_ROUTE})" if missing == ["depth"] else ""
         raise DataError(csv_file, f"missing column(s) {missing}; found {columns}{hint}", "format")
     found: list[DataError] = []
     records: list[Record] = []
@@ -195,8 +196,7 @@ class CSVDataset(FileDepthDataset):
         if require_depth and not images_only and "depth" not in csv_columns(csv_file):
             raise DataError(
                 csv_file,
-                "no 'depth' column: supervised training needs depth; a CSV of images only is usable for "
-                "label-free distillation (distill.unlabelled_list)",
+                f"no 'depth' column: supervised training needs depth; for a CSV of images only, {LABEL_FREE_ROUTE}",
                 "no_depth",
             )
         records = csv_records(csv_file, root, depth_scale, images_only)

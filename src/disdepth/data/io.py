@@ -57,6 +57,9 @@ PROBLEMS: dict[str, str] = {
     "invalid": "invalid data",
 }
 
+# The documented route for images without depth, named wherever a list without depth is refused or reported.
+LABEL_FREE_ROUTE = "set data.require_depth=false to train from it label-free (the teacher's depth is the target)"
+
 
 class DataError(ValueError):
     """A dataset file is present but wrong (unreadable, wrong size, NaN/negative depth ...).
@@ -399,8 +402,7 @@ def with_depth(records: list[Record], list_file: str | Path) -> list[Record]:
     if records and not kept:
         raise DataError(
             list_file,
-            f"{len(records)} images, no depth: supervised training needs depth; the list is usable for label-free "
-            "distillation (distill.unlabelled_list)",
+            f"{len(records)} images, no depth: supervised training needs depth; {LABEL_FREE_ROUTE}",
             "no_depth",
         )
     return kept

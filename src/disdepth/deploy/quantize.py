@@ -15,6 +15,8 @@ The library under ``disdepth export --int8 / --fp16 / --eval-list``:
 
 from __future__ import annotations
 
+import logging
+import re
 import statistics
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +35,8 @@ from disdepth.eval.metrics import MetricAggregator
 from disdepth.eval.protocols import evaluate_image, get_protocol
 from disdepth.eval.scoring import EvalResult
 from disdepth.models.spec import InputSpec
+
+log = logging.getLogger(__name__)
 
 
 class _Images:
@@ -71,7 +75,8 @@ def quantize_int8(
     if not calibration:
         raise ValueError("--calibration: no images to calibrate the INT8 activation ranges on")
     out_path = Path(out_path)
-    with tempfile.TemporaryDirectory() as tmp:
+    per_tensor = _PerTensorFallbacks()
+    with tempfile.TemporaryDirectory() as tmp, per_tensor:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
@@ -85,7 +90,37 @@ def quantize_int8(
             calibrate_method=CalibrationMethod.MinMax,
             reduce_range=reduce_range,
         )
+    if per_tensor.names:
+        log.info(
+            "INT8: %d weight tensor(s) of rank below the per-channel axis (e.g. %s) quantised per tensor, as ONNX "
+            "Runtime does for them", len(per_tensor.names), per_tensor.names[0],
+        )  # fmt: skip
     return out_path
+
+
+class _PerTensorFallbacks(logging.Filter):
+    """While active, swallows ONNX Runtime's root-logger warning "Axis N is out-of-range for weight ..." (one per
+    small weight, e.g. a 1-D bias, that it then quantises per tensor: expected, not a problem) and keeps the names,
+    so the user reads one explained line instead of dozens of bare warnings."""
+
+    PATTERN = re.compile(r"Axis -?\d+ is out-of-range for weight '(.+)' with rank")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self.PATTERN.match(record.getMessage())
+        if match:
+            self.names.append(match.group(1))
+        return match is None
+
+    def __enter__(self) -> _PerTensorFallbacks:
+        logging.getLogger().addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeFilter(self)
 
 
 def convert_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:

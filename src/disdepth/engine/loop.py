@@ -297,7 +297,8 @@ def train(
 
     result = TrainResult(step=step, best=best)
     bad_steps, window_losses, window_steps, window_images, window_start = 0, {}, 0, 0, time.perf_counter()
-    progress = tqdm(total=tc.steps, initial=step, disable=not info.is_main, desc="train", dynamic_ncols=True)
+    # Named after the run folder (a pipeline's stage folders: teacher, baseline, acclimate, distill).
+    progress = tqdm(total=tc.steps, initial=step, disable=not info.is_main, desc=run_dir.name, dynamic_ncols=True)
     task.train()
     # tqdm closes its bar on the way out, so an error message never lands on the bar's line.
     with _StopFlag() as stop, progress:

@@ -20,6 +20,7 @@ from disdepth.models.peer_decoders import Monodepth2Decoder, NNConv5Decoder
 from disdepth.models.spec import InputSpec
 
 log = logging.getLogger(__name__)
+_ANNOUNCED_LGCONV: set[tuple[str, tuple[str, ...]]] = set()  # (encoder, converted names) logged so far
 
 # Published decoders (models/peer_decoders.py), built at their papers' widths.
 PEER_DECODERS: dict[str, type[nn.Module]] = {"nnconv5": NNConv5Decoder, "monodepth2": Monodepth2Decoder}
@@ -110,7 +111,10 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
                 list(lg.strides),
                 lg.min_channels,
             )
-        log.info(
+        # A run builds the same student several times (train, evaluate, load best, export): say it once.
+        announce = log.info if (cfg.encoder, tuple(names)) not in _ANNOUNCED_LGCONV else log.debug
+        _ANNOUNCED_LGCONV.add((cfg.encoder, tuple(names)))
+        announce(
             "LG-Conv: converted %d convs of %s (+%d params): %s",
             len(names),
             cfg.encoder,

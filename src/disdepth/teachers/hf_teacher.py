@@ -198,6 +198,43 @@ class HFTeacher(Teacher):
         return f"{self.family}, input {self.input_size or f'multiple of {self.size_multiple}'}, " + super().extra_repr()
 
 
+def hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint's host opens within ``timeout_s`` (a proxy in the environment
+    is assumed to reach it: only a direct connection can be probed this way)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _check_hub_id_loadable(repo_id: str) -> None:
+    """Fail in seconds, naming ``teacher.name``, when a hub id is neither in the local Hugging Face cache nor
+    downloadable (offline): otherwise ``from_pretrained`` retries for half a minute, warning at each try."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError as exc:  # huggingface_hub's HFValidationError: not of the form "org/name"
+        raise ValueError(f"teacher.name={repo_id!r}: no such local folder, and not a hub id ({exc})") from None
+    if isinstance(cached, str):
+        return  # cached: from_pretrained loads it (offline too)
+    if constants.HF_HUB_OFFLINE or not hub_reachable(constants.ENDPOINT):
+        raise ValueError(
+            f"teacher.name={repo_id!r}: not in the local Hugging Face cache and the hub ({constants.ENDPOINT}) cannot "
+            "be reached from here; download it where there is a network (huggingface-cli download) or give a local "
+            "folder"
+        )
+
+
 def load_hf_teacher(
     name_or_path: str,
     min_depth: float = 1e-3,
@@ -227,6 +264,8 @@ def load_hf_teacher(
         raise ValueError(f"teacher.name={name_or_path!r}: local folder not found")
     if local.exists():
         name_or_path = str(local)
+    else:
+        _check_hub_id_loadable(name_or_path)
     try:
         model = AutoModelForDepthEstimation.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
