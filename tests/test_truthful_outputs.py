@@ -275,3 +275,11 @@ def test_progress_bar_names_the_stage(tmp_path, capsys):
     assert main(["train", "--run-dir", str(run), "--threads", "1", *TINY]) == 0
     err = capsys.readouterr().err
     assert "baseline:" in err and "train:" not in err
+
+
+def test_a_run_on_a_recipe_is_named_after_its_run_dir(tmp_path, capsys):
+    run_dir = tmp_path / "mine"
+    assert main(["pipeline", "-c", "recipe:demo", "--run-dir", str(run_dir), "--print-config"]) == 0
+    assert "name: mine" in capsys.readouterr().out
+    assert main(["pipeline", "-c", "recipe:demo", "--run-dir", str(run_dir), "--set", "name=x", "--print-config"]) == 0
+    assert "name: x" in capsys.readouterr().out

@@ -68,6 +68,8 @@ def to_tensor(image: ImageLike) -> torch.Tensor:
         if t.dtype == torch.uint8:
             return t.float().div(255.0)
         t = t.float()
+        if not torch.isfinite(t).all():
+            raise ValueError("float image tensor holds NaN or infinite values")
         if t.numel() and (t.min() < 0 or t.max() > 1):
             raise ValueError(f"float image tensor must be in [0, 1], got range [{t.min():g}, {t.max():g}]")
         return t
@@ -134,6 +136,8 @@ class DepthPredictor:
                 f"size {size[0]}x{size[1]}: this graph was exported at a fixed {fh}x{fw} and runs only at that size; "
                 "export with --dynamic to choose the size when predicting"
             )
+        if size is not None and (len(size) != 2 or min(int(v) for v in size) < 1):
+            raise ValueError(f"size: expected (height, width) of at least 1 pixel each, got {tuple(size)}")
         self.size = tuple(self.fixed_size or size) if (self.fixed_size or size) is not None else None
         self.flip_tta = flip_tta
         self.config = config

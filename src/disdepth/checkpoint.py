@@ -81,9 +81,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    torch.save({"format": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT_VERSION, **state}, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        # torch reports a full disk, a file-size limit or a read-only folder as a RuntimeError from its zip writer
+        # ("PytorchStreamWriter failed writing file ..."): say it as one line naming the checkpoint.
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
+        raise CheckpointWriteError(
+            f"{path}: could not write the checkpoint ({reason}); free disk space or check the folder's permissions, "
+            "then --resume (the previous checkpoint is intact)"
+        ) from None
     return path
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (full disk, file-size limit, read-only folder); the previous file is intact."""
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:

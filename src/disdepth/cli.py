@@ -107,6 +107,12 @@ def _main(argv: list[str] | None) -> int:
         # The OS names the path (e.g. --out given a folder, a run directory under a file).
         print(f"disdepth: error: {exc.filename or ''}: {exc.strerror or exc}".replace(": : ", ": "), file=sys.stderr)
         return 2
+    except OSError as exc:
+        # Full disk, file-size limit, read-only folder, port in use ...: one line naming the path when the OS gives
+        # one (our own I/O errors, e.g. a checkpoint that could not be written, carry the path in their message).
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"disdepth: error: {where}{exc.strerror or exc}" if where else f"disdepth: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # Ctrl-C outside the training loop (which checkpoints and exits 130 itself), or a second Ctrl-C.
         print("disdepth: interrupted", file=sys.stderr)

@@ -648,6 +648,8 @@ def _range_problems(cfg: Config) -> list[str]:
     """Every out-of-range value as ``"<dotted key>: must be <allowed>, got <value>"``."""
     d, t, dc, ac = cfg.data, cfg.train, cfg.distill, cfg.acclimate
     rules: list[tuple[str, Any, bool, str]] = [
+        ("seed", cfg.seed, 0 <= cfg.seed < 2**32, "in [0, 2**32) (the generators' seed range)"),
+        ("data.synthetic.seed", d.synthetic.seed, 0 <= d.synthetic.seed < 2**32, "in [0, 2**32)"),
         ("data.batch_size", d.batch_size, d.batch_size >= 1, ">= 1"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
         (

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from disdepth.commands.common import add_threads_argument, add_trust_argument
+from disdepth.commands.common import add_threads_argument, add_trust_argument, check_device, check_port_free
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS
 from disdepth.pipeline.report import change_lines
 
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         print(MISSING_GRADIO, file=sys.stderr)
         return 2
-    if not 0 < args.port < 65536:
-        raise ValueError(f"--port {args.port}: expected 1..65535")
+    check_device(args.device)
+    check_port_free(args.host, args.port)
     from disdepth.deploy.app import build_app, find_models, launch_app, load_models
 
     found = find_models(args.path, args.teacher)

@@ -48,6 +48,24 @@ def add_threads_argument(parser: argparse.ArgumentParser, what: str = "torch CPU
     )
 
 
+def check_device(text: str) -> None:
+    """Refuse a device torch cannot parse or this machine does not have, naming ``--device``."""
+    import torch
+
+    if text == "auto":
+        return
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {text!r}: {str(exc).splitlines()[0]}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {text}: CUDA is not available here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+
+
 def at_least(minimum: int):
     """An argparse ``type=`` for an int >= ``minimum`` (argparse prints one line naming the flag and exits 2)."""
 
@@ -71,6 +89,14 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type=`` for a finite float >= 0 (0 often meaning "no limit")."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -131,7 +157,11 @@ def parse_hw_list(text: str, flag: str, minimum: int = 1) -> list[tuple[int, int
 
 # Sections that define what a run trains: a --resume must not change them (the checkpoint would not fit, or the
 # resumed run would silently become another experiment).
-RUN_DEFINING = ("seed", "model.", "teacher.", "acclimate.", "distill.", "data.dataset", "data.batch_size")
+# Keys whose change makes a resumed run another run (its checkpoint cannot continue it): everything that decides the
+# model, the teacher, the losses and the data, the files and their sizes included. Training length, evaluation,
+# logging and the loader's worker count may change on --resume.
+RUN_DEFINING = ("seed", "model.", "teacher.", "acclimate.", "distill.", "data.")
+RESUMABLE_DATA_KEYS = ("data.num_workers",)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
@@ -160,6 +190,11 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
     """
     if not args.resume:
         cfg = load_config(args.config, args.overrides)
+        if not args.run_dir:
+            check_run_name(cfg.name)
+        if args.run_dir and cfg.name in generic_run_names() and not any(o.startswith("name=") for o in args.overrides):
+            # `-c recipe:demo --run-dir runs/mine` is the user's run "mine", not "disdepth_demo" (reports, cards).
+            cfg.name = Path(args.run_dir).name or cfg.name
         return cfg, Path(args.run_dir or Path("runs") / default_run_dir.format(name=cfg.name))
     if not args.run_dir:
         raise ValueError("--resume needs --run-dir (the run to continue)")
@@ -168,7 +203,9 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
         raise FileNotFoundError(f"--resume: {saved_path} not found (is {args.run_dir} a run directory?)")
     saved = load_config(saved_path)
     cfg = load_config(args.config, args.overrides, base=copy.deepcopy(saved))
-    defining = [k for k in changed_keys(saved, cfg) if k.startswith(RUN_DEFINING)]
+    defining = [
+        k for k in changed_keys(saved, cfg) if k.startswith(RUN_DEFINING) and not k.startswith(RESUMABLE_DATA_KEYS)
+    ]
     if defining:
         before, after = flat_dict(to_dict(saved)), flat_dict(to_dict(cfg))
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in defining[:6])
@@ -177,6 +214,27 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
             "drop them, or start a new run (another --run-dir, or --overwrite)"
         )
     return cfg, Path(args.run_dir)
+
+
+def check_run_name(name: str) -> None:
+    """A config's ``name`` becomes ``runs/<name>``: one plain folder name, so a shared config file cannot direct
+    writes elsewhere (an absolute path or ``..``); a run folder anywhere else is chosen with ``--run-dir``."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+        raise ConfigError(
+            f"name: {name!r} is not a plain folder name (no '/', '..' or absolute path; runs go to runs/<name>); "
+            "to write elsewhere, give --run-dir on the command line"
+        )
+
+
+def generic_run_names() -> set[str]:
+    """The default ``name`` and those the packaged recipes set: names that say nothing about a user's run."""
+    from importlib import resources
+
+    from disdepth.config import RECIPE_PREFIX, Config
+
+    folder = resources.files("disdepth.recipes")
+    recipes = [p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")]
+    return {Config().name, *(load_config(RECIPE_PREFIX + r).name for r in recipes)}
 
 
 def start_run(args: argparse.Namespace, default_run_dir: str):
@@ -226,3 +284,17 @@ def run_stage_command(args: argparse.Namespace, stage: str) -> int:
         print(json.dumps(out, indent=2, default=float))
         print(f"run: {run_dir}  step {out.get('step')}/{cfg.train.steps}  checkpoint {out.get('checkpoint', '-')}")
     return 130 if out.get("interrupted") else 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, naming ``--port``, a port that another program already listens on (before any model loads)."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port}: expected 1..65535")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise ValueError(f"--port {port}: cannot listen on {host}:{port} ({reason}); pick another port") from None

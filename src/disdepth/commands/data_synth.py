@@ -66,7 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-noise", type=float, default=0.0, help="depth noise std per metre^2")
     parser.add_argument("--holes", type=float, default=0.0, help="fraction of pixels dropped in blobs")
     parser.add_argument("--preview", action="store_true", help="also write preview.png (RGB | depth)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that already holds a dataset (index.csv)"
+    )
     parser.add_argument("--workers", type=at_least(1), default=1, help="rendering processes")
+
+
+MAX_SYNTH_PIXELS = 4096 * 4096  # a sample is rendered in memory at float32 several times over
 
 
 def _paths(preset: str, i: int) -> tuple[str, str]:
@@ -132,7 +138,17 @@ def run(args: argparse.Namespace) -> int:
     n_val = args.n // 10 if args.val is None else args.val
     if not 0 <= n_val <= args.n:
         raise ValueError(f"--val {n_val}: must be between 0 and --n ({args.n})")
+    if not 0 <= args.holes < 1 or not 0 <= args.depth_noise < 1e3:  # holes = 1 would leave no depth at all
+        raise ValueError(f"--holes {args.holes:g}, --depth-noise {args.depth_noise:g}: need 0 <= holes < 1, noise >= 0")
+    if size[0] * size[1] > MAX_SYNTH_PIXELS:
+        raise ValueError(f"--size {args.size}: at most {MAX_SYNTH_PIXELS / 1e6:.0f} megapixels per sample")
     out = Path(args.out)
+    existing = [f for f in ("index.csv", "filenames.txt") if (out / f).is_file()]
+    if existing and not args.overwrite:
+        raise FileExistsError(
+            f"--out {out}: already holds a dataset ({', '.join(existing)}); pass --overwrite to replace it, or choose "
+            "another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     # Only plain fields go to the workers (the parsed namespace also holds the unpicklable parser).
     keys = ("preset", "seed", "start", "sparse", "sparse_density", "depth_noise", "holes")

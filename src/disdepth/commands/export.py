@@ -119,8 +119,19 @@ def _read_image(path: str) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
 
 
-def run(args: argparse.Namespace) -> int:
+def check_out_path(out: Path, checkpoint: Path) -> None:
+    """``--out`` must be a new ``.onnx`` file or an earlier export: never the checkpoint or another existing file
+    (``export best.pt --out best.pt`` would replace the trained weights with the graph)."""
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"--out {out}: expected a .onnx file name")
+    if out.exists() and checkpoint.exists() and out.resolve() == checkpoint.resolve():
+        raise ValueError(f"--out {out}: is the checkpoint being exported")
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give a .onnx file name")
 
+
+def run(args: argparse.Namespace) -> int:
+    check_out_path(Path(args.out), Path(args.checkpoint))
     # Bad inputs fail before the (slow) export: --image, the calibration images, the labelled list.
     image = _read_image(args.image) if args.image and not args.no_check else None
     calibration = _calibration_paths(args) if args.int8 or args.calibration else []

@@ -18,9 +18,16 @@ from pathlib import Path
 import torch
 
 from disdepth.api import DepthPredictor, round_size
-from disdepth.commands.common import add_threads_argument, add_trust_argument, finite_float, hw_type
+from disdepth.commands.common import (
+    add_threads_argument,
+    add_trust_argument,
+    check_device,
+    finite_float,
+    hw_type,
+    non_negative_float,
+)
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS, check_run_size, is_out_of_memory, out_of_memory_error
-from disdepth.deploy.sources import Frame, collect_sources, iter_frames
+from disdepth.deploy.sources import Frame, Source, collect_sources, iter_frames
 from disdepth.deploy.weights import readable_load_errors
 from disdepth.deploy.writers import (
     FORMATS,
@@ -58,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-megapixels",
-        type=float,
+        type=non_negative_float,
         default=MAX_RUN_MEGAPIXELS,
         help=f"refuse images the network would run on at more than this (default {MAX_RUN_MEGAPIXELS:.1f} MP = "
         "4096x4096; 0 = no limit); use --size for larger images",
@@ -110,20 +117,22 @@ def _formats(args: argparse.Namespace) -> frozenset[str]:
     return frozenset(formats)
 
 
-def _check_device(text: str) -> None:
-    """Refuse a device torch cannot parse or this machine does not have, naming ``--device``."""
-    if text == "auto":
-        return
-    try:
-        device = torch.device(text)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {text!r}: {str(exc).splitlines()[0]}") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {text}: CUDA is not available here; use --device cpu (or auto)")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+# The files ``write_outputs`` makes for a prediction NAME, by format (deploy/writers.py).
+OUTPUT_SUFFIXES = {"png": ".png", "npy": ".npy", "color": "_color.png", "panel": "_panel.png", "ply": ".ply"}
+
+
+def refuse_writing_over_inputs(sources: list[Source], out_dir: Path, formats: frozenset[str]) -> None:
+    """Refuse, naming the file, when an output would replace an input (``--out`` = the photos' own folder: the
+    16-bit depth PNG of ``kitchen.png`` is ``kitchen.png``)."""
+    inputs = {s.path.resolve() for s in sources}
+    for s in sources:
+        for fmt in formats:
+            target = (out_dir / (s.name + OUTPUT_SUFFIXES[fmt])).resolve()
+            if target in inputs:
+                raise ValueError(
+                    f"--out {out_dir}: writing {fmt} output {target.name} would overwrite the input {target}; "
+                    "choose another output folder"
+                )
 
 
 def _make_out_dir(out: str) -> Path:
@@ -157,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--vmin {args.vmin:g} --vmax {args.vmax:g}: the near end must be below the far end")
     if args.fov is not None and not 0 < args.fov < 180:
         raise ValueError(f"--fov {args.fov:g}: expected 0 < degrees < 180")
-    _check_device(args.device)
-    sources = collect_sources(args.inputs)
+    check_device(args.device)
+    sources = collect_sources(args.inputs, skip_under=Path(args.out))
+    refuse_writing_over_inputs(sources, Path(args.out), formats)
     for s in sources:  # every image's size is known from its header: refuse a too-large one before loading
         if s.size is not None:
             check_run_size(s.path, *s.size, args.size or round_size(*s.size), args.max_megapixels)

@@ -6,6 +6,8 @@ dataset-specific defaults (BTS) fill any augmentation value the config leaves at
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -17,6 +19,8 @@ from disdepth.data.io import Transform
 from disdepth.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from disdepth.data.synthetic import SyntheticDepthDataset  # written by the synthetic-data issue
 from disdepth.data.transforms import train_augmentation
+
+log = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
 
@@ -170,6 +174,11 @@ def build_dataset(
             **extra,
         )
     list_file = list_for_split(cfg, split)
+    if not train and d.train_list and Path(list_file).resolve() == Path(d.train_list).resolve():
+        log.warning(
+            "data.%s_list is the same file as data.train_list (%s): its scores, and the best.pt picked on them, "
+            "measure frames the model trained on", "val" if d.val_list else "test", list_file,
+        )  # fmt: skip
     root, gt_root = roots_for_split(cfg, split)
     # Training drops frames without ground truth unless the teacher teaches them (label-free, data.require_depth).
     require_depth = train and d.require_depth

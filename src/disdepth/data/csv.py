@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from disdepth.data.io import (
+    FLOAT_DEPTH_SUFFIXES,
     LABEL_FREE_ROUTE,
     DataError,
     FileDepthDataset,
@@ -36,7 +37,7 @@ DEFAULT_FOCAL = 500.0  # used only when a row has neither fx nor focal; metric d
 
 
 def read_csv_table(csv_file: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header (stripped column names) and the non-blank rows with their line numbers.
+    """The header (column names stripped and lower-cased) and the non-blank rows with their line numbers.
 
     Raises:
         MissingFileError: no such file. DataError naming the file: not UTF-8, no header, or text the
@@ -54,7 +55,13 @@ def read_csv_table(csv_file: str | Path) -> tuple[list[str], list[tuple[int, lis
     if not rows:
         raise DataError(csv_file, "CSV index is empty (no header row)", "format")
     (_, header), *body = rows
-    return [c.strip() for c in header], body
+    # Column names as users write them: "RGB", " Depth " and "rgb" are one column; a name given twice is an error
+    # (which of the two would be read is a guess).
+    columns = [c.strip().lower() for c in header]
+    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if repeated:
+        raise DataError(csv_file, f"column(s) {repeated} appear more than once in the header; keep one", "format")
+    return columns, body
 
 
 def csv_columns(csv_file: str | Path) -> list[str]:
@@ -99,7 +106,7 @@ def _record(row: dict[str, str], base: Path, where: str, depth_scale: float, ima
     depth_rel = "" if images_only else row.get("depth", "").strip()
     depth = None if depth_rel in ("", "None") else base / depth_rel
     scale = None if images_only else _row_scale(row, where, depth_scale)
-    if depth is not None and depth.suffix.lower() != ".npy" and not scale:
+    if depth is not None and depth.suffix.lower() not in FLOAT_DEPTH_SUFFIXES and not scale:
         raise DataError(where, "PNG depth needs a depth_scale (column, or data.depth_scale)", "scale")
     fx, fy, cx, cy = (_cell(row, k, where) for k in ("fx", "fy", "cx", "cy"))
     for key, value in (("fx", fx), ("fy", fy)):

@@ -57,6 +57,8 @@ PROBLEMS: dict[str, str] = {
     "invalid": "invalid data",
 }
 
+FLOAT_DEPTH_SUFFIXES = (".npy", ".npz")  # depth stored as float metres, read without a depth_scale
+
 # The documented route for images without depth, named wherever a list without depth is refused or reported.
 LABEL_FREE_ROUTE = "set data.require_depth=false to train from it label-free (the teacher's depth is the target)"
 
@@ -181,24 +183,63 @@ def read_image(path: str | Path) -> torch.Tensor:
                 raise DataError(
                     path, f"image is a single-channel {im.mode} map (a depth file?), not a colour image", "format"
                 )
+            orientation = _orientation(im)
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except DataError:
         raise
     except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError)
         raise _unreadable(path, "image", exc) from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    return orient(torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0), orientation)
+
+
+# EXIF orientation -> how the stored pixels become upright, on (..., H, W) tensors; the same transforms as
+# PIL.ImageOps.exif_transpose, which ``disdepth predict`` applies (tests/test_reliability_data.py checks all 8).
+_ORIENT = {
+    2: lambda t: t.flip(-1),
+    3: lambda t: t.flip(-1, -2),
+    4: lambda t: t.flip(-2),
+    5: lambda t: t.transpose(-1, -2),
+    6: lambda t: torch.rot90(t, -1, (-2, -1)),
+    7: lambda t: t.transpose(-1, -2).flip(-1, -2),
+    8: lambda t: torch.rot90(t, 1, (-2, -1)),
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1 = stored upright; anything unreadable counts as 1)."""
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block does not make the picture unreadable
+        return 1
+    return value if value in _ORIENT else 1
+
+
+def orient(t: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(..., H, W) stored pixels -> upright, for an EXIF ``orientation`` (1..8). A phone photo's depth map is stored
+    on the same pixel grid as its image, so both get the same transform and stay aligned."""
+    return _ORIENT[orientation](t).contiguous() if orientation in _ORIENT else t
+
+
+def image_orientation(path: str | Path) -> int:
+    """The EXIF orientation of an image file (1 when none), from its header."""
+    try:
+        with Image.open(path) as im:
+            return _orientation(im)
+    except Exception:
+        return 1
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image or depth file from its header only (cheap)."""
+    """(H, W) of an image or depth file from its header only (cheap), upright (EXIF orientation applied)."""
     path = Path(path)
     _require(path, "image")
     try:
         with Image.open(path) as im:
             w, h = im.size
+            orientation = _orientation(im)
     except Exception as exc:
         raise _unreadable(path, "image", exc) from None
-    return h, w
+    return (w, h) if orientation >= 5 else (h, w)
 
 
 def _depth_mode_error(path: Path, mode: str, fmt: str) -> DataError | None:
@@ -241,9 +282,18 @@ def _raw_depth_png(path: Path) -> np.ndarray:
 
 
 def _metric_depth_npy(path: Path) -> np.ndarray:
-    """Float metres from a ``.npy`` map, (H, W) float64; NaN/inf and negative values are DataErrors."""
+    """Float metres from a ``.npy`` map (or a ``.npz`` holding one), (H, W) float64; NaN/inf and negative values
+    are DataErrors."""
     try:
         arr = np.load(path, allow_pickle=False)
+        if isinstance(arr, np.lib.npyio.NpzFile):  # .npz: its one array, or the one named "depth"
+            with arr:
+                keys = list(arr.keys())
+                if len(keys) != 1 and "depth" not in keys:
+                    raise DataError(path, f"depth .npz holds arrays {keys}; expected one, or 'depth'", "format")
+                arr = arr["depth" if "depth" in keys else keys[0]]
+    except DataError:
+        raise
     except Exception as exc:
         raise _unreadable(path, "depth array", exc) from None
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
@@ -265,7 +315,7 @@ def read_depth(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a depth map in metres.
 
-    ``.npy``: float metres as stored (``scale`` ignored). Anything else (PNG, TIFF): a single-channel
+    ``.npy`` / ``.npz``: float metres as stored (``scale`` ignored). Anything else (PNG, TIFF): a single-channel
     **16-bit** image, metres = value / ``scale``; 0 and 65535 mean no depth. 8-bit and colour images are
     refused: 8 bits cannot hold metric depth, and a colour image is usually the RGB file in the wrong column.
 
@@ -292,7 +342,7 @@ def read_depth(
     """
     path = Path(path)
     _require(path, "depth")
-    if path.suffix.lower() == ".npy":
+    if path.suffix.lower() in FLOAT_DEPTH_SUFFIXES:
         depth = _metric_depth_npy(path)
     else:
         problem = depth_scale_problem(scale)
@@ -383,6 +433,8 @@ def load_record(record: Record, with_image: bool = True, depth_dtype: torch.dtyp
         image = torch.empty(3, 0, 0)
     if record.depth is not None:
         depth, valid = read_depth(record.depth, record.depth_scale, depth_dtype)
+        orientation = image_orientation(record.rgb)  # the depth shares the photo's stored pixel grid
+        depth, valid = orient(depth, orientation), orient(valid, orientation)
         if tuple(depth.shape[-2:]) != (h, w):
             raise DataError(
                 record.depth,
@@ -585,6 +637,6 @@ def finish_records(
 
 def scale_problem_of(record: Record) -> str | None:
     """Why ``record``'s depth_scale cannot decode its depth PNG, or None (no depth, ``.npy`` or a good scale)."""
-    if record.depth is None or record.depth.suffix.lower() == ".npy":
+    if record.depth is None or record.depth.suffix.lower() in FLOAT_DEPTH_SUFFIXES:
         return None
     return depth_scale_problem(record.depth_scale)

@@ -45,11 +45,18 @@ class OnnxDepthModel(nn.Module):
             raise ValueError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
         if "output" not in meta or "input" not in meta:
             raise ValueError(f"{path}: not exported by `disdepth export` (no input/output metadata)")
-        self.input_spec = spec_from_metadata(meta)
+        try:
+            self.input_spec = spec_from_metadata(meta)
+        except (ValueError, KeyError, TypeError) as exc:  # edited or foreign metadata: name the file
+            raise ValueError(f"{path}: its disdepth metadata does not read ({type(exc).__name__}: {exc})") from None
         self.normalized_input = "normalised: (rgb - mean) / std" in meta["input"]
         size = meta.get("input_size", "dynamic")
         self.fixed_size = None if size == "dynamic" else tuple(int(v) for v in size.split("x"))
-        self.session = ort_session(path, threads, spin=True)  # one session running alone: let it spin
+        try:
+            self.session = ort_session(path, threads, spin=True)  # one session running alone: let it spin
+        except Exception as exc:  # onnxruntime's own exception types (e.g. external data outside the folder)
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ValueError(f"{path}: ONNX Runtime cannot load this graph ({first_line})") from None
         self.path = path
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -155,11 +155,13 @@ def check_image(path: str | Path) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- discovery
 
 
-def collect_sources(inputs: list[str]) -> list[Source]:
+def collect_sources(inputs: list[str], skip_under: Path | None = None) -> list[Source]:
     """Expand files and folders into sources, checking each one before any model work starts.
 
     Folders contribute their image files (recursively, sorted); a file given explicitly must be an
-    image or a video. Images are checked from their header (readable, not a 16-bit depth map).
+    image or a video. Images are checked from their header (readable, not a 16-bit depth map). Files under
+    ``skip_under`` (the output folder, when it lies inside an input folder) are left out: a re-run must not read
+    its own earlier outputs as inputs.
 
     Raises:
         FileNotFoundError: a missing file or folder.
@@ -171,6 +173,9 @@ def collect_sources(inputs: list[str]) -> list[Source]:
         path = Path(text)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+            if skip_under is not None and skip_under.resolve() != path.resolve():  # the same folder: refused later
+                skip = skip_under.resolve()
+                files = [p for p in files if not p.resolve().is_relative_to(skip)]
             if not files:
                 raise DataError(path, f"folder has no images ({', '.join(sorted(IMAGE_EXTS))})", "format")
             sources += [Source(p, "image", p.relative_to(path).with_suffix("").as_posix()) for p in files]

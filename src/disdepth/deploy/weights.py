@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from disdepth.checkpoint import CheckpointKind, deployable_weights, read_checkpoint
@@ -125,6 +126,26 @@ def load_weights(model: nn.Module, state: dict[str, Any], path: str | Path, use_
     model.load_state_dict(weights)
 
 
+# Beyond this magnitude a float32 weight is not a trained value but damage (1e30-scaled weights overflow to inf).
+MAX_WEIGHT_MAGNITUDE = 1e12
+
+
+def check_finite_weights(model: nn.Module, path: str | Path) -> None:
+    """Refuse, naming the file and the first bad tensor, weights or buffers that are NaN, infinite or absurdly large:
+    such a model predicts NaN/inf depth, which must never reach a user's files with exit status 0."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if not tensor.is_floating_point() or tensor.numel() == 0:
+            continue
+        values = tensor.detach()
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{path}: weight {name} holds NaN or infinite values; the file is damaged")
+        if values.abs().max() > MAX_WEIGHT_MAGNITUDE:
+            raise ValueError(
+                f"{path}: weight {name} holds values up to {float(values.abs().max()):.3g}, beyond any trained model "
+                f"(> {MAX_WEIGHT_MAGNITUDE:g}); the file is damaged"
+            )
+
+
 def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Config]:
     """Rebuild the deployable model of a checkpoint file or model folder, in eval mode, with its Config.
 
@@ -148,6 +169,7 @@ def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Confi
     else:
         model = build_teacher(cfg.teacher, load_weights=False)
     load_weights(model, state, path, use_ema)
+    check_finite_weights(model, path)
     saved = state.get("input_spec")
     if saved and InputSpec.from_dict(saved) != model.input_spec:
         log.warning("%s: saved input spec %s differs from the rebuilt model's %s", path, saved, model.input_spec)

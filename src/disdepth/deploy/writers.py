@@ -221,6 +221,8 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float] | None:
         fx, fy, cx, cy = (float(v) for v in text.replace(" ", "").split(","))
     except ValueError:
         raise ValueError(f"intrinsics: expected fx,fy,cx,cy in pixels, got {text!r}") from None
+    if not all(math.isfinite(v) for v in (fx, fy, cx, cy)):
+        raise ValueError(f"intrinsics: every value must be a finite number, got {text!r}")
     if fx <= 0 or fy <= 0:
         raise ValueError(f"intrinsics: fx and fy must be > 0, got {text!r}")
     return fx, fy, cx, cy

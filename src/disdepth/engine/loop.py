@@ -38,6 +38,7 @@ from disdepth.config import Config, save_config, to_dict
 from disdepth.engine import dist
 from disdepth.engine.logging import RunLogger
 from disdepth.engine.optim import build_ema, build_optimizer, build_scheduler
+from disdepth.engine.runlock import RunLock
 from disdepth.engine.sampling import ResumableSampler, SeededDataset
 from disdepth.eval.metrics import HIGHER_IS_BETTER
 from disdepth.tasks.supervised import Task
@@ -86,8 +87,13 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
     if not overwrite:
         raise RunDirExists(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
     aside = run_dir / PREVIOUS_RUN
-    if aside.exists() and not (run_dir / "checkpoints").exists():
-        return aside  # an earlier --overwrite failed before its first checkpoint: keep the run set aside then
+    if aside.exists() and not last.exists():
+        # An earlier --overwrite failed before its first checkpoint (the loop deletes the aside run once one is
+        # written): the run set aside is the last finished one, so it stays, whatever the failed attempt left.
+        for name in ("checkpoints", "model", "log.jsonl", "config.yaml", "result.json"):
+            partial = run_dir / name
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+        return aside
     shutil.rmtree(aside, ignore_errors=True)
     aside.mkdir(parents=True)
     for name in ("checkpoints", "model", "log.jsonl", "config.yaml", "result.json"):
@@ -157,11 +163,25 @@ def train(
 
     Learning rates come from ``task.parameter_groups()``; every checkpoint holds the task's deployable model
     (``task.deployable``) and the training state for ``resume``. At the end a deployable model is also written to
-    ``run_dir/model`` (safetensors + config.json).
+    ``run_dir/model`` (safetensors + config.json). The main process holds the run folder's lock
+    (:class:`~disdepth.engine.runlock.RunLock`) throughout: a second run in the same folder is refused.
     """
+    info = info or dist.setup(cfg.train.device)
+    with RunLock(run_dir) if info.is_main else nullcontext():
+        return _train(cfg, Path(run_dir), task, train_set, evaluate, resume, overwrite, info)
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    task: Task,
+    train_set: Dataset,
+    evaluate: EvaluateFn | None,
+    resume: bool,
+    overwrite: bool,
+    info: dist.DistInfo,
+) -> TrainResult:
     tc = cfg.train
-    info = info or dist.setup(tc.device)
-    run_dir = Path(run_dir)
     previous_run = None
     if info.is_main:
         previous_run = prepare_run_dir(run_dir, resume, overwrite)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         else:
             obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and safetensors raise many unrelated types
-        raise ValueError(f"{file}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
+        if isinstance(exc, pickle.UnpicklingError):  # torch's weights_only refusal: a many-line message
+            raise ValueError(
+                f"{file}: holds Python objects that the safe loader refuses (unpickling can run code); save the "
+                "weights as a plain state dict or .safetensors"
+            ) from None
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{file}: not a readable weights file ({type(exc).__name__}: {first_line})") from None
     if isinstance(obj, dict):
         for wrapper in _WRAPPER_KEYS:  # training checkpoints keep the weights one level down
             if isinstance(obj.get(wrapper), dict):

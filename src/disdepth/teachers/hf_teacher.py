@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -268,11 +269,17 @@ def load_hf_teacher(
         _check_hub_id_loadable(name_or_path)
     try:
         model = AutoModelForDepthEstimation.from_pretrained(name_or_path)
+    except pickle.UnpicklingError:  # transformers loads .bin files with torch's weights_only loader
+        raise ValueError(
+            f"teacher.name={name_or_path!r}: its pytorch_model.bin holds Python objects that the safe loader refuses "
+            "(unpickling can run code); use a model.safetensors copy of the model"
+        ) from None
     except (OSError, ValueError) as exc:
         where = "local folder" if Path(name_or_path).exists() else "hub id (offline? not in the HF cache?)"
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ValueError(
-            f"teacher.name={name_or_path!r}: could not load a HF depth model from this {where}: {exc}"
-        ) from exc
+            f"teacher.name={name_or_path!r}: could not load a HF depth model from this {where}: {first_line}"
+        ) from None
     family = model.config.model_type
     if family not in FAMILY_NORM:
         raise ValueError(
