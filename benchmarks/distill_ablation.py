@@ -572,6 +572,115 @@ def gap_study(folders: list[Path], reference: str = "disdepth") -> str:
     return "\n".join(probes) + "\n\n" + "\n".join(rows) + "\n"
 
 
+class GhostReads(torch.nn.Module):
+    """The frozen ghost decoder reading a mixed pyramid, as a depth model for :func:`score` (student input spec).
+
+    Level ``i`` of the pyramid is ``f_i + alpha * (a_i - f_i)`` where ``f`` is ``encoder``'s feature (a trained
+    student's) and ``a`` the acclimated teacher feature, for the strides in ``acclimated_strides``; ``f_i`` elsewhere.
+    alpha = 1 with every stride is the ghost decoder of the acclimation (G); no stride is the student's own decoder
+    reading its own features when the ghost is a copy of that student's decoder (B)."""
+
+    def __init__(self, acclimated, encoder: torch.nn.Module, acclimated_strides: set[int], alpha: float = 1.0) -> None:
+        super().__init__()
+        self.acclimated, self.encoder, self.alpha = acclimated.eval(), encoder.eval(), alpha
+        self.strides = [f.stride for f in acclimated.student_info]
+        self.mix = set(acclimated_strides)
+        self.input_spec = acclimated.input_spec
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor) -> dict:
+        size = tuple(image.shape[-2:])
+        own = self.encoder(image)
+        acc = self.acclimated(image, with_ghost=False)["acclimated"] if self.mix else own
+        feats = [
+            f + self.alpha * (a - f) if s in self.mix else f for s, f, a in zip(self.strides, own, acc, strict=True)
+        ]
+        return {"depth": self.acclimated.ghost(feats, size)["depth"]}
+
+
+def _trained_student(run_dir: Path):
+    """The student of a finished student/distill run directory, with its last weights, in eval mode."""
+    from disdepth.models.student import build_student
+    from disdepth.pipeline.stages import load_student_weights
+
+    cfg = load_config(run_dir / "config.yaml")
+    student = build_student(cfg.model, load_weights=False)
+    load_student_weights(student, run_dir / "checkpoints" / "last.pt")
+    return student.eval()
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images and channels of the Pearson r over positions of two (B, C, h, w) maps."""
+    from disdepth.tasks.kd_losses import standardize_channels
+
+    return float((standardize_channels(a) * standardize_channels(b)).mean((2, 3)).mean())
+
+
+def pearsons(encoder: torch.nn.Module, acclimated, data: Dataset, levels: list[int]) -> dict[int, float]:
+    """Pearson r of ``encoder``'s features to the acclimated ones per stride in ``levels``, over ``data``'s frames
+    (batches of 16; the mean of the batch means)."""
+    strides = [f.stride for f in acclimated.student_info]
+    rs: dict[int, list[float]] = {s: [] for s in levels}
+    with torch.no_grad():
+        for i in range(0, len(data), 16):
+            image = torch.stack([data[j]["image"] for j in range(i, min(i + 16, len(data)))])
+            own, acc = encoder(image), acclimated(image, with_ghost=False)["acclimated"]
+            for s in levels:
+                rs[s].append(_pearson(own[strides.index(s)], acc[strides.index(s)]))
+    return {s: float(np.mean(v)) for s, v in rs.items()}
+
+
+def level_probe(args, held_out: Dataset, info) -> dict:
+    """Where the acclimated features' lead lives and how close each distilled student's features come to it.
+
+    Per seed of ``args.out``: the ghost decoder's abs_rel on the LG-Conv student's (B's) pyramid with the acclimated
+    features swapped in at some strides (all; the distilled ``--levels``; the others; each alone), half way there
+    (alpha 0.5 at every stride), and on each distilled student's own pyramid; with the Pearson r of a distilled
+    student's features to the acclimated ones at the distilled strides. Written to the results folder as
+    ``level_probe.json``; returns it."""
+    from disdepth.tasks.acclimation import gap_share, load_acclimated
+
+    kd_rows = [k for k, _ in [*ROWS, *EXTRA_ROWS] if k not in ("baseline", GAP_BASE, "classic_kd", "response")]
+    out: dict = {"levels": args.levels, "seeds": {}}
+    for seed in args.seeds:
+        root = args.out / f"seed{seed}"
+        acclimated, _ = load_acclimated(root / "acclimate" / "acclimated.pt")
+        cfg = load_config(root / "acclimate" / "config.yaml")
+        data = renormalized(held_out, STORED, acclimated.input_spec)
+        strides = [f.stride for f in acclimated.student_info]
+        base = _trained_student(root / GAP_BASE)
+        kd = set(args.levels)
+        mixes = {"B": (set(), 1.0), "all": (set(strides), 1.0), "kd_levels": (kd, 1.0)}
+        mixes.update({"other_levels": (set(strides) - kd, 1.0), "all_half": (set(strides), 0.5)})
+        mixes.update({f"s{s}": ({s}, 1.0) for s in strides})
+        teacher = json.loads((root / "acclimate" / "result.json").read_text())["metrics"]["teacher_before"]["abs_rel"]
+        record: dict = {"teacher": teacher, "mixes": {}, "students": {}}
+        for name, (mix, alpha) in mixes.items():
+            m, _ = score(GhostReads(acclimated, base.encoder, mix, alpha), data, cfg, info)
+            record["mixes"][name] = {"strides": sorted(mix), "alpha": alpha, "abs_rel": m["abs_rel"]}
+        b = record["mixes"]["B"]["abs_rel"]
+        for v in record["mixes"].values():
+            v["share_of_gap"] = gap_share(b, v["abs_rel"], teacher)
+
+        record["base_pearson_to_acclimated"] = pearsons(base.encoder, acclimated, data, args.levels)
+        for row in kd_rows:
+            if not (root / row / "checkpoints" / "last.pt").is_file():
+                continue
+            student = _trained_student(root / row)
+            m, _ = score(GhostReads(acclimated, student.encoder, set(), 1.0), data, cfg, info)
+            record["students"][row] = {
+                "abs_rel": json.loads((root / row / "result.json").read_text())["metrics"]["abs_rel"],
+                "ghost_on_own_features": m["abs_rel"],
+                "pearson_to_acclimated": pearsons(student.encoder, acclimated, data, args.levels),
+            }
+        out["seeds"][seed] = record
+        print(f"seed {seed}:", json.dumps(record, default=float), flush=True)
+    folder = results_folder(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "level_probe.json").write_text(json.dumps(out, indent=1, default=float))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=["synthetic", "sevenscenes"], default="sevenscenes")
@@ -671,6 +780,12 @@ def main() -> None:
         default=None,
         help="only print the gap-diagnostics comparison of these results folders (the first is the reference)",
     )
+    p.add_argument(
+        "--level-probe",
+        action="store_true",
+        help="after a run: where the acclimated features' lead lives (the ghost decoder on the LG-Conv student's "
+        "features with acclimated ones swapped in per stride) and how close each distilled student's features come",
+    )
     p.add_argument("--gap-reference", default="disdepth", help="with --gap-study: the row the others are paired with")
     p.add_argument(
         "--from-results",
@@ -690,6 +805,9 @@ def main() -> None:
     start = time.perf_counter()
     train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data", args.split)
     print(f"data: {len(train)} train / {len(test)} test at {args.size}", flush=True)
+    if args.level_probe:
+        level_probe(args, test, info)
+        return
     if args.baseline_only or args.students_only:
         per_seed = {seed: run_seed(args, seed, args.out, train, test, "", info, None) for seed in args.seeds}
         print(f"per-run results: {save_runs(per_seed, None, args)}")

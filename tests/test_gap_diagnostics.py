@@ -246,3 +246,22 @@ def test_benchmark_gap_study_pairs_probes_on_the_same_frames(tmp_path):
     assert len(lines) == 1 and "+0.50" in lines[0]  # closed: 0.05 of the 0.1 gap
     assert "-10.7 %" in lines[0]  # paired against ref's disdepth: mean(base - 0.05) / mean(base - 0.02) - 1
     assert "| ref | disdepth" in text and "| ref | [0, 1] |" in text
+
+
+def test_benchmark_ghost_reads_mixes_student_and_acclimated_pyramids():
+    module = _ablation()
+    cfg = load_config(overrides=TINY)
+    torch.manual_seed(0)
+    student = build_student(cfg.model).eval()
+    acclimated = build_acclimated(cfg, build_teacher(cfg.teacher), student, train=False)
+    image = _batch()["image"]
+    strides = [f.stride for f in acclimated.student_info]
+    with torch.no_grad():
+        want_g = acclimated(image)["depth"]
+        want_b = student(image)["depth"]  # the ghost is a copy of this student's decoder: it reads its features alike
+        got_g = module.GhostReads(acclimated, student.encoder, set(strides))(image)["depth"]
+        got_b = module.GhostReads(acclimated, student.encoder, set())(image)["depth"]
+        half = module.GhostReads(acclimated, student.encoder, set(strides), alpha=0.5)(image)["depth"]
+    torch.testing.assert_close(got_g, want_g)
+    torch.testing.assert_close(got_b, want_b)
+    assert not torch.allclose(half, want_g) and not torch.allclose(half, want_b)
