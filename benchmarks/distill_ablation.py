@@ -67,6 +67,9 @@ EXTRA_ROWS = [
     ("response_unlabelled", "response KD only, + unlabelled synthetic scenes (--unlabelled)"),
     ("disdepth_ghost", "full DisDepth + ghost loss (--ghost-weight)"),
     ("ghost_only", "ghost loss alone (LG-Conv student, no feature KD; --ghost-only)"),
+    ("lgconv_continued", "LG-Conv student trained --steps more, no KD (--init-from-base: the control)"),
+    ("acclimated_kd_init", "acclimated feature KD (uniform), starting from the LG-Conv student (--init-from-base)"),
+    ("disdepth_init", "full DisDepth starting from the LG-Conv student (--init-from-base)"),
 ]
 # Rows distilled from the acclimated teacher or from the teacher itself: the gap diagnostics measure them against
 # the LG-Conv student (the KD start, B) and the teacher (T) on the same held-out frames.
@@ -298,6 +301,13 @@ def run_seed(
         if args.ghost_only:
             cfg = load_config(overrides=[*kd, ghost, "distill.feature_weight=0"], base=base_config(args, seed))
             stage("ghost_only", distill_stage, cfg)
+    if args.init_from_base:  # the student starts from B (the ghost decoder is its decoder), against B trained on
+        init = [f"distill.init_checkpoint={lg_ckpt}"]
+        cfg = load_config(overrides=[*kd, *init, "distill.feature_weight=0"], base=base_config(args, seed))
+        stage("lgconv_continued", distill_stage, cfg)
+        cfg = load_config(overrides=[*kd, *init, "distill.attention=none"], base=base_config(args, seed))
+        stage("acclimated_kd_init", distill_stage, cfg)
+        stage("disdepth_init", distill_stage, load_config(overrides=[*disdepth, *init], base=base_config(args, seed)))
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
@@ -755,6 +765,12 @@ def main() -> None:
         "--ghost-weight", type=float, default=0.0, help="> 0: add the row full DisDepth + ghost loss of this weight"
     )
     p.add_argument("--ghost-only", action="store_true", help="with --ghost-weight: also the ghost loss alone")
+    p.add_argument(
+        "--init-from-base",
+        action="store_true",
+        help="add rows whose student starts from the LG-Conv student (B) and trains --steps more: without KD (the "
+        "control), acclimated KD, full DisDepth",
+    )
     p.add_argument(
         "--reuse-stages", nargs="*", default=["baseline", "lgconv"], choices=list(REUSABLE),
         help="which stages --reuse-from links (acclimate only when its settings are this run's too)",

@@ -154,6 +154,25 @@ def test_tiny_acclimate_then_distill_pipeline_writes_retained_and_closed(tmp_pat
     want = gap_share(dgap["baseline"], dgap["student"], dgap["teacher"])
     assert dgap["closed"] == (pytest.approx(want) if want is not None else None)
     assert math.isfinite(distill["metrics"]["abs_rel"])
+    # distill.init_checkpoint: the student starts from the baseline's weights instead of its own initialisation.
+    from disdepth.pipeline.stages import build_distillation, load_student_weights
+
+    cfg = load_config(overrides=[*shrink, f"distill.acclimated_checkpoint={acclimate['checkpoint']}"])
+    fresh = build_distillation(cfg).model
+    cfg = load_config(
+        overrides=[
+            *shrink,
+            f"distill.init_checkpoint={baseline['checkpoint']}",
+            "distill.ghost_weight=0",
+            "distill.feature_weight=0",
+        ]
+    )
+    started = build_distillation(cfg).model
+    want = build_student(cfg.model, load_weights=False)
+    load_student_weights(want, baseline["checkpoint"])
+    got, ref, other = started.state_dict(), want.state_dict(), fresh.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in ref.items())
+    assert not all(torch.equal(other[k], v) for k, v in ref.items())
 
 
 # ---------------------------------------------------------------------------- the ghost loss

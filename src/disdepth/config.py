@@ -264,6 +264,9 @@ class DistillConfig:
     """Student distillation (DESIGN.md §1.5; docs/distillation.md)."""
 
     acclimated_checkpoint: str = ""  # output of ``disdepth acclimate`` (teacher + FAMs + ghost decoder)
+    # A trained student checkpoint the distilled student starts from (e.g. the baseline whose decoder the ghost
+    # copies); "" = the model's own initialisation (``model.pretrained``).
+    init_checkpoint: str = ""
     # Feature KD target: "acclimated" = FAM outputs (DisDepth); "raw" = raw teacher features through a
     # student-side 1x1 adapter (classic feature KD, no acclimation); "none" = no feature KD.
     feature_target: Literal["acclimated", "raw", "none"] = "acclimated"

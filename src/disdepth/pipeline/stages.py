@@ -313,7 +313,9 @@ def build_distillation(cfg: Config, train_set: Dataset | None = None) -> Distill
     """
     dc, tc = cfg.distill, cfg.train
     torch.manual_seed(cfg.seed)
-    student = build_student(cfg.model)
+    student = build_student(cfg.model, load_weights=not dc.init_checkpoint)
+    if dc.init_checkpoint:  # start from a trained student (its ImageNet weights are already in it)
+        load_student_weights(student, dc.init_checkpoint)
     teacher = _distillation_teacher(cfg, student)
     adapters = None
     if dc.feature_target == "raw" and teacher is not None:
