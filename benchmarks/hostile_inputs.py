@@ -1596,9 +1596,12 @@ def distributed_cases() -> list[Case]:
 
 def all_cases(ws: Path, paths: dict[str, Path]) -> list[Case]:
     """Every case; the slow classes that matter most (kills, distributed) first, the long value sweep last."""
+    from hostile_edges import edge_cases  # the edge cases live in their own file (benchmarks/hostile_edges.py)
+
     return [
         *kill_cases(),
         *distributed_cases(),
+        *edge_cases(ws, paths),
         *checkpoint_cases(ws, paths),
         *untrusted_cases(ws, paths),
         *config_file_cases(ws, paths),

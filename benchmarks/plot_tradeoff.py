@@ -23,7 +23,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ABLATION_STUDENT = "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)"
 ABLATION_TEACHER = "teacher: hybrid Lite0 192x4 (the ablation's)"
 PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
-    "unet256": "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)",
+    "unet256": "U-Net 256/128/64/32 student (mobilenetv2_100; the earlier default)",
     "default": "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)",
     "lite": "lite student (mobilenetv2_100, lite decoder)",
     "narrow": "narrow student (mobilenetv2_100, U-Net 128/64/32/16)",
@@ -34,7 +34,7 @@ PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
 # Short names on the figure (the full ones are in the tables), and where each label sits relative to its point
 # (points points apart would otherwise print their labels on top of each other).
 SHORT = {
-    "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": "U-Net 256/128/64/32 (old default)",
+    "U-Net 256/128/64/32 student (mobilenetv2_100; the earlier default)": "U-Net 256/128/64/32 (old default)",
     "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": "default (U-Net 96/48/24/12)",
     "lite student (mobilenetv2_100, lite decoder)": "lite decoder",
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": "narrow U-Net 128/64/32/16",

@@ -38,7 +38,7 @@ CF = "model.decoder_conv_first_strides="
 ARCHS = {
     # The reference every Δ is taken against: the default student until issue 15 (its JSONs: unet256_seed*.json).
     "unet256": (
-        "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)",
+        "U-Net 256/128/64/32 student (mobilenetv2_100; the earlier default)",
         ["model.decoder_channels=[256,128,64,32,16]", B],
     ),
     # Today's default, pinned so that a later change of the default does not change this row.
@@ -206,7 +206,7 @@ def render_table(args: argparse.Namespace) -> str:
     )
     lines = [
         f"{data}, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights, seeds {seeds}; protocol "
-        f"none, caps 1e-3..{args.max_depth} m; Δ vs the U-Net 256/128/64/32 (the default before issue 15): paired "
+        f"none, caps 1e-3..{args.max_depth} m; Δ vs the U-Net 256/128/64/32 (the earlier default): paired "
         "bootstrap 95 % CI (images x seeds)",
         "",
         "| model | abs_rel | δ1 | Δ abs_rel vs U-Net 256 | ORT latency ÷ FastDepth | eager ÷ FastDepth "

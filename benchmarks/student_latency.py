@@ -54,7 +54,7 @@ MODELS = {
     "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": [],
     UNFUSED: [],
     "U-Net 96/48/24/12, bilinear upsampling (mobilenetv2_100)": [B],
-    "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": [
+    "U-Net 256/128/64/32 student (mobilenetv2_100; the earlier default)": [
         "model.decoder_channels=[256,128,64,32,16]",
         B,
     ],

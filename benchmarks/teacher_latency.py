@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ABLATION = ROOT / "configs" / "benchmarks" / "distill_ablation.yaml"
 STUDENTS = {
     "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": (None, []),
-    "U-Net 256/128/64/32 student (mobilenetv2_100; the default before issue 15)": (
+    "U-Net 256/128/64/32 student (mobilenetv2_100; the earlier default)": (
         None,
         ["model.decoder_channels=[256,128,64,32,16]", "model.decoder_upsample=bilinear"],
     ),

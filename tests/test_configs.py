@@ -113,7 +113,8 @@ def test_recipe_paths_resolve_and_unknown_ones_name_the_known(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("base: recipe:demo\ntrain:\n  steps: 3\n")
     cfg = load_config(child)
-    assert cfg.train.steps == 3 and cfg.name == load_config("recipe:demo").name
+    # A user's file built on a recipe is the user's run: it takes the file's name, not the recipe's.
+    assert cfg.train.steps == 3 and cfg.name == "child" != load_config("recipe:demo").name
 
 
 # ---------------------------------------------------------------------------------------------------------------

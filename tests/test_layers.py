@@ -1,4 +1,4 @@
-"""The package's layers only point down (DESIGN.md §3), checked on every import statement, including the ones
+"""The package's layers only point down (docs/architecture.md), checked on every import statement, including the ones
 inside functions: models -> teachers -> data/eval -> tasks -> engine -> deploy -> pipeline -> commands."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "disdepth"
 LAYERS: dict[str, int] = {
     "config": 0,
     "checkpoint": 0,
+    "runs": 0,
     "recipes": 0,
     "models": 1,
     "teachers": 2,

@@ -1,4 +1,4 @@
-"""Golden-value tests for the nine depth metrics (DESIGN.md §2)."""
+"""Golden-value tests for the nine depth metrics (docs/data.md, "Metrics and protocols")."""
 
 from __future__ import annotations
 

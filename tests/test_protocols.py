@@ -1,4 +1,4 @@
-"""Evaluation protocols: crop pixel counts, caps, clamping, KB-crop alignment (DESIGN.md §2)."""
+"""Evaluation protocols: crop pixel counts, caps, clamping, KB-crop alignment (docs/data.md)."""
 
 from __future__ import annotations
 

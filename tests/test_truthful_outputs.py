@@ -283,3 +283,18 @@ def test_a_run_on_a_recipe_is_named_after_its_run_dir(tmp_path, capsys):
     assert "name: mine" in capsys.readouterr().out
     assert main(["pipeline", "-c", "recipe:demo", "--run-dir", str(run_dir), "--set", "name=x", "--print-config"]) == 0
     assert "name: x" in capsys.readouterr().out
+
+
+def test_report_panels_carry_their_names_and_colour_range():
+    from disdepth.eval.viz import depth_panel, with_title
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    gt = rng.random((48, 64)) * 4 + 1
+    panel = depth_panel(image, gt * 1.1, gt, gt > 0)
+    assert panel.shape[0] > 48 and panel.shape[1] == 4 * 64
+    caption = panel[48:]
+    for tile in range(4):  # every tile has its name written under it (dark text on the white strip)
+        assert (caption[:, tile * 64 : (tile + 1) * 64] < 100).any()
+    titled = with_title(panel, "distilled: test image 1")
+    assert titled.shape[0] > panel.shape[0] and (titled[: titled.shape[0] - panel.shape[0]] < 100).any()

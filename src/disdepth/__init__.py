@@ -8,6 +8,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from disdepth.api import DepthPredictor
+    from disdepth.deploy.predict_folder import PredictRun
+    from disdepth.runs import Run
 
 
 
@@ -33,3 +35,20 @@ def load(checkpoint: str | Path, device: str = "cpu", **kwargs: Any) -> DepthPre
     from disdepth.api import load as _load
 
     return _load(checkpoint, device=device, **kwargs)
+
+
+def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path, **options: Any) -> PredictRun:
+    """What ``disdepth predict`` does, from Python: depth for images, folders and videos, written to ``out``
+    (colour maps, 16-bit PNGs, .npy, point clouds, ``predictions.json``). Options: those of
+    :func:`disdepth.deploy.predict_folder.predict` (``size``, ``formats``, ``legend``, ``intrinsics``, ...)."""
+    from disdepth.deploy.predict_folder import predict as _predict
+
+    return _predict(checkpoint, inputs, out, **options)
+
+
+def open_run(path: str | Path) -> Run:
+    """A run or pipeline folder (:class:`disdepth.runs.Run`): ``open_run("runs/mine").model("distill")`` is the
+    distilled student's model folder, ready for :func:`load`."""
+    from disdepth.runs import open_run as _open_run
+
+    return _open_run(path)

@@ -23,6 +23,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from disdepth.runs import PIPELINE_STAGES as RUN_PIPELINE_STAGES
+
 
 class ConfigError(ValueError):
     """A config key or value is wrong; the message names the dotted key."""
@@ -35,7 +37,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class LGConvConfig:
-    """Where LG-Conv global branches are added to the encoder (DESIGN.md §1.2)."""
+    """Where LG-Conv global branches are added to the encoder (docs/method.md §2)."""
 
     enabled: bool = False
     # Output strides of the 3x3 convs that get a branch (4 = stage 2 ... 32 = stage 5). 32 only (was [16, 32] until
@@ -151,7 +153,7 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation protocol (DESIGN.md §2; table in docs/data.md)."""
+    """Evaluation protocol (docs/data.md, "Metrics and protocols")."""
 
     protocol: Literal["none", "nyu_eigen", "kitti_eigen_garg", "kitti_garg_full", "kitti_eigen"] = "none"
     # Depth caps in metres; None = the protocol's (KITTI 1e-3..80, NYU 1e-3..10, none 1e-3..inf).
@@ -242,7 +244,7 @@ class TrainConfig:
 
 @dataclass
 class AcclimateConfig:
-    """Teacher acclimation with a ghost decoder (DESIGN.md §1.4; docs/distillation.md)."""
+    """Teacher acclimation with a ghost decoder (docs/method.md §4; docs/distillation.md)."""
 
     # Ghost decoder = copy of the student's decoder + head: "baseline" = weights of ``baseline_checkpoint``
     # (a trained baseline student), "fresh" = the student's initialisation (then set train_ghost: true).
@@ -261,7 +263,7 @@ class AcclimateConfig:
 
 @dataclass
 class DistillConfig:
-    """Student distillation (DESIGN.md §1.5; docs/distillation.md)."""
+    """Student distillation (docs/method.md §5; docs/distillation.md)."""
 
     acclimated_checkpoint: str = ""  # output of ``disdepth acclimate`` (teacher + FAMs + ghost decoder)
     # A trained student checkpoint the distilled student starts from (e.g. the baseline whose decoder the ghost
@@ -325,7 +327,7 @@ class PipelineConfig:
     panels: int = 4  # image panels in the report
 
 
-PIPELINE_STAGES: tuple[str, ...] = ("teacher", "baseline", "acclimate", "distill")
+PIPELINE_STAGES = RUN_PIPELINE_STAGES  # the stage folders, in order (named in disdepth.runs, with the run layout)
 
 
 def stage_config(cfg: Config, stage: str) -> Config:

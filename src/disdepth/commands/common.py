@@ -9,10 +9,12 @@ import math
 from pathlib import Path
 
 from disdepth.config import ConfigError, changed_keys, dump_yaml, flat_dict, load_config, stage_config, to_dict
+from disdepth.deploy.predict_folder import check_device  # noqa: F401 - the commands' shared device check
 from disdepth.engine import dist
 from disdepth.engine.logging import setup_console_logging
 from disdepth.engine.loop import TrainingAborted
 from disdepth.pipeline import stages
+from disdepth.runs import Run
 
 
 def add_override_argument(parser: argparse.ArgumentParser, help_text: str = "override, e.g. model.head=bins") -> None:
@@ -46,24 +48,6 @@ def add_threads_argument(parser: argparse.ArgumentParser, what: str = "torch CPU
         default=0,
         help=f"{what} (default 0 = torch's default, one per core; use 1 when anything else runs)",
     )
-
-
-def check_device(text: str) -> None:
-    """Refuse a device torch cannot parse or this machine does not have, naming ``--device``."""
-    import torch
-
-    if text == "auto":
-        return
-    try:
-        device = torch.device(text)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {text!r}: {str(exc).splitlines()[0]}") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {text}: CUDA is not available here; use --device cpu (or auto)")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
 
 
 def at_least(minimum: int):
@@ -198,7 +182,7 @@ def resolve_run_config(args: argparse.Namespace, default_run_dir: str):
         return cfg, Path(args.run_dir or Path("runs") / default_run_dir.format(name=cfg.name))
     if not args.run_dir:
         raise ValueError("--resume needs --run-dir (the run to continue)")
-    saved_path = Path(args.run_dir) / "config.yaml"
+    saved_path = Run(args.run_dir).config_path
     if not saved_path.is_file():
         raise FileNotFoundError(f"--resume: {saved_path} not found (is {args.run_dir} a run directory?)")
     saved = load_config(saved_path)

@@ -161,20 +161,22 @@ def run(args: argparse.Namespace) -> int:
 def _check(
     args: argparse.Namespace, wrapper: DepthOnly, size: tuple[int, int], image: torch.Tensor | None, preset: str
 ) -> None:
-    """Print ORT vs PyTorch parity (metres) and eager vs ORT latency of the fp32 graph."""
+    """Print ORT vs PyTorch parity (metres, or relative units) and eager vs ORT latency of the fp32 graph."""
     if image is not None:
         image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     report = check_and_time(
         args.out, wrapper, size, args.dynamic, args.normalized_input, image, args.warmup, args.runs, preset
     )
+    unit = " m" if wrapper.model.input_spec.metric else " (relative units)"
     for name, diff in report["max_abs_diff_m"].items():
-        print(f"parity ORT vs PyTorch, {name} input: max |diff| = {diff:.2e} m")
+        print(f"parity ORT vs PyTorch, {name} input: max |diff| = {diff:.2e}{unit}")
     optimized = report["eager_opt_ms"]
+    plural = "s" if report["threads"] != 1 else ""
     how = "upsampling fused, BatchNorm folded"
     as_predict = "" if optimized is None else f" ({optimized:.1f} ms as `predict` runs it: {how})"
     print(
         f"latency {size[0]}x{size[1]} batch 1, median of {args.runs} after {args.warmup} warm-up, "
-        f"{report['threads']} threads: eager {report['eager_ms']:.1f} ms{as_predict}, ONNX Runtime CPU "
+        f"{report['threads']} thread{plural}: eager {report['eager_ms']:.1f} ms{as_predict}, ONNX Runtime CPU "
         f"{report['ort_ms']:.1f} ms (ORT {report['speedup']:.2f}x eager"
         + ("" if optimized is None else f", {optimized / report['ort_ms']:.2f}x as `predict` runs it")
         + ")"

@@ -1,6 +1,6 @@
 """File IO for RGB-D datasets: images, 16-bit depth PNGs, list records and the file-backed dataset base.
 
-Every reader raises an error whose message names the file and the problem (DESIGN.md §3): anything wrong
+Every reader raises an error whose message names the file and the problem (docs/data.md, "Bad input"): anything wrong
 with a file is a :class:`DataError` (a ``ValueError``; a missing file is its subclass
 :class:`MissingFileError`, also a ``FileNotFoundError``), so the CLI prints one line instead of a traceback
 and ``data check`` can collect them. Both survive a trip through a DataLoader worker.

@@ -48,12 +48,12 @@ from disdepth.deploy.writers import (
     write_outputs,
 )
 from disdepth.eval.viz import colorize
+from disdepth.runs import MODEL_LABELS, Run
 from disdepth.teachers.base import fit_scale_shift
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_MB = 50.0  # refuse bigger uploads before decoding them (a 12 MP JPEG is ~5 MB, a 16-bit TIFF ~70 MB)
-PIPELINE_STAGES = (("distilled", "distill"), ("baseline", "baseline"), ("teacher", "teacher"))
 NO_MODEL = (
     "expected a checkpoint (.pt), a model folder (config.json + model.safetensors), a Hugging Face depth-model "
     "folder, a run directory (checkpoints/last.pt or model/) or a pipeline run directory (distill/, baseline/, "
@@ -76,20 +76,11 @@ def _folder_kind(path: Path) -> str | None:
     return "disdepth" if isinstance(meta, dict) and meta.get("library") == "disdepth" else "hf"
 
 
-def _run_checkpoint(run_dir: Path) -> Path | None:
-    """A run directory's deployable model: ``model/`` (safetensors) when written, else ``checkpoints/last.pt``."""
-    if _folder_kind(run_dir / "model") == "disdepth":
-        return run_dir / "model"
-    last = run_dir / "checkpoints" / "last.pt"
-    return last if last.is_file() else None
-
-
-def _given_teacher(stage_dir: Path) -> str | None:
+def _given_teacher(stage: Run) -> str | None:
     """The teacher a pipeline was given (``teacher.checkpoint`` or a local HF folder), from a stage's config.yaml."""
-    config = stage_dir / "config.yaml"
-    if not config.is_file():
+    if not stage.config_path.is_file():
         return None
-    teacher = load_config(config).teacher
+    teacher = load_config(stage.config_path).teacher
     if teacher.checkpoint and Path(teacher.checkpoint).exists():
         return teacher.checkpoint
     if teacher.kind == "hf" and Path(teacher.name).is_dir():
@@ -117,15 +108,17 @@ def find_models(path: str | Path, teacher: str | Path | None = None) -> dict[str
         found["student"] = str(path)
     elif _folder_kind(path):
         found["teacher" if _folder_kind(path) == "hf" else "student"] = str(path)
-    elif _run_checkpoint(path):
-        found["student"] = str(_run_checkpoint(path))
+    elif Run(path).deployable():
+        found["student"] = str(Run(path).deployable())
     else:
-        for label, stage in PIPELINE_STAGES:
-            ckpt = _run_checkpoint(path / stage)
+        run = Run(path)
+        for label, stage in MODEL_LABELS.items():
+            ckpt = run.stage(stage).deployable()
             if ckpt:
                 found[label] = str(ckpt)
         if found and "teacher" not in found:
-            given = next(filter(None, (_given_teacher(path / s) for s in ("distill", "acclimate", "baseline"))), None)
+            stages = (run.stage(s) for s in ("distill", "acclimate", "baseline"))
+            given = next(filter(None, (_given_teacher(stage) for stage in stages)), None)
             if given:
                 found["teacher"] = given
         if not found:
@@ -451,10 +444,11 @@ def _latency_table(view: View, models: list[LoadedModel]) -> str:
         for m in models
     )
     threads = torch.get_num_threads()
+    plural = "s" if threads > 1 else ""
     notes = "".join(f"\n- {n}" for n in view.notes)
     return (
         f"| model | this answer | median [range] of the answers so far |\n|---|---|---|\n{rows}\n\n"
-        f"Network at {w}x{h}, {threads} thread{'s' if threads > 1 else ''}; every model was warmed up at this size "
+        f"Network at {h}x{w} (HxW), {threads} thread{plural}; every model was warmed up at this size "
         "before its first timed answer. "
         f"Whole answer: {view.total_ms:.0f} ms (reading the image, every model, colouring). "
         f"Colour scale: {view.vmin:.3g}-{view.vmax:.3g} {'m' if view.unit == 'm' else '(relative)'}, "

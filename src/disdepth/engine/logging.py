@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from disdepth.runs import Run
+
 
 def setup_console_logging(is_main: bool) -> None:
     """INFO on rank 0, WARNING elsewhere, one format."""
@@ -31,7 +33,7 @@ class RunLogger:
         self.jsonl = None
         if enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.jsonl = open(run_dir / "log.jsonl", "a", buffering=1)  # noqa: SIM115 - closed in close()
+            self.jsonl = open(Run(run_dir).log_path, "a", buffering=1)  # noqa: SIM115 - closed in close()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 

@@ -41,6 +41,7 @@ from disdepth.engine.optim import build_ema, build_optimizer, build_scheduler
 from disdepth.engine.runlock import RunLock
 from disdepth.engine.sampling import ResumableSampler, SeededDataset
 from disdepth.eval.metrics import HIGHER_IS_BETTER
+from disdepth.runs import RUN_FILES, Run
 from disdepth.tasks.supervised import Task
 
 log = logging.getLogger(__name__)
@@ -65,40 +66,37 @@ class TrainResult:
     last_metrics: dict[str, Any] = field(default_factory=dict)
 
 
-PREVIOUS_RUN = "previous_run"  # where --overwrite keeps the old run until the new one has a checkpoint
-
-
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
     """Refuse to clobber an existing run unless asked; ``--resume`` needs a ``last.pt`` to resume from.
 
-    ``overwrite`` moves the old run's checkpoints, model folder and log into ``run_dir/previous_run`` (nothing is
+    ``overwrite`` moves the old run's files (:data:`disdepth.runs.RUN_FILES`) into ``previous_run/`` (nothing is
     deleted yet) and returns that folder; the loop deletes it once the new run has written its first checkpoint,
     so a new run that fails early leaves the old one intact. Temp files of a killed checkpoint write are removed.
     """
-    remove_stale_temp_files(run_dir / "checkpoints")
-    remove_stale_temp_files(run_dir)
-    last = run_dir / "checkpoints" / "last.pt"
+    run = Run(run_dir)
+    remove_stale_temp_files(run.checkpoints)
+    remove_stale_temp_files(run.root)
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
+        if not run.last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {run.last}")
         return None
-    if not ((run_dir / "config.yaml").exists() or last.exists()):
+    if not run.holds_run():
         return None
     if not overwrite:
         raise RunDirExists(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over")
-    aside = run_dir / PREVIOUS_RUN
-    if aside.exists() and not last.exists():
+    aside = run.previous
+    if aside.exists() and not run.last.exists():
         # An earlier --overwrite failed before its first checkpoint (the loop deletes the aside run once one is
         # written): the run set aside is the last finished one, so it stays, whatever the failed attempt left.
-        for name in ("checkpoints", "model", "log.jsonl", "config.yaml", "result.json"):
-            partial = run_dir / name
+        for name in RUN_FILES:
+            partial = run.root / name
             shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
         return aside
     shutil.rmtree(aside, ignore_errors=True)
     aside.mkdir(parents=True)
-    for name in ("checkpoints", "model", "log.jsonl", "config.yaml", "result.json"):
-        if (run_dir / name).exists():
-            (run_dir / name).rename(aside / name)
+    for name in RUN_FILES:
+        if (run.root / name).exists():
+            (run.root / name).rename(aside / name)
     return aside
 
 
@@ -182,10 +180,11 @@ def _train(
     info: dist.DistInfo,
 ) -> TrainResult:
     tc = cfg.train
+    run = Run(run_dir)
     previous_run = None
     if info.is_main:
         previous_run = prepare_run_dir(run_dir, resume, overwrite)
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, run.config_path)
     dist.barrier()
     logger = RunLogger(run_dir, enabled=info.is_main)
 
@@ -206,17 +205,16 @@ def _train(
 
     step, best = 0, {"metric": tc.best_metric, "value": None, "step": None}
     if resume:
-        state = read_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=info.device)
+        state = read_checkpoint(run.last, map_location=info.device)
         training = state.get("training")
         if not training:
-            raise ValueError(f"{run_dir / 'checkpoints' / 'last.pt'}: holds no training state to resume from")
+            raise ValueError(f"{run.last}: holds no training state to resume from")
         try:
             raw_model.load_state_dict(training["model"])
             optimizer.load_state_dict(training["optimizer"])
         except (RuntimeError, ValueError) as exc:  # shapes or parameter groups that do not fit this run's model
             detail = str(exc).strip().splitlines()[-1].strip()[:300]
-            last = run_dir / "checkpoints" / "last.pt"
-            raise ValueError(f"{last}: does not fit this run's model ({detail})") from None
+            raise ValueError(f"{run.last}: does not fit this run's model ({detail})") from None
         scheduler.load_state_dict(training["scheduler"])
         if training.get("scaler"):
             scaler.load_state_dict(training["scaler"])
@@ -224,7 +222,7 @@ def _train(
             ema.load_state_dict(training["ema"])
         step, best = state["step"], state["best"]
         set_rng_state(training["rng"])
-        logger.event(step, "resumed", path=str(run_dir / "checkpoints" / "last.pt"))
+        logger.event(step, "resumed", path=str(run.last))
         log.info("resumed from step %d", step)
 
     def deployable_state() -> dict[str, Any]:
@@ -249,7 +247,7 @@ def _train(
             "rng": rng_state(),
         }
         state = {**deployable_state(), "step": step, "best": best, "config": to_dict(cfg), "training": training}
-        save_checkpoint(state, run_dir / "checkpoints" / f"{name}.pt")
+        save_checkpoint(state, run.checkpoint(name))
         nonlocal previous_run
         if previous_run is not None:  # the new run now has a checkpoint of its own: the old run can go
             shutil.rmtree(previous_run, ignore_errors=True)
@@ -278,7 +276,7 @@ def _train(
             "and the resolved training config are in config.json; weights in model.safetensors.\n"
         )
         kind = CheckpointKind(state["kind"])
-        save_model_folder(run_dir / "model", kind, weights, state["input_spec"], to_dict(cfg), card)
+        save_model_folder(run.model_dir, kind, weights, state["input_spec"], to_dict(cfg), card)
 
     def run_evaluation() -> dict[str, Any]:
         if evaluate is None:
@@ -340,8 +338,9 @@ def _train(
                     if bad_steps >= tc.max_bad_steps:
                         progress.close()
                         logger.close()
-                        last = run_dir / "checkpoints" / "last.pt"
-                        saved = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written"
+                        saved = "no checkpoint was written"
+                        if run.last.is_file():
+                            saved = f"the last good checkpoint is {run.last}"
                         raise TrainingAborted(
                             f"{bad_steps} non-finite losses in a row at step {step}; stopped, {saved} (lower "
                             "train.lr, try train.grad_clip, or check the data with `disdepth data check`)"

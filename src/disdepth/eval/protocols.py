@@ -1,4 +1,4 @@
-"""Evaluation protocols as data: depth caps, crop and the map they apply to (DESIGN.md §2).
+"""Evaluation protocols as data: depth caps, crop and the map they apply to (docs/data.md, "Metrics and protocols").
 
 | protocol          | caps (m)   | map                        | crop (rows, cols as fractions of H, W)            |
 |-------------------|------------|----------------------------|---------------------------------------------------|

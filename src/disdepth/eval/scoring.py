@@ -29,7 +29,7 @@ Pair = tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]
 
 @dataclass
 class EvalResult:
-    """Everything a results table must name (DESIGN.md §2): metrics, protocol, crop, caps, counts, flip-TTA."""
+    """Everything a results table must name (docs/data.md): metrics, protocol, crop, caps, counts, flip-TTA."""
 
     metrics: dict[str, float]
     protocol: Protocol

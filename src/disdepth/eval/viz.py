@@ -50,9 +50,16 @@ def denormalize(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, 
 
 
 def depth_panel(
-    image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, valid: np.ndarray | None = None
+    image: np.ndarray,
+    pred: np.ndarray,
+    gt: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    title: str = "",
+    unit: str = "m",
 ) -> np.ndarray:
-    """RGB | prediction | ground truth | abs-rel error, side by side (H, k*W, 3) uint8; one shared depth range."""
+    """RGB | prediction | ground truth | abs-rel error, side by side, one shared depth range, with a caption strip
+    under the tiles that names them, the model (``title``) and the colour range in ``unit``:
+    (H + caption, k*W, 3) uint8."""
     tiles = [image]
     if gt is not None:
         valid = (gt > 0) if valid is None else valid
@@ -61,6 +68,43 @@ def depth_panel(
         tiles += [colorize(pred, vmin, vmax, np.ones_like(valid)), colorize(gt, vmin, vmax, valid)]
         err = np.where(valid, np.abs(pred - gt) / np.maximum(gt, 1e-6), 0.0)
         tiles.append(colorize(1.0 - np.clip(err / 0.5, 0, 1), 0.0, 1.0, valid))  # red = 50%+ error
+        range_text = f"prediction {vmin:.2f}-{vmax:.2f} {unit}"
+        names = ["RGB", range_text, "ground truth (same colours)", "|error|/gt, red >= 50%"]
     else:
         tiles.append(colorize(pred, valid=np.ones(pred.shape, dtype=bool)))
-    return np.concatenate(tiles, axis=1)
+        names = ["RGB", "prediction"]
+    panel = np.concatenate(tiles, axis=1)
+    return np.concatenate([panel, _caption(panel.shape[1], image.shape[1], names, title)], axis=0)
+
+
+def _caption(width: int, tile_width: int, names: list[str], title: str) -> np.ndarray:
+    """A white strip (h, width, 3) with each tile's name under it (near = red, far = blue) and the title."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_px = max(9, min(14, tile_width // 14))
+    try:
+        font = ImageFont.load_default(size=font_px)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        font = ImageFont.load_default()
+    lines = 2 if title else 1
+    strip = Image.new("RGB", (width, lines * (font_px + 4) + 2), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for i, name in enumerate(names):
+        draw.text((i * tile_width + 3, 2), name, fill=(0, 0, 0), font=font)
+    if title:
+        draw.text((3, font_px + 6), f"{title} (near = red, far = blue)", fill=(60, 60, 60), font=font)
+    return np.asarray(strip)
+
+
+def with_title(panel: np.ndarray, title: str) -> np.ndarray:
+    """``panel`` (H, W, 3) uint8 with a one-line title strip above it (which model a report picture shows)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_px = max(10, min(16, panel.shape[1] // 40))
+    try:
+        font = ImageFont.load_default(size=font_px)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    strip = Image.new("RGB", (panel.shape[1], font_px + 8), (255, 255, 255))
+    ImageDraw.Draw(strip).text((3, 3), title, fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(strip), panel], axis=0)

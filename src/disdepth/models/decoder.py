@@ -1,4 +1,4 @@
-"""Top-down U-Net / FPN depth decoder (DESIGN.md §1.1).
+"""Top-down U-Net / FPN depth decoder (docs/method.md §1).
 
 At each level, from the deepest up, two 3x3 conv-BN-ReLU around an x2 upsampling to the skip's size and a
 concatenation of the encoder skip. Where the first conv runs is set per level (``conv_first_strides``):

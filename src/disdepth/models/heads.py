@@ -1,4 +1,4 @@
-"""Depth heads: map the finest decoder feature to metric depth (DESIGN.md §1.1).
+"""Depth heads: map the finest decoder feature to metric depth (docs/method.md §1).
 
 Both heads predict at the decoder's finest stride; the student upsamples to input resolution. The sigmoid head can
 instead learn the upsampling (``upsample`` > 1: sub-pixel convolution, Shi et al., CVPR 2016): its conv predicts

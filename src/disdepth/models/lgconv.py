@@ -1,4 +1,4 @@
-"""LG-Conv: a local 3x3 conv plus a parallel global branch (DisDepth, arXiv:2404.16386, DESIGN.md §1.2).
+"""LG-Conv: a local 3x3 conv plus a parallel global branch (DisDepth, arXiv:2404.16386, docs/method.md §2).
 
 The paper's abstract says LG-Conv gives a pretrained CNN the global context a transformer teacher
 has, so that the student can absorb the teacher's knowledge. Our reading (each choice configurable):

@@ -17,6 +17,7 @@ from disdepth.config import PIPELINE_STAGES, Config, stage_config
 from disdepth.deploy.bench import bench_model
 from disdepth.engine import dist
 from disdepth.eval.stats import Change, change_on_images
+from disdepth.eval.viz import with_title
 from disdepth.pipeline.stages import score
 
 # The changes a report states for the distilled student against its baseline, and which way is better.
@@ -50,7 +51,8 @@ def model_entry(
     paths = []
     for i, panel in enumerate(panels):
         path = out_dir / "panels" / f"{label}_{i}.png"
-        save_png(panel, path)
+        aligned = " (relative, aligned to the ground truth)" if metrics.get("alignment") else ""
+        save_png(with_title(panel, f"{label}{aligned}: test image {i + 1}"), path)
         paths.append(str(path.relative_to(out_dir)))
     h, w = cfg.pipeline.bench_resolution
     b = bench_model(deployed, label, [(h, w)], warmup=1, runs=runs)[0]
@@ -134,13 +136,13 @@ def trained_budgets(cfg: Config, stages: dict | None) -> str:
     return ", ".join(f"{s} {c.train.steps}x{c.data.batch_size}" for s, c in budgets)
 
 
-def stage_table(stages: dict) -> list[str]:
-    """One markdown row per stage (steps, wall time, validation abs_rel, checkpoint); per-image scores stay in
-    report.json."""
+def stage_table(stages: dict, teacher_name: str = "") -> list[str]:
+    """One markdown row per stage (steps, wall time, validation abs_rel, checkpoint; a given teacher by its name);
+    per-image scores stay in report.json."""
     rows = ["| stage | steps | wall (s) | validation abs_rel | checkpoint |", "|---|---:|---:|---:|---|"]
     for name, r in stages.items():
         if r.get("loaded"):
-            rows.append(f"| {name} | given, not trained | | | `{r.get('checkpoint') or 'hub/folder'}` |")
+            rows.append(f"| {name} | given, not trained | | | `{r.get('checkpoint') or teacher_name}` |")
             continue
         abs_rel = (r.get("metrics") or {}).get("abs_rel")
         wall = r.get("wall_s")
@@ -169,6 +171,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
     h, w = cfg.pipeline.bench_resolution
+    threads = entries[0]["latency_threads"]
     lines = [
         f"# {title}: {cfg.name}",
         "",
@@ -176,7 +179,7 @@ def write_report(
         "",
         f"Protocol `{cfg.eval.protocol}`, caps {cfg.eval.min_depth or 'default'}..{cfg.eval.max_depth or 'default'} m, "
         f"{e0.get('images')} images ({e0.get('skipped')} skipped), flip-TTA {'on' if cfg.eval.flip_tta else 'off'}. "
-        f"Complexity at {h}x{w}, batch 1, CPU (latency: median, {entries[0]['latency_threads']} threads).",
+        f"Complexity at {h}x{w}, batch 1, CPU (latency: median, {threads} thread{'s' if threads != 1 else ''}).",
         "",
         "| model | abs_rel | sq_rel | rmse | rmse_log | δ1 | δ2 | δ3 | params (M) | GFLOPs | latency (ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -191,12 +194,13 @@ def write_report(
             f"{e['latency_ms']:.1f} |"
         )
     if aligned:  # a relative model's numbers are never presented as metric
-        lines += ["", f"\\* Relative model: scored after {aligned[0]['metrics']['alignment']} to the ground truth."]
+        how = aligned[0]["metrics"]["alignment"]
+        lines += ["", f"\\* Relative model: {how}, to the ground truth before scoring; never read as metres."]
     changes = change_lines(entries)
     if changes:
         lines += ["", *changes]
     if stages:
-        lines += ["", "## Stages", "", *stage_table(stages), "", "Full stage results: report.json."]
+        lines += ["", "## Stages", "", *stage_table(stages, cfg.teacher.name), "", "Full stage results: report.json."]
     lines += ["", "## Panels (RGB | prediction | ground truth | error)", ""]
     for e in entries:
         lines += [f"![{e['label']}]({p})" for p in e["panels"]]

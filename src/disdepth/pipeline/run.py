@@ -25,6 +25,7 @@ from disdepth.deploy.weights import load_model
 from disdepth.engine import dist
 from disdepth.pipeline import stages as S
 from disdepth.pipeline.report import model_entry
+from disdepth.runs import Run
 from disdepth.tasks.acclimation import TeacherDepth
 from disdepth.teachers.build import build_teacher
 
@@ -54,7 +55,7 @@ def input_files(cfg: Config) -> dict[str, list[int] | None]:
 
 def stale_keys(run_dir: Path, cfg: Config) -> list[str]:
     """What differs between the stage in ``run_dir`` and ``cfg`` (config keys, then changed input files)."""
-    saved_path = run_dir / "config.yaml"
+    saved_path = Run(run_dir).config_path
     if not saved_path.is_file():
         return []
     keys = [k for k in changed_keys(load_config(saved_path), cfg) if not k.startswith(NOT_DETERMINING)]
@@ -84,7 +85,7 @@ def run_stage(
         if done is not None:
             log.info("stage %s: finished earlier with the same settings, reused", name)
             return done
-    resume = (run_dir / "checkpoints" / "last.pt").is_file() and not overwrite
+    resume = Run(run_dir).last.is_file() and not overwrite
     inputs = input_files(cfg)
     out = fn(resume=resume, overwrite=not resume)
     if out.get("interrupted"):

@@ -1,4 +1,4 @@
-"""Depth losses (DESIGN.md §1.6). Distillation losses join this file with the distillation issue."""
+"""Depth losses (docs/method.md §6). Distillation losses join this file with the distillation issue."""
 
 from __future__ import annotations
 

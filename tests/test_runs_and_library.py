@@ -1,0 +1,85 @@
+"""The run folder as an object (``disdepth.open_run``) and deployment as a library (``disdepth.predict``): the same
+layout the training loop writes, and the same files the command line writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import disdepth
+from disdepth.cli import main
+from disdepth.runs import PIPELINE_STAGES, Run, open_run
+
+SETTINGS = {
+    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
+    "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
+    "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
+    "train.eval_every": 0, "eval.protocol": "none",
+}  # fmt: skip
+TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "student"
+    assert main(["train", "--run-dir", str(run), "--threads", "1", *TINY]) == 0
+    return run
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        rgb = (np.random.default_rng(i).random((40, 56, 3)) * 255).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_the_run_object_names_what_the_training_loop_wrote(trained):
+    run = open_run(trained)
+    assert run.config_path.is_file() and run.last.is_file() and run.best.exists() is run.best.is_file()
+    assert run.holds_run() and not run.is_pipeline()
+    assert run.model() == run.model_dir and (run.model_dir / "model.safetensors").is_file()
+    assert run.result()["step"] == 2 and run.finished()
+
+
+def test_a_pipeline_folder_gives_each_stage_its_model(tmp_path, trained):
+    import shutil
+
+    pipe = tmp_path / "pipe"
+    shutil.copytree(trained, pipe / "distill")
+    (pipe / "baseline" / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained / "checkpoints" / "last.pt", pipe / "baseline" / "checkpoints" / "last.pt")
+    run = disdepth.open_run(pipe)
+    assert run.is_pipeline()
+    assert run.model("distill") == pipe / "distill" / "model" == run.model("distilled")
+    assert run.model("baseline") == pipe / "baseline" / "checkpoints" / "last.pt"  # no model/ folder yet
+    with pytest.raises(FileNotFoundError, match="teacher: no model yet"):
+        run.model("teacher")
+    with pytest.raises(ValueError, match="stages are teacher, baseline, acclimate, distill"):
+        run.stage("student")
+    (pipe / "distill" / "result.json").write_text(json.dumps({"stage": "distill", "step": 2}))
+    assert run.stage("distill").result() == {"stage": "distill", "step": 2} and run.stage("distill").finished()
+    assert PIPELINE_STAGES == ("teacher", "baseline", "acclimate", "distill")
+
+
+def test_open_run_refuses_what_is_not_a_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        open_run(tmp_path / "missing")
+    assert Run(tmp_path).deployable() is None
+
+
+def test_predict_from_python_writes_what_the_command_writes(trained, photos, tmp_path, capsys):
+    library = disdepth.predict(disdepth.open_run(trained).model(), [photos], tmp_path / "lib", legend=True)
+    assert main(["predict", str(trained / "model"), str(photos), "--out", str(tmp_path / "cli"), "--legend"]) == 0
+    assert [e["name"] for e in library.entries] == ["p0", "p1"] and library.depth_units == "m"
+    for name in ("p0.png", "p0.npy", "p1_color.png"):
+        assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    summary = json.loads((tmp_path / "lib" / "predictions.json").read_text())
+    assert [e["name"] for e in summary["predictions"]] == ["p0", "p1"]
+    with pytest.raises(ValueError, match="--vmin 5 --vmax 1"):
+        disdepth.predict(trained / "model", [photos], tmp_path / "bad", vmin=5.0, vmax=1.0)
