@@ -83,3 +83,56 @@ def test_predict_from_python_writes_what_the_command_writes(trained, photos, tmp
     assert [e["name"] for e in summary["predictions"]] == ["p0", "p1"]
     with pytest.raises(ValueError, match="--vmin 5 --vmax 1"):
         disdepth.predict(trained / "model", [photos], tmp_path / "bad", vmin=5.0, vmax=1.0)
+
+
+def test_students_follow_hugging_face_conventions(trained, tmp_path, monkeypatch):
+    """save_pretrained / from_pretrained / push_to_hub read and write the model folder training writes; the hub is
+    a local folder here (huggingface_hub's upload and download functions are pointed at it)."""
+    import shutil
+
+    import huggingface_hub
+    import torch
+
+    from disdepth.models.student import DepthStudent
+
+    student = DepthStudent.from_pretrained(trained / "model")
+    image = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        before = student(image)["depth"]
+    saved = student.save_pretrained(tmp_path / "saved")
+    assert {p.name for p in saved.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    again = DepthStudent.from_pretrained(saved)
+    with torch.inference_mode():
+        assert torch.equal(again(image)["depth"], before)
+    assert np.allclose(disdepth.load(saved).predict(image[0]), disdepth.load(trained / "model").predict(image[0]))
+    # push_to_hub: create_repo then upload_folder of what save_pretrained writes
+    remote = tmp_path / "remote"
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(repo_id))
+
+    def upload_folder(self, repo_id, folder_path, **kw):
+        shutil.copytree(folder_path, remote / repo_id)
+        return f"commit to {repo_id}"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    assert student.push_to_hub("me/student") == "commit to me/student" and calls == ["me/student"]
+    # from_pretrained with a hub id: snapshot_download (pointed at the "remote" folder) fetches only the folder files
+    asked = {}
+
+    def snapshot_download(repo_id, **kw):
+        asked.update(kw)
+        return str(remote / repo_id)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    pulled = DepthStudent.from_pretrained("me/student")
+    with torch.inference_mode():
+        assert torch.equal(pulled(image)["depth"], before)
+    assert asked["allow_patterns"] == ["config.json", "model.safetensors", "README.md"]
+    # a student built from a config alone must be given the config to save
+    from disdepth.config import load_config
+    from disdepth.models.student import build_student
+
+    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,16,8,8,8]"])
+    with pytest.raises(ValueError, match="config="):
+        build_student(cfg.model, load_weights=False).save_pretrained(tmp_path / "x")
+    assert build_student(cfg.model, load_weights=False).save_pretrained(tmp_path / "y", config=cfg).is_dir()

@@ -166,6 +166,7 @@ def load_model(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, Confi
         raise ValueError(f"{path}: its saved config does not load ({exc})") from None
     if kind == CheckpointKind.STUDENT:
         model: nn.Module = build_student(cfg.model, load_weights=False)
+        model.disdepth_config = state["config"]  # so model.save_pretrained / push_to_hub need no config
     else:
         model = build_teacher(cfg.teacher, load_weights=False)
     load_weights(model, state, path, use_ema)

@@ -14,6 +14,7 @@ from disdepth.config import ModelConfig
 from disdepth.models.decoder import UNetDecoder
 from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
 from disdepth.models.heads import BinsHead, SigmoidHead
+from disdepth.models.hub import StudentHubMixin
 from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
 from disdepth.models.lite_decoder import LiteDecoder
 from disdepth.models.peer_decoders import Monodepth2Decoder, NNConv5Decoder
@@ -26,7 +27,7 @@ _ANNOUNCED_LGCONV: set[tuple[str, tuple[str, ...]]] = set()  # (encoder, convert
 PEER_DECODERS: dict[str, type[nn.Module]] = {"nnconv5": NNConv5Decoder, "monodepth2": Monodepth2Decoder}
 
 
-class DepthStudent(nn.Module):
+class DepthStudent(nn.Module, StudentHubMixin):
     """Monocular metric depth CNN.
 
     ``forward(image)`` with image (B, 3, H, W), normalised with ``encoder.mean/std``, returns a dict:
@@ -42,6 +43,7 @@ class DepthStudent(nn.Module):
         self.lgconv_names: list[str] = []
         # A relative student (set by build_student): output known up to relative_fit in relative_space.
         self.metric, self.relative_space, self.relative_fit = True, "disparity", "scale_shift"
+        self.disdepth_config: dict | None = None  # the resolved config it was loaded with (models/hub.py)
 
     def copy_attributes(self, other: DepthStudent) -> DepthStudent:
         """Take what ``build_student`` sets besides the modules (LG-Conv names, output semantics) from ``other``."""
