@@ -136,3 +136,16 @@ def test_students_follow_hugging_face_conventions(trained, tmp_path, monkeypatch
     with pytest.raises(ValueError, match="config="):
         build_student(cfg.model, load_weights=False).save_pretrained(tmp_path / "x")
     assert build_student(cfg.model, load_weights=False).save_pretrained(tmp_path / "y", config=cfg).is_dir()
+
+
+def test_export_and_evaluate_from_python(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    result = disdepth.export(trained / "model", tmp_path / "m.onnx", size=(64, 96), runs=1, warmup=0)
+    assert result.path.is_file() and result.metadata["input_size"] == "64x96" and result.metric
+    assert result.check["max_abs_diff_m"]["random"] < 1e-3 and result.variants == {"fp32": tmp_path / "m.onnx"}
+    with pytest.raises(ValueError, match="--out .*expected a .onnx file name"):
+        disdepth.export(trained / "model", tmp_path / "m.pt")
+    scored = disdepth.evaluate(checkpoint=trained / "model")
+    assert scored.n_evaluated == 2 and 0 < scored.metrics["abs_rel"] < 10  # the run's 2 synthetic val scenes
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        disdepth.evaluate()

@@ -8,7 +8,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from disdepth.api import DepthPredictor
+    from disdepth.deploy.export_model import ExportResult
     from disdepth.deploy.predict_folder import PredictRun
+    from disdepth.eval.scoring import EvalResult
     from disdepth.runs import Run
 
 
@@ -52,3 +54,19 @@ def open_run(path: str | Path) -> Run:
     from disdepth.runs import open_run as _open_run
 
     return _open_run(path)
+
+
+def export(checkpoint: str | Path, out: str | Path, **options: Any) -> ExportResult:
+    """What ``disdepth export`` does, from Python: the ONNX graph, checked and timed on ONNX Runtime, optional INT8 /
+    fp16 variants and their scores. Options: those of :func:`disdepth.deploy.export_model.export`."""
+    from disdepth.deploy.export_model import export as _export
+
+    return _export(checkpoint, out, **options)
+
+
+def evaluate(**options: Any) -> EvalResult:
+    """What ``disdepth eval`` does, from Python: a checkpoint's model (``checkpoint=``) or saved predictions
+    (``pred_dir=``) scored under a protocol. Options: those of :func:`disdepth.deploy.evaluate.evaluate`."""
+    from disdepth.deploy.evaluate import evaluate as _evaluate
+
+    return _evaluate(**options)
