@@ -309,3 +309,18 @@ def test_test_list_equal_to_train_list_is_warned(tmp_path, caplog):
                                  f"data.test_list={tmp_path / 'i.csv'}"])  # fmt: skip
     build_dataset(cfg, "test")
     assert "same file as data.train_list" in caplog.text
+
+
+def test_after_a_ctrl_c_stop_a_second_ctrl_c_cannot_reach_the_shutdown(monkeypatch):
+    """An impatient second Ctrl-C used to land in torch's atexit hooks and print a traceback after the clean stop."""
+    import signal
+
+    from disdepth import cli
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(cli, "_main", lambda argv: 130)
+    try:
+        assert cli.main([]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -60,7 +60,10 @@ def package_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a closed output pipe (``disdepth ... | head``) ends quietly with status 0."""
     try:
-        return _main(argv)
+        code = _main(argv)
+        if code == 130:
+            _quiet_exit_after_interrupt()
+        return code
     except BrokenPipeError:
         # Python's recipe: point stdout at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -116,11 +119,22 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C outside the training loop (which checkpoints and exits 130 itself), or a second Ctrl-C.
         print("disdepth: interrupted", file=sys.stderr)
+        _quiet_exit_after_interrupt()
         return 130
     except Exception as exc:
         if getattr(exc, "quiet", False):  # another process of a distributed run printed the error (engine.dist)
             return 2
         raise
+
+
+def _quiet_exit_after_interrupt() -> None:
+    """After a run stopped on Ctrl-C, ignore further Ctrl-Cs: an impatient second one would otherwise land in the
+    interpreter's shutdown (torch's atexit hooks) and print a traceback after the clean one-line stop."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
