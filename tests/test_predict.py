@@ -8,20 +8,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import TINY
 
 import disdepth
 from disdepth.api import round_size, to_tensor
 from disdepth.cli import main
 from disdepth.data.io import read_depth
 from disdepth.deploy.writers import nice_ticks
-
-SETTINGS = {
-    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
-    "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
-    "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
-    "train.eval_every": 0, "eval.protocol": "none",
-}  # fmt: skip
-TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
 
 K = (50.0, 52.0, 20.0, 15.0)  # fx, fy, cx, cy in pixels; integer principal point for the on-axis check
 

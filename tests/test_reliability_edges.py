@@ -12,20 +12,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import TINY
 
 from disdepth.cli import main
 from disdepth.config import ConfigError, load_config
 from disdepth.data.io import DataError, Record, load_record, read_depth, read_image
 from disdepth.deploy.sources import to_rgb
 from disdepth.engine.runlock import RunFolderBusy, RunLock
-
-SETTINGS = {
-    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
-    "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
-    "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
-    "train.eval_every": 0, "eval.protocol": "none",
-}  # fmt: skip
-TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
 
 
 def one_line(capsys, code: int, *names: str) -> str:

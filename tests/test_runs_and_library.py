@@ -8,18 +8,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_runs import TINY
 
 import disdepth
 from disdepth.cli import main
 from disdepth.runs import PIPELINE_STAGES, Run, open_run
-
-SETTINGS = {
-    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
-    "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
-    "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
-    "train.eval_every": 0, "eval.protocol": "none",
-}  # fmt: skip
-TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import TINY
 
 import disdepth
 from disdepth.cli import COMMANDS, build_parser, main
@@ -18,13 +19,6 @@ from disdepth.config import load_config
 from disdepth.deploy.writers import WriteOptions, png_note, tick_labels, write_outputs
 from disdepth.pipeline.report import change_lines, trained_budgets
 
-SETTINGS = {
-    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
-    "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
-    "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
-    "train.eval_every": 0, "eval.protocol": "none",
-}  # fmt: skip
-TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
 RELATIVE = ["--set", "model.metric=false", "--set", "model.relative_space=disparity"]
 
 

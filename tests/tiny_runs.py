@@ -1,0 +1,12 @@
+"""The tiny training run the command-line tests share: a test_efficientnet student on 4 synthetic 48x64 scenes,
+2 steps (seconds on a CPU), as ``--set`` arguments for ``disdepth train``."""
+
+from __future__ import annotations
+
+SETTINGS = {
+    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
+    "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
+    "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
+    "train.eval_every": 0, "eval.protocol": "none",
+}  # fmt: skip
+TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
