@@ -1,4 +1,4 @@
-"""Hostile input through the real CLI, one fast case per category of ``benchmarks/hostile_inputs.py``: each exits
+"""Hostile input through the real CLI, one fast case per category of ``tools/hostile_inputs.py``: each exits
 non-zero without a traceback and its one line names the file or key. Five cases also go through the runner's own
 subprocess and classification code, so the benchmark's verdicts stay honest."""
 
@@ -186,7 +186,7 @@ def test_one_failing_rank_stops_both_without_a_hang(tmp_path):
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("hostile_inputs", ROOT / "benchmarks" / "hostile_inputs.py")
+    spec = importlib.util.spec_from_file_location("hostile_inputs", ROOT / "tools" / "hostile_inputs.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["hostile_inputs"] = module
     spec.loader.exec_module(module)
