@@ -317,3 +317,17 @@ def test_after_a_ctrl_c_stop_a_second_ctrl_c_cannot_reach_the_shutdown(monkeypat
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_one_pixel_image_is_predicted(model_dir, tmp_path):
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "dot.png")
+    assert main(["predict", str(model_dir), str(tmp_path / "dot.png"), "--out", str(tmp_path / "o")]) == 0
+    assert np.asarray(Image.open(tmp_path / "o" / "dot.png")).shape == (1, 1)
+
+
+def test_resume_refuses_a_checkpoint_whose_config_is_damaged(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--threads", "1", *TINY]) == 0
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    torch.save({**state, "config": "model: x"}, run / "checkpoints" / "last.pt")
+    one_line(capsys, main(["train", "--run-dir", str(run), "--resume", "--set", "train.steps=3"]), "last.pt", "config")

@@ -188,6 +188,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         have = ", ".join(sorted(map(str, state))[:8]) if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path}: not a disdepth checkpoint (needs 'model' and 'config'; has {have})")
+    if not isinstance(state["config"], dict):  # every reader (and --resume) relies on it: refuse a damaged one
+        raise ValueError(f"{path}: its saved config is a {type(state['config']).__name__}, not a mapping (damaged)")
     return _upgrade(state, path)
 
 

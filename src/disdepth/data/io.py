@@ -372,7 +372,7 @@ def write_depth_png(path: str | Path, depth: torch.Tensor | np.ndarray, scale: f
         scale: PNG units per metre (KITTI 256, NYU 1000).
     """
     arr = depth.detach().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
-    arr = np.squeeze(arr).astype(np.float64)
+    arr = arr.reshape(arr.shape[-2:]).astype(np.float64)  # (1, H, W) -> (H, W); squeeze would flatten a 1x1 map
     arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     raw = np.clip(np.round(arr * scale), 0, 65534).astype(np.uint16)
     path = Path(path)
