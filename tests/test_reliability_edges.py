@@ -331,3 +331,13 @@ def test_resume_refuses_a_checkpoint_whose_config_is_damaged(tmp_path, capsys):
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     torch.save({**state, "config": "model: x"}, run / "checkpoints" / "last.pt")
     one_line(capsys, main(["train", "--run-dir", str(run), "--resume", "--set", "train.steps=3"]), "last.pt", "config")
+
+
+def test_resume_refuses_a_checkpoint_saved_by_another_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--threads", "1", *TINY]) == 0
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["model"]["decoder_channels"] = [1 << 20] * 5  # weights fit, the saved settings do not
+    torch.save(state, run / "checkpoints" / "last.pt")
+    code = main(["train", "--run-dir", str(run), "--resume", "--set", "train.steps=3"])
+    one_line(capsys, code, "last.pt", "model.decoder_channels")

@@ -34,7 +34,7 @@ from disdepth.checkpoint import (
     save_model_folder,
     set_rng_state,
 )
-from disdepth.config import Config, save_config, to_dict
+from disdepth.config import Config, flat_dict, save_config, to_dict
 from disdepth.engine import dist
 from disdepth.engine.logging import RunLogger
 from disdepth.engine.optim import build_ema, build_optimizer, build_scheduler
@@ -98,6 +98,21 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
         if (run.root / name).exists():
             (run.root / name).rename(aside / name)
     return aside
+
+
+# The config sections a checkpoint's weights belong to: a last.pt saved under other values is another run's.
+MODEL_DEFINING = ("model.", "teacher.")
+
+
+def refuse_another_runs_checkpoint(saved: dict[str, Any], cfg: Config, path: Path) -> None:
+    """``--resume`` continues the run in config.yaml: a ``last.pt`` saved with other model or teacher settings (a
+    copied-in or edited file) is refused naming the keys, even where its weights happen to fit."""
+    before, now = flat_dict(saved), flat_dict(to_dict(cfg))
+    differ = sorted(k for k in now if k.startswith(MODEL_DEFINING) and k in before and before[k] != now[k])
+    if differ:
+        raise ValueError(
+            f"{path}: saved by a run with other settings ({', '.join(differ[:6])}); it cannot continue this run"
+        )
 
 
 class _StopFlag:
@@ -209,6 +224,7 @@ def _train(
         training = state.get("training")
         if not training:
             raise ValueError(f"{run.last}: holds no training state to resume from")
+        refuse_another_runs_checkpoint(state["config"], cfg, run.last)
         try:
             raw_model.load_state_dict(training["model"])
             optimizer.load_state_dict(training["optimizer"])
