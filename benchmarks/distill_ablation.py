@@ -579,7 +579,51 @@ def gap_study(folders: list[Path], reference: str = "disdepth") -> str:
                 f"| {folder.name} | {key} | {x.mean():.4f} | {c['mean']:+.2f} [{c['ci95'][0]:+.2f}, "
                 f"{c['ci95'][1]:+.2f}] | {' / '.join(f'{v:+.2f}' for v in c['per_seed'])} | {delta} |"
             )
-    return "\n".join(probes) + "\n\n" + "\n".join(rows) + "\n"
+    levels = [level_table(folder) for folder, _ in loaded if (folder / "level_probe.json").is_file()]
+    return "\n".join(probes) + "\n\n" + "\n".join(rows) + "\n" + "".join("\n" + t for t in levels)
+
+
+def level_table(folder: Path) -> str:
+    """Markdown of a folder's ``level_probe.json``: per mix the ghost decoder's abs_rel and share of the gap, and per
+    distilled student the ghost decoder on its own features and its Pearson r to the acclimated features, each
+    ``seed 0 / seed 1 / ...``."""
+    probe = json.loads((folder / "level_probe.json").read_text())
+    seeds = list(probe["seeds"].values())
+
+    def cells(values: list[float], fmt: str = ".4f") -> str:
+        return " / ".join(f"{v:{fmt}}" for v in values)
+
+    lines = [
+        f"{folder.name}: the ghost decoder reading the LG-Conv student's (B's) pyramid with the acclimated features "
+        f"swapped in (seeds {' / '.join(probe['seeds'])}; distilled levels {probe['levels']})",
+        "",
+        "| acclimated features at | alpha | abs_rel | share of the gap |",
+        "|---|---|---|---|",
+    ]
+    for name, mix in seeds[0]["mixes"].items():
+        lines.append(
+            f"| {', '.join(f's{x}' for x in mix['strides']) or 'none (B)'} | {mix['alpha']:g} | "
+            f"{cells([r['mixes'][name]['abs_rel'] for r in seeds])} | "
+            f"{cells([r['mixes'][name]['share_of_gap'] for r in seeds], '+.2f')} |"
+        )
+    lines += ["", "| features | abs_rel (own decoder) | ghost decoder on them | Pearson r to acclimated, per level |"]
+    lines.append("|---|---|---|---|")
+    base_r = " ; ".join(f"s{k} {cells([r['base_pearson_to_acclimated'][k] for r in seeds], '.2f')}" for k in
+                        seeds[0]["base_pearson_to_acclimated"])  # fmt: skip
+    lines.append(
+        f"| B (LG-Conv student) | {cells([r['mixes']['B']['abs_rel'] for r in seeds])} | (the same) | {base_r} |"
+    )
+    for row in seeds[0]["students"]:
+        if not all(row in r["students"] for r in seeds):
+            continue
+        got = [r["students"][row] for r in seeds]
+        rs = " ; ".join(f"s{k} {cells([g['pearson_to_acclimated'][k] for g in got], '.2f')}" for k in
+                        got[0]["pearson_to_acclimated"])  # fmt: skip
+        lines.append(
+            f"| {row} | {cells([g['abs_rel'] for g in got])} | {cells([g['ghost_on_own_features'] for g in got])} "
+            f"| {rs} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 class GhostReads(torch.nn.Module):
