@@ -341,3 +341,7 @@ def test_resume_refuses_a_checkpoint_saved_by_another_run(tmp_path, capsys):
     torch.save(state, run / "checkpoints" / "last.pt")
     code = main(["train", "--run-dir", str(run), "--resume", "--set", "train.steps=3"])
     one_line(capsys, code, "last.pt", "model.decoder_channels")
+
+
+def test_an_opset_torch_cannot_export_is_refused_naming_the_flag(model_dir, tmp_path, capsys):
+    one_line(capsys, main(["export", str(model_dir), "--out", str(tmp_path / "m.onnx"), "--opset", "3"]), "--opset 3")

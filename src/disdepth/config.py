@@ -750,6 +750,7 @@ def _range_problems(cfg: Config) -> list[str]:
     rules.append(("model.lgconv.strides", lg.strides, strides_ok, "encoder strides among 2, 4, 8, 16, 32"))
     rules += [
         ("train.steps", t.steps, t.steps <= MAX_STEPS, f"<= {MAX_STEPS:g}"),
+        ("train.warmup_steps", t.warmup_steps, t.warmup_steps <= MAX_STEPS, f"<= {MAX_STEPS:g}"),
         ("train.betas", t.betas, len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "two numbers in [0, 1)"),
         ("train.poly_power", t.poly_power, _finite(t.poly_power) and t.poly_power > 0, "finite and > 0"),
         ("train.silog_scale", t.silog_scale, _finite(t.silog_scale) and t.silog_scale > 0, "finite and > 0"),

@@ -45,6 +45,8 @@ from disdepth.deploy.sources import collect_sources, read_rgb
 from disdepth.deploy.weights import load_model
 from disdepth.eval.scoring import EvalResult
 
+# Opsets torch.onnx exports (TorchScript exporter from 7; the dynamo exporter writes at least 18).
+MIN_OPSET, MAX_OPSET = 7, 23
 FP16_PRECISION = "float16 weights and compute (onnxruntime float16 converter, keep_io_types); image/depth float32"
 
 
@@ -141,6 +143,8 @@ def export(
     """
     out = Path(out)
     check_out_path(out, Path(checkpoint))
+    if not MIN_OPSET <= opset <= MAX_OPSET:  # the dynamo exporter would write 18 anyway; say so instead
+        raise ValueError(f"--opset {opset}: expected {MIN_OPSET}..{MAX_OPSET} (ONNX opsets torch can export)")
     example = read_image(image) if image and check else None
     cal = calibration_paths(calibration, calibration_images, int8) if int8 or calibration else []
     labelled = labelled_records(eval_list) if eval_list else []
