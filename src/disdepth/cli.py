@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         if code == 130:
             _quiet_exit_after_interrupt()
         return code
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules (torch ...) are still being imported
+        print("disdepth: interrupted", file=sys.stderr)
+        _quiet_exit_after_interrupt()
+        return 130
     except BrokenPipeError:
         # Python's recipe: point stdout at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
