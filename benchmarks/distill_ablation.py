@@ -988,24 +988,22 @@ def render_table(folder: Path) -> str:
     """The markdown of a results folder: ``header.txt`` and the table of its per-run JSONs."""
     per_seed, _ = load_runs(folder)
     text, _ = summarise(per_seed)
-    gap, numbers = gap_summary(per_seed)
-    if numbers:  # the numbers beside the table, for the docs and for comparisons between folders
-        (folder / "gap.json").write_text(json.dumps(numbers, indent=1))
     header = folder / "header.txt"
-    return (
-        (header.read_text().strip() if header.is_file() else "")
-        + "\n\n"
-        + text
-        + "\n"
-        + ("\n" + gap + "\n" if gap else "")
-    )
+    return (header.read_text().strip() if header.is_file() else "") + "\n\n" + text + "\n"
 
 
 def write_table(folder: Path) -> str:
-    """Regenerate ``table.md`` in a results folder from its per-run JSONs; returns it (the README copies it)."""
+    """Regenerate ``table.md`` in a results folder from its per-run JSONs, and beside it ``gap.md`` / ``gap.json``
+    (the teacher-student gap diagnostics, :func:`gap_summary`) when the folder has the LG-Conv and acclimation
+    stages; returns the table (the README copies it) followed by the gap table."""
     out = render_table(folder)
     (folder / "table.md").write_text(out)
-    return out
+    gap, numbers = gap_summary(load_runs(folder)[0])
+    if not numbers:
+        return out
+    (folder / "gap.md").write_text(gap + "\n")
+    (folder / "gap.json").write_text(json.dumps(numbers, indent=1))
+    return out + "\n" + gap + "\n"
 
 
 if __name__ == "__main__":

@@ -245,6 +245,8 @@ def test_benchmark_gap_study_pairs_probes_on_the_same_frames(tmp_path):
     def summary(values: list[float]) -> dict:
         return {
             "abs_rel": float(np.mean(values)),
+            "rmse": 1.0,
+            "d1": 0.5,
             "per_image": {i: {"abs_rel": v} for i, v in zip(ids, values, strict=True)},
         }
 
@@ -256,6 +258,7 @@ def test_benchmark_gap_study_pairs_probes_on_the_same_frames(tmp_path):
     teacher = [b - 0.1 for b in base]
     for name, drop in (("ref", 0.02), ("better", 0.05)):
         for seed in (0, 1):
+            write(tmp_path / name, seed, "baseline", summary(base))
             write(tmp_path / name, seed, "lgconv", summary(base))
             accl = {"teacher_before": summary(teacher), "teacher_after": summary(teacher), "ghost": summary(teacher)}
             write(tmp_path / name, seed, "acclimate", accl)
@@ -265,6 +268,12 @@ def test_benchmark_gap_study_pairs_probes_on_the_same_frames(tmp_path):
     assert len(lines) == 1 and "+0.50" in lines[0]  # closed: 0.05 of the 0.1 gap
     assert "-10.7 %" in lines[0]  # paired against ref's disdepth: mean(base - 0.05) / mean(base - 0.02) - 1
     assert "| ref | disdepth" in text and "| ref | [0, 1] |" in text
+    # write_table: table.md stays the plain table; the gap diagnostics go beside it (gap.md, gap.json)
+    out = module.write_table(tmp_path / "better")
+    assert "retained" not in (tmp_path / "better" / "table.md").read_text() and "retained" in out
+    assert json.loads((tmp_path / "better" / "gap.json").read_text())["closed"]["disdepth"]["mean"] == pytest.approx(
+        0.5
+    )
 
 
 def test_benchmark_ghost_reads_mixes_student_and_acclimated_pyramids():
