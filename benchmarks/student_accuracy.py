@@ -129,7 +129,13 @@ ARCHS = {
             CF + "[]",
         ],
     ),
-    "fastdepth": ("FastDepth (MobileNet + NNConv5)", ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
+    # The authors' network op for op since the pointwise head and the skip fix (results/peer_check_fastdepth.json);
+    # the committed fastdepth_seed*.json were trained with the earlier re-implementation (3x3 sigmoid head, a
+    # stride-16 skip).
+    "fastdepth": (
+        "FastDepth (MobileNet + NNConv5)",
+        ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"],
+    ),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
 REFERENCE = "unet256"

@@ -41,7 +41,10 @@ STUDENTS = {
     ),
     "ablation student (mobilenetv2_100 + LG-Conv, light U-Net)": (ABLATION, ["model.lgconv.enabled=true"]),
     # The peers, so the latency-accuracy figure (plot_tradeoff.py) places them on the same time axis.
-    "FastDepth (MobileNet + NNConv5)": (None, ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5"]),
+    "FastDepth (MobileNet + NNConv5)": (
+        None,
+        ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"],
+    ),
     "Monodepth2-R18": (None, ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
 TEACHERS = {

@@ -11,9 +11,15 @@ from disdepth.config import load_config
 from disdepth.models.student import build_student
 from disdepth.tasks.acclimation import GhostDecoder
 
+# Each peer as the authors built it: FastDepth keeps its own 1x1 conv -> BN -> ReLU output layer.
+PEER_HEADS = {"nnconv5": "pointwise", "monodepth2": "sigmoid"}
+
 
 def _student(encoder: str, decoder: str):
-    return build_student(load_config(overrides=[f"model.encoder={encoder}", f"model.decoder={decoder}"]).model)
+    head = PEER_HEADS.get(decoder, "sigmoid")
+    return build_student(
+        load_config(overrides=[f"model.encoder={encoder}", f"model.decoder={decoder}", f"model.head={head}"]).model
+    )
 
 
 def _gmacs(model, height: int, width: int) -> float:
@@ -68,3 +74,16 @@ def test_lite_decoder_predicts_at_stride_4_and_follows_the_contract():
     unet = _student("mobilenetv2_100", "unet")
     assert sum(p.numel() for p in model.decoder.parameters()) < 0.2 * sum(p.numel() for p in unet.decoder.parameters())
     assert _gmacs(model, 224, 224) < 0.6 * _gmacs(unet, 224, 224)
+
+
+def test_fastdepth_is_the_authors_network_op_for_op():
+    """Checked against the authors' MobileNet-NNConv5dw-SkipAdd (github.com/dwofk/fast-depth, models.py, run
+    unchanged outside this repository; benchmarks/results/peer_check_fastdepth.json): the same parameter count to the
+    parameter and the same FLOPs. Here: the count, the skips (strides 8, 4, 2; none at stride 16) and the head."""
+    model = _student("mobilenetv1_100", "nnconv5")
+    assert sum(p.numel() for p in model.parameters()) == 3_960_930
+    assert model.decoder.skips == [None, 2, 1, 0, None]
+    head = model.head
+    assert head.conv.kernel_size == (1, 1) and head.conv.bias is None and isinstance(head.bn, torch.nn.BatchNorm2d)
+    gflops = _gmacs(model, 480, 640) * 2
+    assert gflops == pytest.approx(9.020, abs=0.001)

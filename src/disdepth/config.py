@@ -74,7 +74,8 @@ class ModelConfig:
     # order); the others run both convs at the fine one (the U-Net's). Checkpoints saved without this key had none.
     decoder_conv_first_strides: list[int] = field(default_factory=list)
     lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
-    head: Literal["sigmoid", "bins"] = "sigmoid"
+    # pointwise: FastDepth's 1x1 conv -> BN -> ReLU output layer (the FastDepth peer; models/heads.py)
+    head: Literal["sigmoid", "bins", "pointwise"] = "sigmoid"
     # sigmoid head: learned x s upsampling (pixel shuffle) of its prediction; 1 = none (the student resizes bilinearly)
     head_upsample: int = 1
     n_bins: int = 64  # bins head only

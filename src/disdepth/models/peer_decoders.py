@@ -3,14 +3,14 @@
 With the matching encoder they are the peers a user compares our students with, trained by the same recipe:
 
 * **FastDepth** (Wofk, Ma, Yang, Karaman, Sze, ICRA 2019): MobileNet (``mobilenetv1_100``) + :class:`NNConv5Decoder`
-  (unpruned: 3.96 M parameters, 0.74 GMACs at 224x224).
+  + the ``pointwise`` head (unpruned: 3.96 M parameters, 0.74 GMACs at 224x224), op for op the authors' network.
 * **Monodepth2** (Godard, Mac Aodha, Firman, Brostow, ICCV 2019): ResNet-18 + :class:`Monodepth2Decoder`
   (14.3 M parameters, 8.0 GMACs at 192x640).
 
 Both follow the student decoder contract of ``models/decoder.py``: ``forward(encoder features, shallow to deep)``
 returns the per-level outputs deep to shallow, ``feature_info`` states them, and the last one feeds the head (so a
-ghost decoder can copy them). The depth head is the student's (``models/heads.py``) in place of the papers' own
-output layer (FastDepth: a 1x1 conv; Monodepth2: a sigmoid disparity conv per scale, for its multi-scale
+ghost decoder can copy them). FastDepth keeps its own output layer (``model.head=pointwise``: 1x1 conv, BN, ReLU);
+Monodepth2 uses the student's sigmoid head in place of its sigmoid disparity conv per scale (for its multi-scale
 self-supervised loss); the difference is < 0.1 % of the parameters.
 """
 
@@ -34,8 +34,9 @@ def _upsample_to(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
 class NNConv5Decoder(nn.Module):
     """FastDepth's decoder: five NNConv5 layers, each followed by nearest x2 upsampling, channels halving from the
     encoder's deepest width (1024 -> 512 -> 256 -> 128 -> 64 -> 32 for MobileNet), with *additive* skips: an
-    upsampled output whose stride and width match an encoder level gets that level added (MobileNet: strides 8, 4,
-    2 — FastDepth's skips from its layers 5, 3 and 1).
+    upsampled output whose stride and width match an encoder level gets that level added — except the first
+    (deepest) one, as in the authors' MobileNet-NNConv5dw-SkipAdd (MobileNet: strides 8, 4, 2, FastDepth's skips from
+    its layers 5, 3 and 1; not the 512-channel stride-16 level, which also matches in width).
 
     Args:
         encoder_info: the encoder's levels, shallow to deep (strides 2 ... 32).
@@ -53,6 +54,7 @@ class NNConv5Decoder(nn.Module):
         self.feature_info = [FeatureInfo(c, s) for c, s in zip(channels, strides, strict=True)]
         by_level = {(f.channels, f.stride): i for i, f in enumerate(encoder_info)}
         self.skips = [by_level.get((c, s)) for c, s in zip(channels, strides, strict=True)]
+        self.skips[0] = None  # the authors add no skip after the first decoder layer
         self._encoder_strides = [f.stride for f in encoder_info]
 
     @property

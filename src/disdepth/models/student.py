@@ -13,7 +13,7 @@ from torch import nn
 from disdepth.config import ModelConfig
 from disdepth.models.decoder import UNetDecoder
 from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
-from disdepth.models.heads import BinsHead, SigmoidHead
+from disdepth.models.heads import BinsHead, PointwiseHead, SigmoidHead
 from disdepth.models.hub import StudentHubMixin
 from disdepth.models.lgconv import LGConvPolicy, convert_to_lgconv, lgconv_parameters
 from disdepth.models.lite_decoder import LiteDecoder
@@ -37,7 +37,7 @@ class DepthStudent(nn.Module, StudentHubMixin):
         bin_centers: (B, n_bins) metres — bins head only.
     """
 
-    def __init__(self, encoder: TimmEncoder, decoder: nn.Module, head: SigmoidHead | BinsHead) -> None:
+    def __init__(self, encoder: TimmEncoder, decoder: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.lgconv_names: list[str] = []
@@ -135,10 +135,12 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
     else:
         decoder = PEER_DECODERS[cfg.decoder](encoder.feature_info)
+    if cfg.head != "sigmoid" and cfg.head_upsample != 1:
+        raise ValueError(f"model.head_upsample: only the sigmoid head learns an upsampling; set 1 with head={cfg.head}")
     if cfg.head == "bins":
-        if cfg.head_upsample != 1:
-            raise ValueError("model.head_upsample: only the sigmoid head learns its upsampling; set 1 with head=bins")
         head: nn.Module = BinsHead(decoder.out_channels, cfg.n_bins, cfg.min_depth, cfg.max_depth)
+    elif cfg.head == "pointwise":
+        head = PointwiseHead(decoder.out_channels, cfg.min_depth, cfg.max_depth)
     else:
         head = SigmoidHead(decoder.out_channels, cfg.min_depth, cfg.max_depth, cfg.head_upsample)
     model = DepthStudent(encoder, decoder, head)
