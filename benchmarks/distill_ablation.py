@@ -164,7 +164,7 @@ UNLABELLED_SCENE_OFFSET = 2_000_000
 def extra_synthetic(
     n: int, size: tuple[int, int], cache: Path, offset: int = EXTRA_SCENE_OFFSET, name: str = "teacher_extra"
 ) -> Dataset:
-    """``n`` synthetic indoor scenes numbered from ``offset`` (teacher-only "more data", DESIGN.md §1.3, or the
+    """``n`` synthetic indoor scenes numbered from ``offset`` (teacher-only "more data", docs/method.md §3, or the
     distillation stage's unlabelled images), disjoint from every student split; ImageNet-normalised like the
     other in-memory sets."""
     from disdepth.data.synthetic import SyntheticDepthDataset

@@ -292,3 +292,14 @@ def test_report_panels_carry_their_names_and_colour_range():
         assert (caption[:, tile * 64 : (tile + 1) * 64] < 100).any()
     titled = with_title(panel, "distilled: test image 1")
     assert titled.shape[0] > panel.shape[0] and (titled[: titled.shape[0] - panel.shape[0]] < 100).any()
+
+
+def test_stage_table_and_log_state_the_gap_shares_rounded():
+    from disdepth.pipeline.report import gap_cell, stage_table
+    from disdepth.pipeline.stages import format_gap
+
+    gap = {"metric": "abs_rel", "baseline": 0.28201234, "teacher": 0.149, "ghost": 0.19, "retained": 0.6912345}
+    assert gap_cell(gap) == "retained 0.69" and gap_cell({**gap, "retained": None}) == "teacher not ahead"
+    assert format_gap(gap) == "abs_rel: baseline 0.2820, teacher 0.1490, ghost 0.1900 | retained 0.69"
+    rows = stage_table({"acclimate": {"step": 3, "wall_s": 2.0, "metrics": {}, "gap": gap, "checkpoint": "a.pt"}})
+    assert "| acclimate | 3 | 2 |  | retained 0.69 | `a.pt` |" in rows

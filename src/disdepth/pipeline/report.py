@@ -136,19 +136,31 @@ def trained_budgets(cfg: Config, stages: dict | None) -> str:
     return ", ".join(f"{s} {c.train.steps}x{c.data.batch_size}" for s, c in budgets)
 
 
+def gap_cell(gap: dict | None) -> str:
+    """A stage's share of the teacher's lead over the baseline student (validation frames; docs/distillation.md):
+    the acclimation's *retained* (what its ghost decoder reads), the distillation's *closed* (what the student took)."""
+    if not gap:
+        return ""
+    parts = [f"{key} {gap[key]:.2f}" for key in ("retained", "closed") if gap.get(key) is not None]
+    return ", ".join(parts) or "teacher not ahead"
+
+
 def stage_table(stages: dict, teacher_name: str = "") -> list[str]:
     """One markdown row per stage (steps, wall time, validation abs_rel, checkpoint; a given teacher by its name);
     per-image scores stay in report.json."""
-    rows = ["| stage | steps | wall (s) | validation abs_rel | checkpoint |", "|---|---:|---:|---:|---|"]
+    rows = [
+        "| stage | steps | wall (s) | validation abs_rel | gap share | checkpoint |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     for name, r in stages.items():
         if r.get("loaded"):
-            rows.append(f"| {name} | given, not trained | | | `{r.get('checkpoint') or teacher_name}` |")
+            rows.append(f"| {name} | given, not trained | | | | `{r.get('checkpoint') or teacher_name}` |")
             continue
         abs_rel = (r.get("metrics") or {}).get("abs_rel")
         wall = r.get("wall_s")
         rows.append(
             f"| {name} | {r.get('step', '')} | {'' if wall is None else f'{wall:.0f}'} | "
-            f"{'' if abs_rel is None else f'{abs_rel:.4f}'} | `{r.get('checkpoint', '')}` |"
+            f"{'' if abs_rel is None else f'{abs_rel:.4f}'} | {gap_cell(r.get('gap'))} | `{r.get('checkpoint', '')}` |"
         )
     return rows
 

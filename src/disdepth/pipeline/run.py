@@ -45,7 +45,12 @@ class StaleStage(ConfigError):
 
 def input_files(cfg: Config) -> dict[str, list[int] | None]:
     """(size, mtime_ns) of the checkpoints a stage starts from: a retrained teacher or baseline makes it stale."""
-    paths = [cfg.teacher.checkpoint, cfg.acclimate.baseline_checkpoint, cfg.distill.acclimated_checkpoint]
+    paths = [
+        cfg.teacher.checkpoint,
+        cfg.acclimate.baseline_checkpoint,
+        cfg.distill.acclimated_checkpoint,
+        cfg.distill.init_checkpoint,
+    ]
     out: dict[str, list[int] | None] = {}
     for path in filter(None, paths):
         p = Path(path)

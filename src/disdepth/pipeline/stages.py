@@ -247,8 +247,20 @@ def acclimate_stage(
     out = _stage_result("acclimate", res, start, run_dir / "acclimated.pt")
     out["metrics"] = metrics
     out["gap"] = gap_report(metrics)
-    log.info("acclimate: gap %s", {k: v for k, v in out["gap"].items() if k != "metric"})
+    log.info("acclimate: %s", format_gap(out["gap"]))
     return write_result(run_dir, out, info)
+
+
+def format_gap(gap: dict) -> str:
+    """One readable line of the gap diagnostics (abs_rel to 4 decimals, shares to 2; "-" where unknown)."""
+
+    def show(key: str, digits: int) -> str:
+        value = gap.get(key)
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    parts = [f"{k} {show(k, 4)}" for k in ("baseline", "teacher", "ghost", "student") if k in gap]
+    shares = [f"{k} {show(k, 2)}" for k in ("retained", "closed") if k in gap]
+    return f"{gap.get('metric', 'abs_rel')}: " + ", ".join(parts) + " | " + ", ".join(shares)
 
 
 def distill_gap(cfg: Config, student: dict | None) -> dict | None:
@@ -359,7 +371,7 @@ def distill_stage(
     gap = distill_gap(cfg, res.last_metrics)
     if gap is not None:
         out["gap"] = gap
-        log.info("distill: gap %s", {k: v for k, v in gap.items() if k != "metric"})
+        log.info("distill: %s", format_gap(gap))
     return write_result(run_dir, out, info)
 
 

@@ -1,4 +1,4 @@
-"""Teacher acclimation with a ghost decoder (DESIGN.md §1.4; DisDepth, Zheng et al. 2024, arXiv:2404.16386).
+"""Teacher acclimation with a ghost decoder (docs/method.md §4; DisDepth, Zheng et al. 2024, arXiv:2404.16386).
 
 The ghost decoder is a copy of the student's decoder and head (by default with a trained baseline student's
 weights) and is frozen. One feature acclimation module (FAM) per student encoder level maps the teacher's

@@ -1,4 +1,4 @@
-"""Student distillation (DESIGN.md §1.5): depth loss + attentive KD to acclimated teacher features.
+"""Student distillation (docs/method.md §5): depth loss + attentive KD to acclimated teacher features.
 
 The trainable part is a :class:`DistilledStudent` (the student plus, for classic feature KD only, student-side
 1x1 adapters). The teacher side (a frozen :class:`~disdepth.tasks.acclimation.AcclimatedTeacher`, or a raw

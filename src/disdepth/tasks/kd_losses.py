@@ -1,4 +1,4 @@
-"""Distillation losses (DESIGN.md §1.5): attentive feature KD and its attention maps (response KD, the depth
+"""Distillation losses (docs/method.md §5): attentive feature KD and its attention maps (response KD, the depth
 against the teacher's depth: ``tasks/pseudo.py``).
 
 Conventions (docs/distillation.md):
