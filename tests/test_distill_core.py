@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from tiny_runs import TINY_PAIR
 
 from disdepth.config import load_config
 from disdepth.models.student import build_student
@@ -30,18 +31,7 @@ from disdepth.tasks.kd_losses import (
 from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher
 from disdepth.teachers.build import build_teacher
 
-TINY = [
-    "model.encoder=test_efficientnet",
-    "model.decoder_channels=[16,16,8,8,8]",
-    "model.max_depth=8",
-    "teacher.kind=hybrid",
-    "teacher.name=test_efficientnet",
-    "teacher.hybrid_dim=32",
-    "teacher.hybrid_depth=1",
-    "teacher.hybrid_heads=2",
-    "teacher.decoder_channels=16",
-    "teacher.max_depth=8",
-]
+TINY = TINY_PAIR
 
 
 

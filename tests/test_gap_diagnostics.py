@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import TINY_PAIR
 
 from disdepth.config import load_config
 from disdepth.models.student import build_student
@@ -19,18 +20,7 @@ from disdepth.tasks.distillation import DistillationTask, DistilledStudent, Teac
 from disdepth.teachers.build import build_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "model.encoder=test_efficientnet",
-    "model.decoder_channels=[16,16,8,8,8]",
-    "model.max_depth=8",
-    "teacher.kind=hybrid",
-    "teacher.name=test_efficientnet",
-    "teacher.hybrid_dim=32",
-    "teacher.hybrid_depth=1",
-    "teacher.hybrid_heads=2",
-    "teacher.decoder_channels=16",
-    "teacher.max_depth=8",
-]
+TINY = TINY_PAIR
 
 
 def _ablation():

@@ -10,3 +10,17 @@ SETTINGS = {
     "train.eval_every": 0, "eval.protocol": "none",
 }  # fmt: skip
 TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
+
+# A tiny student and hybrid teacher for the distillation tests, as config overrides (KEY=VALUE).
+TINY_PAIR = [
+    "model.encoder=test_efficientnet",
+    "model.decoder_channels=[16,16,8,8,8]",
+    "model.max_depth=8",
+    "teacher.kind=hybrid",
+    "teacher.name=test_efficientnet",
+    "teacher.hybrid_dim=32",
+    "teacher.hybrid_depth=1",
+    "teacher.hybrid_heads=2",
+    "teacher.decoder_channels=16",
+    "teacher.max_depth=8",
+]
