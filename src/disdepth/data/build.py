@@ -48,7 +48,7 @@ def _range(key: str, lo_hi: list[float], lo: float, hi: float, positive: bool = 
 def data_config_problems(cfg: Config) -> list[str]:
     """Values of ``data.augment`` and ``data.synthetic`` that no dataset can use, as ``"<key>: must be ..."``.
 
-    ``check_ranges`` (config.py) covers the rest of ``data``; these sections are read only here.
+    ``check_ranges`` (config/validation.py) covers the rest of ``data``; these sections are read only here.
     """
     a, s = cfg.data.augment, cfg.data.synthetic
     problems = [

@@ -367,7 +367,7 @@ class DistillationTask(Task):
         model: the student (+ classic-KD adapters) being trained.
         targets: the teacher side; None when no KD term is on.
         pretrained_lr_scale: learning-rate scale of the student encoder's ImageNet weights; 1 = none.
-        feature_target, feature_weight, normalize, standardize, response_weight: ``distill.*`` (config.py).
+        feature_target, feature_weight, normalize, standardize, response_weight: ``distill.*`` (config/schema.py).
         ghost_weight, ghost_target: the ghost loss (``distill.ghost_*``): the student's encoder pyramid read by the
             acclimated teacher's frozen ghost decoder, SILog to the ground truth ("gt"; the teacher's depth on
             images without it) or to the teacher's depth on every image ("teacher"). Needs an acclimated teacher.

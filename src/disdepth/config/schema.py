@@ -1,0 +1,347 @@
+"""The config schema: one typed dataclass per section, with its defaults and a comment per field saying what it does.
+
+Resolution, merging and YAML are ``disdepth.config.loading``; value ranges are ``disdepth.config.validation``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+from disdepth.runs import PIPELINE_STAGES as RUN_PIPELINE_STAGES
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the dotted key."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Each owner edits only its own dataclass.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LGConvConfig:
+    """Where LG-Conv global branches are added to the encoder (docs/method.md §2)."""
+
+    enabled: bool = False
+    # Output strides of the 3x3 convs that get a branch (4 = stage 2 ... 32 = stage 5). 32 only (was [16, 32] until
+    # issue 15): adds <= 10 % latency on ONNX Runtime and in eager PyTorch, where [16, 32] adds 15-23 % on ONNX Runtime,
+    # at no measurable accuracy difference on the 7-Scenes frames (README "LG-Conv").
+    strides: list[int] = field(default_factory=lambda: [32])
+    min_channels: int = 64  # only convs with at least this many input channels
+    include_depthwise: bool = True  # MobileNet/EfficientNet 3x3 convs are depthwise
+    heads: int = 4  # global tokens per branch
+    reduction: int = 8  # branch width = max(in_channels // reduction, min_width)
+    min_width: int = 16
+
+
+@dataclass
+class ModelConfig:
+    """Student (or baseline) CNN depth model: timm encoder -> U-Net decoder -> head."""
+
+    encoder: str = "mobilenetv2_100"
+    # "none": random init; "timm": timm's hub weights (needs network); "file": ``weights`` path.
+    pretrained: Literal["none", "timm", "file"] = "none"
+    weights: str = ""  # local weights file (timm state dict, or an efficientnet_pytorch lite0 file)
+    # unet: ours (decoder_channels); lite: separable blocks, additive skips, depth at stride 4 (lite_channels);
+    # nnconv5: FastDepth's decoder (with encoder mobilenetv1_100 = FastDepth); monodepth2: Monodepth2's (with
+    # resnet18 = Monodepth2-R18). The peers keep their papers' widths.
+    decoder: Literal["unet", "lite", "nnconv5", "monodepth2"] = "unet"
+    # Per level, deep to shallow. 96/48/24/12 (was 256/128/64/32 until issue 15): as accurate on the synthetic scenes
+    # and 7-Scenes frames, 0.47x the ONNX Runtime time (README "The student").
+    decoder_channels: list[int] = field(default_factory=lambda: [96, 48, 24, 12])
+    decoder_finest_stride: int = 2  # unet: the finest encoder stride decoded; the head predicts there (2 or 4)
+    # unet: each level's x2 upsampling. nearest (bilinear until issue 15): 0.92x the ONNX Runtime time, no measurable
+    # accuracy difference (README "The student"). Checkpoints saved without this key were bilinear (checkpoint.py).
+    decoder_upsample: Literal["bilinear", "nearest"] = "nearest"
+    # unet: the levels (by stride) whose first conv runs at the coarse resolution, before the upsampling (Monodepth2's
+    # order); the others run both convs at the fine one (the U-Net's). Checkpoints saved without this key had none.
+    decoder_conv_first_strides: list[int] = field(default_factory=list)
+    lite_channels: list[int] = field(default_factory=lambda: [128, 64, 32])  # strides 16, 8, 4
+    # pointwise: FastDepth's 1x1 conv -> BN -> ReLU output layer (the FastDepth peer; models/heads.py)
+    head: Literal["sigmoid", "bins", "pointwise"] = "sigmoid"
+    # sigmoid head: learned x s upsampling (pixel shuffle) of its prediction; 1 = none (the student resizes bilinearly)
+    head_upsample: int = 1
+    n_bins: int = 64  # bins head only
+    min_depth: float = 1e-3  # metres
+    max_depth: float = 10.0  # metres
+    # False: a relative student (trained only against a relative teacher, no ground truth): its depth is known up to
+    # scale and shift (in ``relative_space``), and it is labelled so wherever it is used. The pipeline sets it.
+    metric: bool = True
+    relative_space: Literal["disparity", "depth"] = "disparity"
+    relative_fit: Literal["scale_shift", "scale"] = "scale_shift"
+    lgconv: LGConvConfig = field(default_factory=LGConvConfig)
+
+
+@dataclass
+class AugmentConfig:
+    """Joint image/depth augmentation for the train split (BTS recipe; see docs/data.md).
+
+    Zero / empty values mean "the dataset's default": KITTI crop 352x704, rotation 1 deg, brightness
+    0.9-1.1; NYU crop 416x544, rotation 2.5 deg, brightness 0.75-1.25 (BTS, Lee et al. 2019);
+    CSV and synthetic: no crop, rotation 2.5 deg, brightness 0.9-1.1.
+    """
+
+    enabled: bool = True
+    crop_height: int = 0  # pixels; 0 = dataset default
+    crop_width: int = 0  # pixels; 0 = dataset default
+    rotate_degrees: float = -1.0  # max |angle| in degrees; negative = dataset default, 0 = off
+    hflip: bool = True  # p = 0.5; cx is mirrored too
+    color_prob: float = 0.5  # probability of the gamma/brightness/colour step (BTS: 0.5)
+    gamma: list[float] = field(default_factory=lambda: [0.9, 1.1])  # image ** U(lo, hi)
+    brightness: list[float] = field(default_factory=list)  # image * U(lo, hi); [] = dataset default
+    color: list[float] = field(default_factory=lambda: [0.9, 1.1])  # per-channel gain U(lo, hi)
+
+
+@dataclass
+class SyntheticConfig:
+    """Procedural synthetic world (owned by the synthetic-data issue)."""
+
+    preset: Literal["indoor", "outdoor"] = "indoor"
+    n_train: int = 2000
+    n_val: int = 200
+    height: int = 240
+    width: int = 320
+    seed: int = 0
+    sparse: bool = False  # outdoor: LiDAR-like scan-line ground truth
+    sparse_density: float = 0.05  # kept fraction of image pixels with sparse=True (KITTI raw: ~4-5%)
+    depth_noise: float = 0.0  # sensor noise: depth std = depth_noise * depth^2 (metres; Kinect v1 ~0.002)
+    holes: float = 0.0  # sensor dropout: fraction of pixels removed in blobs
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and where (owned by the data issue; formats in docs/data.md)."""
+
+    dataset: Literal["synthetic", "kitti", "nyu", "csv"] = "synthetic"
+    root: str = ""  # image root (KITTI raw / NYU sync / CSV base folder; CSV default: the CSV's folder)
+    gt_root: str = ""  # depth root where it differs from ``root`` (KITTI)
+    eval_root: str = ""  # val/test image root if not ``root`` (BTS data_path_eval; NYU official_splits/test)
+    eval_gt_root: str = ""  # val/test depth root (BTS gt_path_eval); empty = eval_root, else gt_root
+    train_list: str = ""  # BTS list file (kitti, nyu) or CSV index (csv)
+    val_list: str = ""  # empty = test_list
+    test_list: str = ""
+    depth_scale: float = 0.0  # PNG value / depth_scale = metres; 0 = dataset default (KITTI 256, NYU 1000, CSV column)
+    # KB crop (KITTI benchmark crop: bottom 352 rows, centred 1216 columns) before augmentation.
+    # None = on for kitti, off otherwise.
+    kb_crop: bool | None = None
+    use_right: bool = False  # KITTI train: swap image_02 for image_03 with p = 0.5 (BTS --use_right)
+    nyu_border_crop: bool = True  # NYU train: drop the white border, crop to [45:472, 43:608] (BTS)
+    # Train split: True drops frames without ground truth; False keeps them, and the teacher's depth is their target
+    # (label-free distillation: an images-only CSV works; docs/distillation.md).
+    require_depth: bool = True
+    batch_size: int = 8
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (docs/data.md, "Metrics and protocols")."""
+
+    protocol: Literal["none", "nyu_eigen", "kitti_eigen_garg", "kitti_garg_full", "kitti_eigen"] = "none"
+    # Depth caps in metres; None = the protocol's (KITTI 1e-3..80, NYU 1e-3..10, none 1e-3..inf).
+    min_depth: float | None = None
+    max_depth: float | None = None
+    flip_tta: bool = False  # average with the flipped image's prediction; always written into results
+    split: Literal["train", "val", "test"] = "test"  # which list the ground truth comes from
+    pred_scale: float = 0.0  # --pred-dir PNGs: value / pred_scale = metres; 0 = the dataset's depth scale
+
+
+@dataclass
+class BenchConfig:
+    """``disdepth bench``: resolutions are (height, width) pairs."""
+
+    resolutions: list[list[int]] = field(default_factory=lambda: [[480, 640], [352, 1216]])
+    warmup: int = 3
+    runs: int = 10
+    threads: int = 0  # 0 = torch's default
+
+
+@dataclass
+class TeacherConfig:
+    """Transformer teacher (owned by the teachers issue; see docs/teachers.md).
+
+    kind=timm: a timm transformer backbone (Swin, ViT, PVTv2) + DPT-style decoder + depth head, trainable.
+    kind=hybrid: a timm CNN stem (``name``, e.g. tf_efficientnet_lite0) under transformer blocks at stride 16.
+    kind=hf: a Hugging Face depth model (Depth Anything V2, DPT, GLPN); ``name`` is a hub id or a local folder.
+    """
+
+    kind: Literal["timm", "hybrid", "hf"] = "timm"
+    name: str = "swin_tiny_patch4_window7_224"  # timm model; hybrid: the CNN stem; hf: hub id / local folder
+    # Backbone (hybrid: stem) ImageNet weights: "timm" = timm hub (network); "file" = ``weights`` path
+    # (timm state dict; for the hybrid stem also "package:efficientnet-lite0").
+    pretrained: Literal["none", "timm", "file"] = "none"
+    weights: str = ""
+    checkpoint: str = ""  # whole-teacher state dict (e.g. a teacher trained by ``disdepth train``), loaded last
+    min_depth: float = 1e-3  # metres
+    max_depth: float = 10.0  # metres
+    freeze: bool = False  # build frozen (eval, no grads); distillation stages freeze it themselves anyway
+    # timm / hybrid teachers: decoder and head.
+    decoder: Literal["dpt"] = "dpt"
+    decoder_channels: int = 128  # DPT fusion width (DPT itself uses 256: ~4x the decoder FLOPs)
+    head: Literal["sigmoid", "bins"] = "sigmoid"
+    n_bins: int = 64  # bins head only
+    drop_path: float = 0.1  # stochastic depth of the transformer blocks
+    vit_layers: list[int] = field(default_factory=list)  # ViT blocks feeding the pyramid; [] = 4 evenly spaced
+    vit_channels: list[int] = field(default_factory=list)  # ViT reassemble widths; [] = [d/8, d/4, d/2, d]
+    hybrid_dim: int = 384  # hybrid: transformer width at stride 16
+    hybrid_depth: int = 6  # hybrid: number of transformer blocks
+    hybrid_heads: int = 6  # hybrid: attention heads
+    # hf teachers: output semantics and input size rules ("auto" reads the model's config).
+    metric: Literal["auto", "metric", "relative"] = "auto"
+    relative_space: Literal["auto", "disparity", "depth"] = "auto"  # what a relative model predicts
+    # What a relative output is known up to: "scale_shift" (affine; MiDaS/DPT, Depth Anything) or "scale".
+    relative_fit: Literal["scale_shift", "scale"] = "scale_shift"
+    input_size: list[int] = field(default_factory=list)  # [H, W] the model runs at; [] = family rule
+    size_multiple: int = 0  # 0 = family rule (DINOv2/Depth Anything 14, GLPN 32, DPT-ViT square image_size)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run control (owned by the engine issue). Steps are optimizer steps."""
+
+    steps: int = 1000
+    lr: float = 2e-4  # AdamW peak learning rate (decoder/head; encoder gets lr * encoder_lr_scale)
+    encoder_lr_scale: float = 0.1  # applied only when the encoder is pretrained (model.pretrained != none)
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: Literal["poly", "onecycle", "constant"] = "poly"
+    poly_power: float = 0.9  # BTS / NeWCRFs poly decay
+    warmup_steps: int = 0  # linear warm-up (poly and constant schedules)
+    end_lr_ratio: float = 0.01  # poly ends at lr * end_lr_ratio
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999 keeps EMA weights, used for evaluation and best checkpoint
+    sync_bn: bool = False  # SyncBatchNorm under DDP (small per-GPU batches)
+    silog_variance_focus: float = 0.85  # SILog lambda (Eigen et al. 2014; BTS uses 0.85)
+    silog_scale: float = 10.0
+    bins_chamfer_weight: float = 0.1  # AdaBins chamfer loss weight (bins head only)
+    log_every: int = 20
+    eval_every: int = 500  # 0 = only at the end
+    checkpoint_every: int = 500
+    best_metric: str = "abs_rel"  # metric deciding best.pt; lower is better except d1/d2/d3
+    max_bad_steps: int = 5  # abort after this many non-finite losses in a row
+    image_panels: int = 4  # images in the TensorBoard panel at each evaluation
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass
+class AcclimateConfig:
+    """Teacher acclimation with a ghost decoder (docs/method.md §4; docs/distillation.md)."""
+
+    # Ghost decoder = copy of the student's decoder + head: "baseline" = weights of ``baseline_checkpoint``
+    # (a trained baseline student), "fresh" = the student's initialisation (then set train_ghost: true).
+    ghost_init: Literal["baseline", "fresh"] = "baseline"
+    baseline_checkpoint: str = ""
+    train_ghost: bool = False  # default frozen: the FAMs must learn to speak the student decoder's language
+    fam: Literal["conv", "linear"] = "conv"  # conv: 1x1 -> BN -> ReLU -> 3x3 (linear out); linear: one 1x1 conv
+    fam_hidden: int = 0  # hidden width of a conv FAM; 0 = max(student channels, 32)
+    # Pull FAM outputs toward the baseline student's own encoder features (normalised MSE per level), so the
+    # acclimated features stay where a student encoder can reach them; 0 = ghost-decoder loss only.
+    anchor_weight: float = 1.0
+    train_teacher: bool = False  # fine-tune the teacher too (its own depth loss is kept)
+    teacher_lr_scale: float = 0.1  # teacher lr = train.lr * teacher_lr_scale
+    teacher_loss_weight: float = 1.0  # weight of the teacher's own SILog while it is fine-tuned
+
+
+@dataclass
+class DistillConfig:
+    """Student distillation (docs/method.md §5; docs/distillation.md)."""
+
+    acclimated_checkpoint: str = ""  # output of ``disdepth acclimate`` (teacher + FAMs + ghost decoder)
+    # A trained student checkpoint the distilled student starts from (e.g. the baseline whose decoder the ghost
+    # copies); "" = the model's own initialisation (``model.pretrained``).
+    init_checkpoint: str = ""
+    # Feature KD target: "acclimated" = FAM outputs (DisDepth); "raw" = raw teacher features through a
+    # student-side 1x1 adapter (classic feature KD, no acclimation); "none" = no feature KD.
+    feature_target: Literal["acclimated", "raw", "none"] = "acclimated"
+    # Spatial weights over positions: "magnitude" = softmax of the standardised teacher feature energy / tau;
+    # "saliency" = same softmax of the ghost decoder's depth-loss gradient magnitude; "none" = uniform (plain MSE).
+    attention: Literal["magnitude", "saliency", "none"] = "magnitude"
+    tau: float = 1.0  # softmax temperature (lower = sharper)
+    attention_floor: float = 0.0  # mix with uniform: w = (1 - floor) * softmax + floor / (H*W)
+    levels: list[int] = field(default_factory=lambda: [4, 8, 16, 32])  # student encoder strides distilled
+    feature_weight: float = 1.0
+    normalize: bool = True  # divide each level's loss by the teacher feature energy (scale-free weights)
+    # Standardise student and target per image and channel over positions first (PKD): compare patterns, not
+    # magnitudes. Attention maps still come from the raw target. On by default: better on the synthetic
+    # validation scenes in both comparisons we ran (docs/distillation.md, "Choosing the settings").
+    standardize: bool = True
+    response_weight: float = 0.0  # response KD: SILog(student depth, teacher depth) on all pixels
+    # Ghost loss: the student's own encoder pyramid read by the acclimation's frozen ghost decoder, SILog to the
+    # ground truth (the teacher's depth on images without it; "teacher": on every image), so the student's
+    # features must *decode* like the acclimated ones, not only look like them. 0 = off. Needs an acclimated teacher.
+    ghost_weight: float = 0.0
+    ghost_target: Literal["gt", "teacher"] = "gt"
+    # Unlabelled images (docs/distillation.md, "Unlabelled images"): a CSV index with an ``rgb`` column (any depth
+    # column is ignored), paths relative to ``unlabelled_root`` or the CSV's folder. They carry the KD losses
+    # (feature and response) only; ``unlabelled_fraction`` of every epoch is drawn from them (0.5 = one per
+    # labelled image).
+    unlabelled_list: str = ""
+    unlabelled_root: str = ""
+    unlabelled_fraction: float = 0.5
+    # Cache teacher targets per sample id: the teacher runs once per image (on the un-augmented frame when
+    # augmentation is on; its maps are then warped by each sample's crop/flip/rotation). "auto" = on unless there is
+    # an unlabelled pool (the cache would grow with every pool image drawn) or KITTI use_right (one id, two cameras).
+    cache_teacher: Literal["auto", "on", "off"] = "auto"
+    # Bound of the cache per process, GiB (fp16 maps on the CPU; each DDP rank holds its own); images beyond it are
+    # computed every step. 0 = no bound. Sizes: docs/distillation.md, "Teacher-target cache with augmentation".
+    cache_max_gb: float = 8.0
+
+
+@dataclass
+class StageBudget:
+    """One pipeline stage's budget; 0 keeps the value of ``train`` / ``data``."""
+
+    steps: int = 0  # optimizer steps (train.steps)
+    lr: float = 0.0  # peak learning rate (train.lr)
+    batch_size: int = 0  # images per step and process (data.batch_size)
+
+
+@dataclass
+class PipelineConfig:
+    """``disdepth pipeline``: a budget per stage on top of ``train``, plus report settings."""
+
+    teacher: StageBudget = field(default_factory=StageBudget)  # e.g. {steps: 20000, lr: 1e-4}
+    baseline: StageBudget = field(default_factory=StageBudget)
+    acclimate: StageBudget = field(default_factory=StageBudget)
+    distill: StageBudget = field(default_factory=StageBudget)
+    bench_resolution: list[int] = field(default_factory=lambda: [480, 640])  # [H, W] for params/GFLOPs/latency
+    panels: int = 4  # image panels in the report
+
+
+PIPELINE_STAGES = RUN_PIPELINE_STAGES  # the stage folders, in order (named in disdepth.runs, with the run layout)
+
+
+def stage_config(cfg: Config, stage: str) -> Config:
+    """A copy of ``cfg`` with ``pipeline.<stage>``'s budget applied to ``train`` and ``data``."""
+    budget: StageBudget = getattr(cfg.pipeline, stage)
+    out = copy.deepcopy(cfg)
+    if budget.steps:
+        out.train.steps = budget.steps
+    if budget.lr:
+        out.train.lr = budget.lr
+    if budget.batch_size:
+        out.data.batch_size = budget.batch_size
+    return out
+
+
+@dataclass
+class Config:
+    """Root config; one section per concern."""
+
+    name: str = "disdepth"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    acclimate: AcclimateConfig = field(default_factory=AcclimateConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
