@@ -17,7 +17,7 @@ import disdepth
 from disdepth.cli import COMMANDS, build_parser, main
 from disdepth.config import load_config
 from disdepth.deploy.writers import WriteOptions, png_note, tick_labels, write_outputs
-from disdepth.pipeline.report import change_lines, trained_budgets
+from disdepth.pipeline.report import change_json, change_lines, trained_budgets
 
 RELATIVE = ["--set", "model.metric=false", "--set", "model.relative_space=disparity"]
 
@@ -203,9 +203,9 @@ def test_report_lists_only_stages_that_trained_and_states_changes_with_their_int
     per_image = {f"i{k}": {"abs_rel": 0.2 + 0.01 * k, "rmse": 1.0, "d1": 0.5} for k in range(10)}
     entries = [{"label": "baseline", "metrics": {"per_image": per_image}},
                {"label": "distilled", "metrics": {"per_image": per_image}}]  # fmt: skip
-    lines = change_lines(entries)
+    lines = change_lines(change_json(entries))
     assert "abs_rel +0.0 % [+0.0, +0.0] no measurable effect" in lines[0] and "One seed" in lines[1]
-    assert change_lines(entries[:1]) == []
+    assert change_lines(change_json(entries[:1])) == []
 
 
 def test_write_outputs_keys_follow_the_unit(tmp_path):

@@ -89,6 +89,10 @@ class Run:
         return self.root / PREVIOUS_RUN
 
     @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK
+
+    @property
     def report_dir(self) -> Path:
         return self.root / REPORT
 

@@ -13,8 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from disdepth.commands.common import add_threads_argument, add_trust_argument, check_device, check_port_free
+from disdepth.commands.common import add_threads_argument, add_trust_argument, check_port_free
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS
+from disdepth.deploy.predict_folder import check_device
 from disdepth.pipeline.report import change_lines
 
 MISSING_GRADIO = "disdepth app needs Gradio, which is not installed: pip install 'disdepth[app]'"
@@ -51,10 +52,9 @@ def run_report_note(path: Path) -> str:
     report = path / "report" / "report.json"
     if not report.is_file():
         return ""
-    try:
-        entries = json.loads(report.read_text()).get("entries", [])
-        return " ".join(change_lines(entries))
-    except (ValueError, KeyError, TypeError):  # an older or hand-edited report: the page goes on without the line
+    try:  # the report's own figures: nothing is recomputed when the page starts
+        return " ".join(change_lines(json.loads(report.read_text()).get("distilled_vs_baseline") or {}))
+    except (ValueError, KeyError, TypeError, AttributeError):  # an older or hand-edited report: no line
         return ""
 
 

@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 
 from disdepth.config import ConfigError, changed_keys, dump_yaml, flat_dict, load_config, stage_config, to_dict
-from disdepth.deploy.predict_folder import check_device  # noqa: F401 - the commands' shared device check
 from disdepth.engine import dist
 from disdepth.engine.logging import setup_console_logging
 from disdepth.engine.loop import TrainingAborted

@@ -175,6 +175,11 @@ def read_image(path: str | Path) -> torch.Tensor:
         DataError: PIL cannot decode it (``unreadable``: truncated, corrupt), or it is a 16-bit/float
             single-channel map - a depth file in the image column (``format``).
     """
+    return _read_image_and_orientation(path)[0]
+
+
+def _read_image_and_orientation(path: str | Path) -> tuple[torch.Tensor, int]:
+    """:func:`read_image`, upright, and the EXIF orientation it undid (a depth map on the same grid needs it too)."""
     path = Path(path)
     _require(path, "image")
     try:
@@ -189,7 +194,7 @@ def read_image(path: str | Path) -> torch.Tensor:
         raise
     except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError)
         raise _unreadable(path, "image", exc) from None
-    return orient(torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0), orientation)
+    return orient(torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0), orientation), orientation
 
 
 # EXIF orientation -> how the stored pixels become upright, on (..., H, W) tensors; the same transforms as
@@ -220,17 +225,13 @@ def orient(t: torch.Tensor, orientation: int) -> torch.Tensor:
     return _ORIENT[orientation](t).contiguous() if orientation in _ORIENT else t
 
 
-def image_orientation(path: str | Path) -> int:
-    """The EXIF orientation of an image file (1 when none), from its header."""
-    try:
-        with Image.open(path) as im:
-            return _orientation(im)
-    except Exception:
-        return 1
-
-
 def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image or depth file from its header only (cheap), upright (EXIF orientation applied)."""
+    return _size_and_orientation(path)[0]
+
+
+def _size_and_orientation(path: str | Path) -> tuple[tuple[int, int], int]:
+    """:func:`image_size` and the EXIF orientation, from one read of the header."""
     path = Path(path)
     _require(path, "image")
     try:
@@ -239,7 +240,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
             orientation = _orientation(im)
     except Exception as exc:
         raise _unreadable(path, "image", exc) from None
-    return (w, h) if orientation >= 5 else (h, w)
+    return ((w, h) if orientation >= 5 else (h, w)), orientation
 
 
 def _depth_mode_error(path: Path, mode: str, fmt: str) -> DataError | None:
@@ -426,14 +427,14 @@ def load_record(record: Record, with_image: bool = True, depth_dtype: torch.dtyp
         size differs from the image's, bad depth values.
     """
     if with_image:
-        image = read_image(record.rgb)
+        image, orientation = _read_image_and_orientation(record.rgb)
         h, w = image.shape[-2:]
     else:
-        h, w = image_size(record.rgb)
+        (h, w), orientation = _size_and_orientation(record.rgb)
         image = torch.empty(3, 0, 0)
     if record.depth is not None:
         depth, valid = read_depth(record.depth, record.depth_scale, depth_dtype)
-        orientation = image_orientation(record.rgb)  # the depth shares the photo's stored pixel grid
+        # The depth shares the photo's stored pixel grid: turned upright the same way.
         depth, valid = orient(depth, orientation), orient(valid, orientation)
         if tuple(depth.shape[-2:]) != (h, w):
             raise DataError(

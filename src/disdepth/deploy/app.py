@@ -108,8 +108,8 @@ def find_models(path: str | Path, teacher: str | Path | None = None) -> dict[str
         found["student"] = str(path)
     elif _folder_kind(path):
         found["teacher" if _folder_kind(path) == "hf" else "student"] = str(path)
-    elif Run(path).deployable():
-        found["student"] = str(Run(path).deployable())
+    elif deployable := Run(path).deployable():
+        found["student"] = str(deployable)
     else:
         run = Run(path)
         for label, stage in MODEL_LABELS.items():

@@ -24,10 +24,16 @@ from disdepth.api import DepthPredictor, round_size
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS, check_run_size, is_out_of_memory, out_of_memory_error
 from disdepth.deploy.sources import Frame, Source, collect_sources, iter_frames
 from disdepth.deploy.weights import readable_load_errors
-from disdepth.deploy.writers import FORMATS, WriteOptions, auto_png_units, png_note, write_outputs, write_summary
+from disdepth.deploy.writers import (
+    FILE_SUFFIXES,
+    FORMATS,
+    WriteOptions,
+    auto_png_units,
+    png_note,
+    write_outputs,
+    write_summary,
+)
 
-# The files ``write_outputs`` makes for a prediction NAME, by format (deploy/writers.py).
-OUTPUT_SUFFIXES = {"png": ".png", "npy": ".npy", "color": "_color.png", "panel": "_panel.png", "ply": ".ply"}
 DEFAULT_FORMATS = ("color", "png", "npy")
 
 
@@ -70,7 +76,7 @@ def refuse_writing_over_inputs(sources: list[Source], out_dir: Path, formats: fr
     inputs = {s.path.resolve() for s in sources}
     for s in sources:
         for fmt in formats:
-            target = (out_dir / (s.name + OUTPUT_SUFFIXES[fmt])).resolve()
+            target = (out_dir / (s.name + FILE_SUFFIXES[fmt])).resolve()
             if target in inputs:
                 raise ValueError(
                     f"--out {out_dir}: writing {fmt} output {target.name} would overwrite the input {target}; "

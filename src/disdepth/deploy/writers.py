@@ -38,6 +38,8 @@ RELATIVE_PNG_TOP = 65534  # as the metric PNGs: 65535 is left unused
 # The one short word for a relative model's values, used in tick labels, JSON keys and notes alike.
 RELATIVE = "relative"
 FORMATS = ("color", "png", "npy", "ply", "panel")
+# The file each format writes for a prediction NAME (``predict`` also checks them against its inputs).
+FILE_SUFFIXES = {"png": ".png", "npy": ".npy", "color": "_color.png", "panel": "_panel.png", "ply": ".ply"}
 INPUT_POLICY = (
     "EXIF orientation applied (upright); greyscale copied to RGB; alpha composited on white; "
     "16/32-bit single-channel images refused as depth maps; conversions per input in input_notes"
@@ -269,21 +271,25 @@ def write_outputs(out_dir: Path, name: str, depth: np.ndarray, rgb: np.ndarray, 
     """
     base = out_dir / name
     base.parent.mkdir(parents=True, exist_ok=True)
+
     suffix = value_words(options.depth_units)[0]
     entry: dict = {"name": name, "height": int(depth.shape[0]), "width": int(depth.shape[1]), "files": []}
+
+    def output(fmt: str) -> Path:  # NAME + the format's suffix, listed in the entry
+        entry["files"].append(base.name + FILE_SUFFIXES[fmt])
+        return base.with_name(base.name + FILE_SUFFIXES[fmt])
+
     entry[f"depth_{suffix}"] = {
         k: round(float(f(depth)), 4) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
     }
     if "png" in options.formats:
-        png = base.with_name(base.name + ".png")
+        png = output("png")
         if options.metric:
             write_depth_png(png, depth, PNG_UNITS[options.png_units])
         else:
             entry["png_range"] = [round(v, 6) for v in write_relative_png(png, depth)]
-        entry["files"].append(png.name)
     if "npy" in options.formats:
-        np.save(base.with_name(base.name + ".npy"), depth.astype(np.float32))
-        entry["files"].append(base.name + ".npy")
+        np.save(output("npy"), depth.astype(np.float32))
     if "color" in options.formats or "panel" in options.formats:
         valid = np.isfinite(depth) & (depth > 0)
         vals = depth[valid] if valid.any() else np.ones(1, np.float32)
@@ -297,18 +303,13 @@ def write_outputs(out_dir: Path, name: str, depth: np.ndarray, rgb: np.ndarray, 
         from PIL import Image
 
         if "color" in options.formats:
-            Image.fromarray(color).save(base.with_name(base.name + "_color.png"))
-            entry["files"].append(base.name + "_color.png")
+            Image.fromarray(color).save(output("color"))
         if "panel" in options.formats:
-            Image.fromarray(np.concatenate([rgb, color], axis=1)).save(base.with_name(base.name + "_panel.png"))
-            entry["files"].append(base.name + "_panel.png")
+            Image.fromarray(np.concatenate([rgb, color], axis=1)).save(output("panel"))
     k = intrinsics_for_image(options, *depth.shape)
     if "ply" in options.formats and k is not None:
-        entry["ply_vertices"] = write_ply(
-            base.with_name(base.name + ".ply"), depth, rgb, k, not options.ply_ascii, options.ply_stride
-        )
+        entry["ply_vertices"] = write_ply(output("ply"), depth, rgb, k, not options.ply_ascii, options.ply_stride)
         entry["intrinsics"] = [round(float(v), 4) for v in k]
-        entry["files"].append(base.name + ".ply")
     return entry
 
 
@@ -337,30 +338,30 @@ def write_summary(
     """
     units = options.depth_units
     note = png_note(options.png_units, units)
-    values = value_words(units)[1]
+    suffix, values = value_words(units)
     model_cfg = getattr(config, "model", None)
     summary = {
         "checkpoint": str(checkpoint),
         "encoder": getattr(model_cfg, "encoder", None),
         "head": getattr(model_cfg, "head", None),
-        "depth_units": "metres" if units == "m" else units,
+        "depth_units": "metres" if options.metric else units,
         "units": {
             "png": note,
             "npy": f"float32 (H, W) {values}",
-            "color": f"turbo, near = red; range in each entry's color_range_{value_words(units)[0]}",
+            "color": f"turbo, near = red; range in each entry's color_range_{suffix}",
         },
         "input_policy": INPUT_POLICY,
-        "png_units": options.png_units if units == "m" else RELATIVE_PNG,
+        "png_units": options.png_units if options.metric else RELATIVE_PNG,
         "size_policy": size_policy or (f"network at {size[0]}x{size[1]}" if size else "input size rounded to /32"),
         "resized_back_to_input": True,
         "flip_tta": bool(flip_tta),
         "predictions": entries,
     }
-    if units == "m":
+    if options.metric:
         summary["units"]["ply"] = "x, y, z metres (camera: x right, y down, z forward) + uchar rgb"
         summary["png_scale"] = PNG_UNITS[options.png_units]
     (out_dir / "predictions.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    if units == "m":
+    if options.metric:
         body = f"NAME.png: {note}\nNAME.npy: float32 metres\nNAME_color.png: colour map; NAME.ply: point cloud (metres)"
     else:
         body = (

@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-LOCK_FILE = ".lock"
+from disdepth.runs import Run
 
 
 class RunFolderBusy(FileExistsError):
@@ -26,7 +26,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
+        self.path = Run(Path(run_dir)).lock_path
         self._file = None
 
     def __enter__(self) -> RunLock:

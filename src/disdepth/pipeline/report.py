@@ -102,31 +102,35 @@ def verdict(metric: str, change: Change) -> str:
     return "better" if improved else "worse"
 
 
-def change_lines(entries: list[dict]) -> list[str]:
-    """What distillation changed, said with what it is: one seed, a bootstrap interval over the test images only
-    (run more seeds before calling it an effect of the method). [] when there is no distilled/baseline pair."""
+def change_json(entries: list[dict]) -> dict:
+    """:func:`distillation_change` as plain JSON, computed once and then only rendered (report.md, report.json, the
+    demo's table, the app): metric -> percent, interval, verdict, and what the interval covers. {} without a
+    distilled/baseline pair."""
     changes = distillation_change(entries)
     if not changes:
-        return []
+        return {}
     n = len(next(e for e in entries if e["label"] == "baseline")["metrics"]["per_image"])
+    return {
+        k: {"percent": c.percent, "low": c.low, "high": c.high, "verdict": verdict(k, c), "seeds": 1, "images": n,
+            "interval": "95 % paired bootstrap over test images"}
+        for k, c in changes.items()
+    }  # fmt: skip
+
+
+def change_lines(changes: dict) -> list[str]:
+    """What distillation changed (:func:`change_json`), said with what it is: one seed, a bootstrap interval over the
+    test images only (run more seeds before calling it an effect of the method). [] when there is no change."""
+    if not changes:
+        return []
+    n = next(iter(changes.values()))["images"]
     parts = [
-        f"{METRIC_NAMES[k]} {c.percent:+.1f} % [{c.low:+.1f}, {c.high:+.1f}] {verdict(k, c)}"
+        f"{METRIC_NAMES[k]} {c['percent']:+.1f} % [{c['low']:+.1f}, {c['high']:+.1f}] {c['verdict']}"
         for k, c in changes.items()
     ]
     return [
         f"Distilled vs baseline: {'; '.join(parts)}.",
         f"(One seed: the interval is a 95 % paired bootstrap over the {n} test images, not over training seeds.)",
     ]
-
-
-def change_json(entries: list[dict]) -> dict:
-    """:func:`distillation_change` as plain JSON (percent, interval, verdict, what the interval covers)."""
-    changes = distillation_change(entries)
-    return {
-        k: {"percent": c.percent, "low": c.low, "high": c.high, "verdict": verdict(k, c), "seeds": 1,
-            "interval": "95 % paired bootstrap over test images"}
-        for k, c in changes.items()
-    }  # fmt: skip
 
 
 def trained_budgets(cfg: Config, stages: dict | None) -> str:
@@ -173,12 +177,15 @@ def write_report(
     title: str = "DisDepth pipeline report",
     appendix: str = "",
     summary: dict | None = None,
+    changes: dict | None = None,
 ) -> Path:
     """report.md + report.json in ``out_dir``; returns the markdown path.
 
     ``stages``: the stage results (a table in the markdown, in full in report.json); ``appendix``: markdown added at
-    the end; ``summary``: top-level entries added to report.json (the demo's ``demo`` summary).
+    the end; ``summary``: top-level entries added to report.json (the demo's ``demo`` summary); ``changes``: the
+    :func:`change_json` of ``entries`` when the caller already has it (its bootstrap is not cheap).
     """
+    changes = change_json(entries) if changes is None else changes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     e0 = entries[0]["metrics"]
@@ -208,9 +215,8 @@ def write_report(
     if aligned:  # a relative model's numbers are never presented as metric
         how = aligned[0]["metrics"]["alignment"]
         lines += ["", f"\\* Relative model: {how}, to the ground truth before scoring; never read as metres."]
-    changes = change_lines(entries)
     if changes:
-        lines += ["", *changes]
+        lines += ["", *change_lines(changes)]
     if stages:
         lines += ["", "## Stages", "", *stage_table(stages, cfg.teacher.name), "", "Full stage results: report.json."]
     lines += ["", "## Panels (RGB | prediction | ground truth | error)", ""]
@@ -222,7 +228,7 @@ def write_report(
         "title": title,
         "run": describe_run(cfg),
         "entries": entries,
-        "distilled_vs_baseline": change_json(entries),
+        "distilled_vs_baseline": changes,
         "stages": stages or {},
         **(summary or {}),
     }
