@@ -930,7 +930,10 @@ def main() -> None:
             flush=True,
         )
     folder = save_runs(per_seed, teacher, args)
-    stage_wall = sum(r.get("wall_s") or 0.0 for rows in per_seed.values() for r in rows.values())
+    # Seeds may come from several invocations into one results folder (one per seed, two at a time): the header
+    # describes every seed the folder holds and sums all of their stage wall times.
+    all_seeds = load_runs(folder)[0]
+    stage_wall = sum(r.get("wall_s") or 0.0 for rows in all_seeds.values() for r in rows.values())
     recipe = teacher_recipe(tdir)  # written when the teacher was trained (a reused teacher keeps its own)
     header = (
         f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} held-out={len(test)} "
@@ -942,9 +945,9 @@ def main() -> None:
         f"attention={args.attention} tau={args.tau} levels={args.levels} "
         f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}"
         f"teacher: {json.dumps(recipe) if recipe is not None else '(recipe not recorded)'} "
-        f"seeds={args.seeds} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
+        f"seeds={sorted(all_seeds)} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"stage wall times summed {stage_wall:.0f} s (1 thread each, up to 4 runs on 2 cores), "
-        f"this invocation {time.perf_counter() - start:.0f} s"
+        f"the last invocation {time.perf_counter() - start:.0f} s"
     )
     (folder / "header.txt").write_text(header + "\n")
     print(f"per-run results: {folder}")

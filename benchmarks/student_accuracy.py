@@ -57,15 +57,10 @@ ARCHS = {
         ["model.decoder_channels=[128,64,32,16]", B],
     ),
     # Faster candidates that did not keep the accuracy: no stride-2 level (depth at stride 4, resized bilinearly or
-    # by a learned x4 sub-pixel head), and the U-Net at 1/4 width.
-    "narrower_s4": (
-        "U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)",
-        ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", B],
-    ),
-    "narrower_s4_up": (
-        "U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)",
-        ["model.decoder_channels=[96,48,24]", "model.decoder_finest_stride=4", "model.head_upsample=4", B],
-    ),
+    # by a learned x4 sub-pixel head) and the U-Net at 1/4 width. The first two keep their committed rows, but their
+    # config keys are retired (overrides None: the table renders them, nothing trains them again).
+    "narrower_s4": ("U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)", None),
+    "narrower_s4_up": ("U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)", None),
     "narrowest": ("U-Net 64/32/16/8 (mobilenetv2_100)", ["model.decoder_channels=[64,32,16,8]", B]),
     # Every decoder concat a multiple of 16 channels (416, 128, 40 + 24, 32 + 16): ONNX Runtime then needs no layout
     # reorders between its 16-channel blocks (scratch screen: 0.95x the default's ORT time).
@@ -173,6 +168,8 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for arch in args.archs:
+            if ARCHS[arch][1] is None:  # retired: its committed results stay in the table
+                continue
             cfg = load_config(overrides=ARCHS[arch][1], base=base_config(args, seed))
             spec = model_spec(cfg, "student")
             train_set, val_set = splits(cfg, "train", spec), splits(cfg, "val", spec)

@@ -65,17 +65,6 @@ MODELS = {
     "lite student (mobilenetv2_100, lite decoder)": ["model.decoder=lite"],
     "lite student + LG-Conv": ["model.decoder=lite", "model.lgconv.enabled=true"],
     # Faster candidates that lost accuracy (benchmarks/student_accuracy.py).
-    "U-Net 96/48/24, depth at stride 4 (mobilenetv2_100)": [
-        "model.decoder_channels=[96,48,24]",
-        "model.decoder_finest_stride=4",
-        B,
-    ],
-    "U-Net 96/48/24, depth at stride 4, learned x4 upsampling (mobilenetv2_100)": [
-        "model.decoder_channels=[96,48,24]",
-        "model.decoder_finest_stride=4",
-        "model.head_upsample=4",
-        B,
-    ],
     "U-Net 64/32/16/8 (mobilenetv2_100)": ["model.decoder_channels=[64,32,16,8]", B],
     "U-Net 96/48/16/16, nearest upsampling (mobilenetv2_100)": ["model.decoder_channels=[96,48,16,16]"],
     # Monodepth2's block order (each level's first conv before the upsampling) at every level or the finest ones.

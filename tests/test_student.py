@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from disdepth.config import ModelConfig
-from disdepth.models.heads import BinsHead, SigmoidHead
+from disdepth.models.decoder import UNetDecoder
+from disdepth.models.heads import BinsHead
 from disdepth.models.student import build_student
 
 # timm's tiny test_* models keep the suite fast; one real small backbone checks a real layout.
@@ -92,39 +93,31 @@ def test_student_input_spec_from_the_config_equals_the_built_students(encoder):
     assert student_input_spec(cfg) == build_student(cfg).input_spec
 
 
-@pytest.mark.parametrize("finest_stride", [2, 4, 8])
-def test_unet_stops_decoding_at_its_finest_stride(finest_stride):
-    """model.decoder_finest_stride: levels finer than it are not decoded, the head predicts there, the depth is
-    still at input size, and no parameter is left without a gradient (the dropped level has no modules)."""
-    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[32, 16, 8, 8], decoder_finest_stride=finest_stride)
+def test_unet_decodes_every_level_down_to_stride_2():
+    """The head predicts at the finest encoder stride, the depth is at input size, and every parameter gets a
+    gradient."""
+    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[32, 16, 8, 8])
     model = build_student(cfg).train()
-    strides = [info.stride for info in model.decoder.feature_info]
-    assert strides == [s for s in (16, 8, 4, 2) if s >= finest_stride]
-    assert [info.channels for info in model.decoder.feature_info] == [32, 16, 8, 8][: len(strides)]
+    assert [(info.stride, info.channels) for info in model.decoder.feature_info] == [(16, 32), (8, 16), (4, 8), (2, 8)]
     out = model(torch.randn(2, 3, 64, 96))
-    assert out["depth"].shape == (2, 1, 64, 96)
-    assert out["decoder_features"][-1].shape[-2:] == (64 // finest_stride, 96 // finest_stride)
+    assert out["depth"].shape == (2, 1, 64, 96) and out["decoder_features"][-1].shape[-2:] == (32, 48)
     out["depth"].log().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def test_learned_upsampling_head_lays_out_sub_pixels_in_order():
-    """model.head_upsample=s: the head's conv predicts s*s values per position and pixel_shuffle puts value k of
-    position (i, j) at (s*i + k // s, s*j + k % s) — the layout a wrong reshape would scramble."""
-    head = SigmoidHead(in_channels=4, min_depth=1e-3, max_depth=10.0, upsample=2)
-    x = torch.randn(1, 4, 3, 5)
-    depth = head(x)["depth"]
-    assert depth.shape == (1, 1, 6, 10)
-    values = 10.0 * torch.sigmoid(head.conv(x))  # (1, 4, 3, 5)
-    for k in range(4):
-        assert torch.allclose(depth[0, 0, k // 2 :: 2, k % 2 :: 2], values[0, k].clamp(min=1e-3))
-    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[16, 8, 8], decoder_finest_stride=4)
-    cfg.head_upsample = 4
-    out = build_student(cfg)(torch.randn(1, 3, 64, 96))
-    assert out["depth"].shape == (1, 1, 64, 96) and out["decoder_features"][-1].shape[-2:] == (16, 24)
-    with pytest.raises(ValueError, match="model.head_upsample"):
-        build_student(ModelConfig(encoder="test_efficientnet", head="bins", head_upsample=2))
+def test_retired_keys_load_at_their_unused_value_and_are_refused_otherwise():
+    """Runs saved before ``model.head_upsample`` / ``model.decoder_finest_stride`` were retired store them (a full
+    config dump): at 1 / 2 they still load; a run that used another value is refused, naming the key."""
+    from disdepth.config import ConfigError, config_from_dict, load_config, to_dict
 
+    saved = to_dict(load_config())
+    saved["model"].update(head_upsample=1, decoder_finest_stride=2)
+    assert config_from_dict(saved).model == load_config().model
+    saved["model"]["decoder_finest_stride"] = 4
+    with pytest.raises(ConfigError, match=r"^model.decoder_finest_stride=4: this setting was retired .* disdepth 0.2$"):
+        config_from_dict(saved)
+    with pytest.raises(ConfigError, match="model.head_upsample=4: this setting was retired"):
+        load_config(overrides=["model.head_upsample=4"])
 
 
 def test_nearest_upsampling_copies_each_pixel_to_its_children_and_crops_odd_skips():
@@ -192,4 +185,4 @@ def test_conv_first_strides_pick_the_levels():
         (2, "conv_first"),
     ]
     with pytest.raises(ValueError, match=r"conv_first_strides \[2\]: no decoder level"):
-        build_student(ModelConfig(decoder_finest_stride=4, decoder_conv_first_strides=[2]))
+        UNetDecoder(build_student(ModelConfig()).encoder.feature_info[1:], [16, 8, 8], conv_first_strides=[2])

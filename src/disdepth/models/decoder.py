@@ -6,18 +6,15 @@ concatenation of the encoder skip. Where the first conv runs is set per level (`
 - ``upsample_first`` (the classic U-Net): upsample, concat, then both convs at the skip's (fine) resolution;
 - ``conv_first`` (Monodepth2's decoder, Godard et al., ICCV 2019): the first conv at the coarse resolution, then
   upsample, concat, and the second conv at the fine one. The first conv sees 4x fewer pixels and the concat is
-  narrower, so at the same widths (and parameter count) the decoder costs about 60 % of the FLOPs (README
+  narrower, so at the same widths (and parameter count) the decoder costs about 60 % of the FLOPs (docs/results.md,
   "The student" has the measured latency and accuracy).
 
 The x2 upsampling is bilinear or nearest-neighbour (``upsample``): nearest is what
 FastDepth and Monodepth2 use, and ONNX Runtime runs it in its blocked (NCHWc) layout, where bilinear resizes force
-layout reorders around every level (README "The student" has the measured difference). Channels follow
+layout reorders around every level (docs/results.md, "The student", has the measured difference). Channels follow
 ``channels`` (halving by default). The decoder returns every level's output so that distillation can read them.
-
-``finest_stride`` says where decoding stops: at 2 (every skip level of a timm CNN) the last two convs run at half
-the input resolution, where a U-Net spends most of its time; at 4 the stride-2 skip is not decoded, the head
-predicts at stride 4 and the student's bilinear resize does the rest (about a quarter less CPU time for a narrow
-decoder; README "The student" has the measured trade-off).
+Every skip level is decoded, down to the encoder's finest (stride 2 for a timm CNN), where the head predicts;
+stopping at stride 4 was 6.7 % less accurate on the 7-Scenes frames (docs/results.md, "The student").
 """
 
 from __future__ import annotations
@@ -98,33 +95,26 @@ class UNetDecoder(nn.Module):
 
     Args:
         encoder_info: the encoder's levels, shallow to deep (e.g. strides 2, 4, 8, 16, 32).
-        channels: output channels per decoder level, deep to shallow; one entry per decoded skip level
-            (those at strides >= ``finest_stride``) — extra entries are ignored, missing ones are halved from the last.
-        finest_stride: the shallowest encoder stride decoded; the head predicts there.
+        channels: output channels per decoder level, deep to shallow; one entry per skip level — extra entries
+            are ignored, missing ones are halved from the last.
         upsample: "bilinear" or "nearest", the x2 upsampling of every level.
         conv_first_strides: the decoder levels (by output stride) whose blocks are ``conv_first``; the others are
             ``upsample_first`` (module docstring).
 
     ``forward`` takes the encoder features and returns the decoder's per-level outputs, deep to
-    shallow; the last one (finest, at ``finest_stride``) feeds the head.
+    shallow; the last one (the finest) feeds the head.
     """
 
     def __init__(
         self,
         encoder_info: list[FeatureInfo],
         channels: list[int],
-        finest_stride: int = 2,
         upsample: str = "bilinear",
         conv_first_strides: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if len(encoder_info) < 2:
             raise ValueError("decoder needs at least two encoder levels")
-        # Levels finer than finest_stride are skipped: forward drops their features.
-        self.first_level = sum(1 for info in encoder_info[:-1] if info.stride < finest_stride)
-        encoder_info = encoder_info[self.first_level :]
-        if len(encoder_info) < 2:
-            raise ValueError(f"no encoder skip level at stride >= {finest_stride} to decode")
         n_blocks = len(encoder_info) - 1
         channels = list(channels[:n_blocks])
         while len(channels) < n_blocks:
@@ -148,7 +138,6 @@ class UNetDecoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """features: encoder maps shallow to deep -> decoder maps deep to shallow (the last at the finest stride)."""
-        features = features[self.first_level :]
         x = features[-1]
         outputs = []
         for block, skip in zip(self.blocks, reversed(features[:-1]), strict=True):

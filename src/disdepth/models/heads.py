@@ -1,8 +1,6 @@
 """Depth heads: map the finest decoder feature to metric depth (docs/method.md §1).
 
-Every head predicts at the decoder's finest stride; the student upsamples to input resolution. The sigmoid head can
-instead learn the upsampling (``upsample`` > 1: sub-pixel convolution, Shi et al., CVPR 2016): its conv predicts
-``upsample**2`` values per position, which ``pixel_shuffle`` lays out as an ``upsample`` x finer map.
+Every head predicts at the decoder's finest stride; the student upsamples to input resolution.
 """
 
 from __future__ import annotations
@@ -15,19 +13,16 @@ from torch import nn
 class SigmoidHead(nn.Module):
     """depth = max_depth * sigmoid(conv(x)), clamped below at ``min_depth`` (BTS/NeWCRFs-style).
 
-    Returns ``{"depth": (B, 1, h * upsample, w * upsample) metres}`` for x (B, C, h, w).
+    Returns ``{"depth": (B, 1, h, w) metres}`` for x (B, C, h, w).
     """
 
-    def __init__(self, in_channels: int, min_depth: float, max_depth: float, upsample: int = 1) -> None:
+    def __init__(self, in_channels: int, min_depth: float, max_depth: float) -> None:
         super().__init__()
-        self.min_depth, self.max_depth, self.upsample = min_depth, max_depth, upsample
-        self.conv = nn.Conv2d(in_channels, upsample * upsample, 3, padding=1)
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.conv(x)
-        if self.upsample > 1:
-            logits = F.pixel_shuffle(logits, self.upsample)  # (B, s*s, h, w) -> (B, 1, s*h, s*w)
-        depth = self.max_depth * torch.sigmoid(logits)
+        depth = self.max_depth * torch.sigmoid(self.conv(x))
         return {"depth": depth.clamp(min=self.min_depth)}
 
 

@@ -127,7 +127,6 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         decoder: nn.Module = UNetDecoder(
             encoder.feature_info,
             cfg.decoder_channels,
-            cfg.decoder_finest_stride,
             cfg.decoder_upsample,
             cfg.decoder_conv_first_strides,
         )
@@ -135,14 +134,12 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
     else:
         decoder = PEER_DECODERS[cfg.decoder](encoder.feature_info)
-    if cfg.head != "sigmoid" and cfg.head_upsample != 1:
-        raise ValueError(f"model.head_upsample: only the sigmoid head learns an upsampling; set 1 with head={cfg.head}")
     if cfg.head == "bins":
         head: nn.Module = BinsHead(decoder.out_channels, cfg.n_bins, cfg.min_depth, cfg.max_depth)
     elif cfg.head == "pointwise":
         head = PointwiseHead(decoder.out_channels, cfg.min_depth, cfg.max_depth)
     else:
-        head = SigmoidHead(decoder.out_channels, cfg.min_depth, cfg.max_depth, cfg.head_upsample)
+        head = SigmoidHead(decoder.out_channels, cfg.min_depth, cfg.max_depth)
     model = DepthStudent(encoder, decoder, head)
     model.lgconv_names = names
     model.metric, model.relative_space, model.relative_fit = cfg.metric, cfg.relative_space, cfg.relative_fit
