@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,20 @@ def test_a_few_labelled_frames_fix_the_scale_and_the_report_names_the_run(hub, f
     from disdepth.pipeline.report import describe_run
 
     assert "relative" in describe_run(load_config(overrides=["teacher.kind=hf", "teacher.metric=relative"]))
+
+
+def test_the_pipeline_writes_a_target_store_once_and_distills_from_it(hub, frames, tmp_path):
+    """With ``distill.target_store`` the pipeline runs the teacher pass before distilling (a Hugging Face teacher,
+    acclimated); a later distillation with the same teacher side finds every shard finished and runs no teacher."""
+    store = tmp_path / "store"
+    cfg = _config(hub, frames, "relative", "mixed", f"distill.target_store={store}")
+    results = run_stages(cfg, tmp_path / "run")
+    assert (results["teach"]["views"], results["teach"]["views_computed"]) == (6, 6)  # augmentation off: no mirrors
+    assert results["distill"]["step"] == 2 and (store / "shard-00000.done").is_file()
+    shutil.rmtree(tmp_path / "run" / "distill")  # e.g. another student budget on the same acclimated teacher
+    again = run_stages(cfg, tmp_path / "run")
+    assert (again["teach"]["skipped_shards"], again["teach"]["views_computed"]) == (1, 0)
+    assert again["distill"]["step"] == 2
 
 
 def test_a_changed_setting_is_refused_naming_the_key_and_a_bad_teacher_fails_before_training(hub, frames, tmp_path):

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("disdepth.commands.train", "train a baseline student or a teacher (supervised)"),
     "acclimate": ("disdepth.commands.acclimate", "acclimate a teacher to the student decoder (ghost decoder, FAMs)"),
     "distill": ("disdepth.commands.distill", "distil a student: depth loss + attentive KD to acclimated features"),
+    "teach": ("disdepth.commands.teach", "run the teacher once over a dataset: a target store on disk for distill"),
     "pipeline": ("disdepth.commands.pipeline", "teacher -> baseline -> acclimate -> distill -> report, resumable"),
     "demo": ("disdepth.commands.demo", "the whole method on synthetic scenes: teacher, baseline, distilled, report"),
     "eval": ("disdepth.commands.eval", "score saved predictions or a checkpoint under a named protocol"),

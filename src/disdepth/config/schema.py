@@ -384,6 +384,10 @@ class DistillConfig:
     # Bound of the cache per process, GiB (fp16 maps on the CPU; each DDP rank holds its own); images beyond it are
     # computed every step. 0 = no bound. Sizes: docs/distillation.md, "Teacher-target cache with augmentation".
     cache_max_gb: float = non_negative(8.0, "GiB; 0 = no bound")
+    # A teacher-target store on disk (``disdepth teach`` writes it): the teacher's targets of every training view,
+    # read memory-mapped on every rank instead of running the teacher; "" = none. A store made by another teacher or
+    # setting is refused, naming what differs (docs/distillation.md, "Teacher-target store").
+    target_store: str = ""
 
 
 @dataclass

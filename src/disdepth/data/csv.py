@@ -6,6 +6,9 @@ units per metre; else ``data.depth_scale``), ``fx, fy, cx, cy`` (pixels at the f
 ``focal``. Other columns are ignored. ``.npy`` depth files hold float metres and need no scale.
 A CSV without a ``depth`` column (or with every depth cell empty) holds images only: usable as
 ``distill.unlabelled_list`` for label-free distillation, not for supervised training.
+
+A folder in place of the CSV is a folder of images only: every image file under it (recursively, sorted by path),
+its id the path relative to the folder (as ``path_id`` makes it). No index to write for 100 k unlabelled photos.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from disdepth.data.io import (
     FLOAT_DEPTH_SUFFIXES,
+    IMAGE_SUFFIXES,
     LABEL_FREE_ROUTE,
     DataError,
     FileDepthDataset,
@@ -65,8 +69,31 @@ def read_csv_table(csv_file: str | Path) -> tuple[list[str], list[tuple[int, lis
 
 
 def csv_columns(csv_file: str | Path) -> list[str]:
-    """The column names of a CSV index (``data check`` uses them to tell an images-only CSV)."""
+    """The column names of a CSV index (``data check`` uses them to tell an images-only CSV); a folder of images
+    has one, ``rgb``."""
+    if Path(csv_file).is_dir():
+        return ["rgb"]
     return read_csv_table(csv_file)[0]
+
+
+def folder_records(folder: Path) -> list[Record]:
+    """Every image under ``folder`` (recursive, sorted by path) as an images-only record.
+
+    Raises:
+        DataError naming the folder: no images in it, or two files with one id (``a.jpg`` and ``a.png``).
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(folder, f"folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})", "format")
+    records, seen = [], {}
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        sample_id = path_id(rel)
+        if sample_id in seen:
+            raise DataError(folder, f"{rel} and {seen[sample_id]} have one id {sample_id!r}; rename one", "format")
+        seen[sample_id] = rel
+        records.append(Record(path, None, 1.0, DEFAULT_FOCAL, None, sample_id, str(path)))
+    return records
 
 
 def _cell(row: dict[str, str], key: str, where: str) -> float | None:
@@ -143,6 +170,8 @@ def csv_records(
         non-numeric or non-positive numbers, a bad or missing depth_scale, duplicate ids.
     """
     csv_file = Path(csv_file)
+    if csv_file.is_dir():  # a folder of images: images only, whatever ``images_only`` says
+        return folder_records(csv_file)
     base = Path(root) if root else csv_file.parent
     columns, body = read_csv_table(csv_file)
     missing = [c for c in (("rgb",) if images_only else ("rgb", "depth")) if c not in columns]
@@ -200,6 +229,8 @@ class CSVDataset(FileDepthDataset):
     ) -> None:
         if kb_crop and pre is not None:
             raise ValueError("CSVDataset: give kb_crop or pre, not both")
+        if require_depth and Path(csv_file).is_dir():
+            raise DataError(csv_file, f"a folder holds images only, no depth; {LABEL_FREE_ROUTE}", "no_depth")
         if require_depth and not images_only and "depth" not in csv_columns(csv_file):
             raise DataError(
                 csv_file,

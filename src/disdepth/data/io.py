@@ -545,6 +545,10 @@ class FileDepthDataset(torch.utils.data.Dataset):
             raise DataError(record.rgb, f"{message} (listed at {record.source})", "transform") from None
 
 
+# Files a folder of images is read from (training folders and ``disdepth predict`` alike).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
 def path_id(rel: str) -> str:
     """Stable sample id from a relative path: drop the extension, ``/`` -> ``_`` (unique across drives)."""
     stem = rel.strip().lstrip("/").lstrip("./")

@@ -79,6 +79,11 @@ def render_arrays(
     return out, k
 
 
+def synthetic_id(preset: str, seed: int, index: int) -> str:
+    """The sample id of scene ``index`` (ids end in the scene number: ``tasks/teacher_cache.py`` finds frames by it)."""
+    return f"synth_{preset}_s{seed}_{index:07d}"
+
+
 def to_raw_sample(r: Rendered, k: tuple[float, float, float, float], sample_id: str) -> RawSample:
     """Wrap rendered arrays in the :class:`RawSample` contract (image (3,H,W) [0,1], depth/valid (1,H,W))."""
     intr = torch.tensor(k, dtype=torch.float32)
@@ -113,7 +118,7 @@ def render_sample(
         holes: fraction of pixels dropped in blobs (0 = none).
     """
     r, k = render_arrays(preset, index, height, width, seed, sparse, sparse_density, depth_noise, holes)
-    return to_raw_sample(r, k, f"synth_{preset}_s{seed}_{index:07d}")
+    return to_raw_sample(r, k, synthetic_id(preset, seed, index))
 
 
 def analytic_scene(name: str, distance: float = 3.0, camera_height: float = 1.5) -> Scene:
@@ -212,6 +217,10 @@ class SyntheticDepthDataset(Dataset):
             self.depth_noise,
             self.holes,
         )
+
+    def sample_id(self, i: int) -> str:
+        """The id of item ``i`` without rendering it."""
+        return synthetic_id(self.preset, self.seed, self.index_offset + i)
 
     def __getitem__(self, i: int) -> DepthSample:
         raw = self.raw(i)

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from disdepth.data.io import DataError
+from disdepth.data.io import IMAGE_SUFFIXES, DataError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_EXTS = IMAGE_SUFFIXES
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 
 # PIL modes holding more than 8 bits in one channel: depth maps, not photos (see the module docstring).

@@ -25,6 +25,7 @@ from disdepth.deploy.weights import load_model
 from disdepth.engine import dist
 from disdepth.pipeline import stages as S
 from disdepth.pipeline.report import model_entry
+from disdepth.pipeline.teach import teach_stage
 from disdepth.runs import Run
 from disdepth.tasks.acclimation import TeacherDepth
 from disdepth.teachers.build import build_teacher
@@ -187,6 +188,15 @@ def run_stages(
     acclimated = stage("acclimate", acfg, "student", S.acclimate_stage)
     dcfg = teacher_config(stage_config(cfg, "distill"), teacher_ckpt)
     dcfg.distill.acclimated_checkpoint = acclimated["checkpoint"]
+    if dcfg.distill.target_store and S.stage_done(root / "distill") is None:
+        # The teacher pass first: distillation then reads every view from the store. A finished store made by the
+        # same teacher side (another student's or seed's run, a shared acclimation, a response-KD teacher) is
+        # reused shard by shard; one made by another teacher is refused naming what differs.
+        train_set = datasets(dcfg, "train", S.model_spec(dcfg, "student"))
+        taught = teach_stage(dcfg, dcfg.distill.target_store, train_set, info)
+        results["teach"] = {"stage": "teach", **taught, "wall_s": taught["seconds"]}
+        log.info("teach: %d views in %s, %d teacher runs now", taught["views"], taught["store"],
+                 taught["views_computed"])  # fmt: skip
     stage("distill", dcfg, "student", S.distill_stage)
     return results
 

@@ -45,6 +45,7 @@ from disdepth.tasks.acclimation import (
 )
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
 from disdepth.tasks.supervised import SupervisedTask
+from disdepth.tasks.target_store import STORE_FORMAT, TargetStore, weights_sha256
 from disdepth.tasks.teacher_cache import GIB, frame_source
 from disdepth.teachers.base import Teacher
 from disdepth.teachers.build import build_teacher, teacher_input_spec
@@ -341,12 +342,45 @@ def build_distillation(cfg: Config, train_set: Dataset | None = None) -> Distill
             dc.attention_floor, cache_enabled(cfg), tc.silog_variance_focus, tc.silog_scale,
             frame_source(train_set), int(dc.cache_max_gb * GIB),
         )  # fmt: skip
+        if dc.target_store:
+            targets.store = TargetStore(dc.target_store, store_identity(cfg, targets))
+            log.info("distill: teacher targets from the store %s (%d views)", dc.target_store, len(targets.store))
     scale = tc.encoder_lr_scale if cfg.model.pretrained != "none" else 1.0
     return DistillationTask(
         model, targets, scale, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize,
         dc.response_weight, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight, dc.ghost_weight,
         dc.ghost_target,
     )  # fmt: skip
+
+
+def store_identity(cfg: Config, targets: TeacherTargets) -> dict:
+    """What a teacher-target store's contents depend on: the teacher side's weights (SHA-256 of the teacher, and of
+    the FAMs and ghost decoder of an acclimated one), what is kept per level, the student normalisation the frames
+    arrive in, and which frames (dataset, lists, fixed crops). Attention temperature and floor are applied after
+    reading, so they are not part of it."""
+    d = cfg.data
+    frames: dict[str, Any] = {"dataset": d.dataset, "root": d.root, "train_list": d.train_list}
+    frames["kb_crop"] = kb_crop_enabled(cfg)
+    frames["nyu_border_crop"] = d.dataset == "nyu" and d.nyu_border_crop
+    if d.dataset == "synthetic":
+        s = d.synthetic
+        frames["synthetic"] = [s.preset, s.n_train, s.height, s.width, s.seed, s.sparse, s.sparse_density,
+                               s.depth_noise, s.holes]  # fmt: skip
+    if cfg.distill.unlabelled_list:
+        frames["unlabelled"] = [cfg.distill.unlabelled_list, cfg.distill.unlabelled_root]
+    identity = {
+        "format": STORE_FORMAT,
+        "teacher_sha256": weights_sha256(targets.teacher),
+        "feature_target": targets.feature_target,
+        "attention": targets.attention,
+        "levels": list(targets.kd_strides),
+        "map_strides": list(targets.map_strides),
+        "student_normalization": [list(targets.student_spec.mean), list(targets.student_spec.std)],
+        "frames": frames,
+    }
+    if targets.attention == "saliency":  # its scores are gradients of this SILog
+        identity["saliency_silog"] = [targets.variance_focus, targets.silog_scale]
+    return identity
 
 
 def distill_stage(

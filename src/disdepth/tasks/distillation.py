@@ -31,6 +31,7 @@ from disdepth.tasks.kd_losses import (
 from disdepth.tasks.losses import resize_like, silog_loss
 from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, target_of, unlabelled
 from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
+from disdepth.tasks.target_store import TargetStore, View
 from disdepth.tasks.teacher_cache import GIB, CachedTargets, grid_size, warp_map
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ class TeacherTargets(nn.Module):
     sample's recorded geometry. Cached maps are float16 on the CPU; once they reach ``max_cache_bytes``, images not
     yet cached have their targets computed on the augmented sample every time (as without a cache).
 
+    With a ``store`` (``tasks/target_store.py``, written by ``disdepth teach``) the targets of every view it holds
+    are read from disk, memory-mapped and warped alike; nothing read from it is kept in memory, and the teacher runs
+    only for views the store lacks. ``views_computed`` counts the teacher's runs (one per frame view or sample).
+
     Args:
         teacher: an :class:`AcclimatedTeacher` (feature_target=acclimated) or a raw ``Teacher`` (raw / none).
         kd_strides: student strides distilled.
@@ -88,6 +93,7 @@ class TeacherTargets(nn.Module):
         source: sample id -> its un-augmented frame (:func:`~disdepth.tasks.teacher_cache.frame_source`); without
             it a batch with augmentation geometry is computed afresh.
         max_cache_bytes: bound of the cache (``distill.cache_max_gb``); 0 = no bound.
+        store: a finished teacher-target store made with this side's identity (``distill.target_store``).
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class TeacherTargets(nn.Module):
         silog_scale: float = 10.0,
         source: Callable[[str], dict] | None = None,
         max_cache_bytes: int = 0,
+        store: TargetStore | None = None,
     ) -> None:
         super().__init__()
         self.teacher, self.kd_strides, self.student_spec = teacher, list(kd_strides), student_spec
@@ -112,6 +119,7 @@ class TeacherTargets(nn.Module):
         self.use_cache, self.source = cache, source
         self.cache: dict[str, dict[bool, CachedTargets]] = {}  # sample id -> {mirrored: targets of that frame}
         self.max_cache_bytes, self.cache_bytes, self.cache_full = max_cache_bytes, 0, False
+        self.store, self.views_computed = store, 0
         self._warned = False
         self.variance_focus, self.silog_scale = variance_focus, silog_scale
         self.acclimated = isinstance(teacher, AcclimatedTeacher)
@@ -141,12 +149,21 @@ class TeacherTargets(nn.Module):
         return [softmax_positions(s, self.tau, self.attention_floor) for s in scores]
 
     def _saliency_grads(self, acclimated: list[torch.Tensor], index: list[int], batch: dict) -> list[torch.Tensor]:
-        """d SILog(ghost(acclimated), gt) / d acclimated, at the distilled levels (task-driven saliency)."""
+        """d SILog(ghost(acclimated), gt) / d acclimated, at the distilled levels (task-driven saliency).
+
+        The SILog is each image's own (summed over the batch): a batch-pooled SILog couples the images, so an image's
+        scores would depend on the batch it happened to be computed in, and cached or stored scores would not be
+        the image's.
+        """
         feats = [a.detach().requires_grad_(True) for a in acclimated]
         with torch.enable_grad():
             depth = self.teacher.ghost(feats, tuple(batch["image"].shape[-2:]))["depth"]
             gt, valid = batch["depth"], batch["valid"]
-            loss = silog_loss(resize_like(depth, gt), gt, valid, self.variance_focus, self.silog_scale)
+            depth = resize_like(depth, gt)
+            loss = sum(
+                silog_loss(depth[i : i + 1], gt[i : i + 1], valid[i : i + 1], self.variance_focus, self.silog_scale)
+                for i in range(len(depth))
+            )
             grads = torch.autograd.grad(loss, [feats[i] for i in index], allow_unused=True)
         return [g if g is not None else torch.zeros_like(feats[i]) for g, i in zip(grads, index, strict=True)]
 
@@ -191,6 +208,7 @@ class TeacherTargets(nn.Module):
 
     def compute(self, batch: dict) -> dict[str, list[torch.Tensor] | torch.Tensor]:
         """{features: per-stride targets, attention: (B, 1, h, w) per stride, depth: (B, 1, H, W) metres}."""
+        self.views_computed += len(batch["image"])
         out = self.targets(batch)
         out["attention"] = self._attention(out["features"], out.pop("scores"))
         return out
@@ -202,22 +220,26 @@ class TeacherTargets(nn.Module):
         return teacher.input_spec.relative_space
 
     def forward(self, batch: dict) -> dict:
-        if not self.use_cache:
+        if not self.use_cache and self.store is None:
             return self.compute(batch)
         geometry = batch.get("geometry")
-        if geometry is not None and self.source is None:
+        if geometry is not None and self.source is None and self.store is None:
             if not self._warned:
                 log.warning("teacher cache: augmented batches but no source of un-augmented frames; not caching")
                 self._warned = True
             return self.compute(batch)
         views = [_view(batch, i) for i in range(len(batch["id"]))]
         entries = {v: self.cache[v[0]][v[1]] for v in views if v[1] in self.cache.get(v[0], {})}
+        if self.store is not None:
+            entries.update({v: e for v in views if v not in entries and (e := self.store.get(v)) is not None})
         missing = [i for i, v in enumerate(views) if v not in entries]
-        if missing and not self.cache_full:
+        can_fill = self.use_cache and (geometry is None or self.source is not None)
+        if missing and can_fill and not self.cache_full:
             entries.update(self._fill(batch, [views[i] for i in missing]))
         rows = [self._warp(entries[v], batch, i, v[1]) if v in entries else None for i, v in enumerate(views)]
         todo = [i for i, r in enumerate(rows) if r is None]
-        if todo:  # the cache is full: these images are computed on the augmented sample, as without a cache
+        if todo:  # not stored and the cache is full (or off): computed on the augmented sample, as without a cache
+            self.views_computed += len(todo)
             fresh = self.targets(_rows(batch, todo))
             for j, i in enumerate(todo):
                 rows[i] = self._fresh_row(fresh, j, tuple(batch["image"].shape[-2:]))
@@ -259,23 +281,10 @@ class TeacherTargets(nn.Module):
         """
         views = list(dict.fromkeys(views))  # an image can appear twice in a batch
         if "geometry" in batch:
-            subs = self._frames(views, batch["image"].device)
+            fresh = self.frame_targets(views, batch["image"].device)
         else:
             ids = [str(k) for k in batch["id"]]
-            subs = [(views, _rows(batch, [ids.index(k) for k, _ in views]))]
-        fresh: dict[tuple[str, bool], CachedTargets] = {}
-        keep = self.feature_target != "none"  # response KD / pseudo-depth only: no feature maps to keep
-        for sub_views, sub in subs:
-            out = self.targets(sub)
-            size = tuple(sub["image"].shape[-2:])
-            for j, view in enumerate(sub_views):
-                fresh[view] = CachedTargets(
-                    [f[j].half().cpu() for f in out["features"]] if keep else [],
-                    [s[j].float().cpu() for s in out["scores"]] if keep else [],
-                    out["depth"][j].half().cpu(),
-                    out["relative"][j].float().cpu() if "relative" in out else None,
-                    size,  # type: ignore[arg-type]
-                )
+            fresh = self._entries([(views, _rows(batch, [ids.index(k) for k, _ in views]))])
         for (k, mirrored), entry in fresh.items():
             if self.max_cache_bytes and self.cache_bytes + entry.nbytes > self.max_cache_bytes:
                 self.cache_full = True
@@ -286,6 +295,29 @@ class TeacherTargets(nn.Module):
                 break
             self.cache.setdefault(k, {})[mirrored] = entry
             self.cache_bytes += entry.nbytes
+        return fresh
+
+    def frame_targets(self, views: list[View], device: torch.device) -> dict[View, CachedTargets]:
+        """The teacher's targets of the un-augmented frames of ``views`` (id, mirrored), as the cache and the store
+        keep them (``source`` loads each frame; frames of one size run as one batch)."""
+        return self._entries(self._frames(views, device))
+
+    def _entries(self, subs: list[tuple[list, dict]]) -> dict[View, CachedTargets]:
+        """Run the teacher on each (views, batch) pair: one CPU :class:`CachedTargets` per view."""
+        fresh: dict[tuple[str, bool], CachedTargets] = {}
+        keep = self.feature_target != "none"  # response KD / pseudo-depth only: no feature maps to keep
+        for sub_views, sub in subs:
+            self.views_computed += len(sub_views)
+            out = self.targets(sub)
+            size = tuple(sub["image"].shape[-2:])
+            for j, view in enumerate(sub_views):
+                fresh[view] = CachedTargets(
+                    [f[j].half().cpu() for f in out["features"]] if keep else [],
+                    [s[j].float().cpu() for s in out["scores"]] if keep else [],
+                    out["depth"][j].half().cpu(),
+                    out["relative"][j].float().cpu() if "relative" in out else None,
+                    size,  # type: ignore[arg-type]
+                )
         return fresh
 
     def _frames(self, views: list[tuple[str, bool]], device: torch.device) -> list[tuple[list, dict]]:

@@ -152,6 +152,15 @@ class FrameSource:
         elif isinstance(dataset, FileDepthDataset):  # a file list's ids are known without reading a file
             self.index = {r.id: i for i, r in enumerate(dataset.records)}
 
+    def ids(self) -> list[str]:
+        """Every frame's sample id, in dataset order, without reading a frame (a mixed set: labelled, then pool)."""
+        if self.parts is not None:
+            labelled, unlabelled = self.parts
+            return labelled.ids() + [UNLABELLED_PREFIX + k for k in unlabelled.ids()]
+        if isinstance(self.dataset, SyntheticDepthDataset):
+            return [self.dataset.sample_id(i) for i in range(len(self.dataset))]
+        return [r.id for r in self.dataset.records]  # type: ignore[attr-defined]
+
     def _position(self, sample_id: str) -> int:
         if isinstance(self.dataset, SyntheticDepthDataset):  # ids end in the scene number (data/synthetic.py)
             tail = sample_id.rsplit("_", 1)[-1]
