@@ -74,6 +74,10 @@ EXTRA_ROWS = [
 # Rows distilled from the acclimated teacher or from the teacher itself: the gap diagnostics measure them against
 # the LG-Conv student (the KD start, B) and the teacher (T) on the same held-out frames.
 GAP_BASE = "lgconv"
+# Paired comparisons the gap table adds (row, the row it is compared with on the same seeds and images): each KD row
+# against the LG-Conv student it starts from, and feature KD on top of response KD against response KD alone.
+KD_PAIRS = [("disdepth", GAP_BASE), ("response", GAP_BASE), ("disdepth_response", GAP_BASE),
+            ("disdepth_response", "response")]  # fmt: skip
 # Stages --reuse-from may link (the ones a KD probe does not change).
 REUSABLE = ("baseline", "lgconv", "acclimate")
 FEW_ROWS = [
@@ -539,6 +543,16 @@ def gap_summary(per_seed: dict[int, dict]) -> tuple[str, dict]:
         out["closed"][key] = {"mean": share, "ci95": [low, high], "per_seed": per_seed_share(x)}
         lines.append(f"| closed: {label} | {x.mean():.4f} | {share:+.2f} [{low:+.2f}, {high:+.2f}] | "
                      f"{' / '.join(f'{v:+.2f}' for v in out['closed'][key]['per_seed'])} |")  # fmt: skip
+    # What a user asks: does each KD row beat the student it starts from, and does feature KD add to response KD?
+    pairs = [(k, ref) for k, ref in KD_PAIRS if all(k in r and ref in r for r in runs)]
+    if pairs:
+        out["paired"] = {}
+        lines += ["", "| row | vs | paired Δ abs_rel, 95 % CI (images x seeds) |", "|---|---|---|"]
+        labels = dict([*ROWS, *EXTRA_ROWS])
+        for key, ref in pairs:
+            change = paired_bootstrap(per_image_errors(per_seed, key), per_image_errors(per_seed, ref))
+            out["paired"][f"{key}_vs_{ref}"] = {"mean": change.percent, "ci95": [change.low, change.high]}
+            lines.append(f"| {labels[key]} | {labels[ref]} | {change.format()} |")
     return "\n".join(lines), out
 
 

@@ -9,9 +9,12 @@ Times full optimizer steps (forward, backward, AdamW) on augmented batches (the 
 rotation, crop, flip, colour; each sample records its geometry) of: the baseline student (SupervisedTask);
 DisDepth distillation with teacher targets recomputed on every augmented batch; and with the teacher-target cache
 (the teacher ran once per un-augmented frame, and once per mirrored frame, before timing; each step warps the
-cached maps). The three run
-round-robin, one step each, in one process, so machine load hits them alike; medians and ratios to the baseline
-are printed, with the one-time cost of filling the cache per frame and its size. Student mobilenetv2_100 + LG-Conv;
+cached maps). With ``--store`` two more: the teacher-target store (``disdepth teach``'s pass over every frame and
+its mirror image, written before timing; each step reads its views memory-mapped and warps them, nothing kept in
+memory), and the in-memory cache bounded to a tenth of the views (``distill.cache_max_gb`` at a dataset 10x larger
+than it holds: the other views are recomputed on each augmented sample). All run round-robin, one step each, in one
+process, so machine load hits them alike; medians and ratios to the baseline are printed, with the one-time cost
+of filling the cache (and writing the store) per view and their sizes. Student mobilenetv2_100 + LG-Conv;
 teachers are built offline with random weights (timm ``pretrained=False``: cost does not depend on the weights)
 and wrapped with random FAMs and a ghost decoder (an acclimated teacher).
 
@@ -31,9 +34,11 @@ cache under augmentation) as a reference.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +63,7 @@ from disdepth.models.student import build_student
 from disdepth.tasks.acclimation import build_acclimated, load_acclimated
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets
 from disdepth.tasks.supervised import SupervisedTask
+from disdepth.tasks.target_store import TargetStore, plan_views, write_store
 from disdepth.teachers.build import build_teacher
 
 STUDENT = [
@@ -80,13 +86,19 @@ TEACHERS = {  # built offline with random weights
 
 
 def teacher_targets(
-    cfg: Config, acclimated: torch.nn.Module, spec: InputSpec, cache: bool, source: Callable | None = None
+    cfg: Config,
+    acclimated: torch.nn.Module,
+    spec: InputSpec,
+    cache: bool,
+    source: Callable | None = None,
+    max_bytes: int = 0,
+    store: TargetStore | None = None,
 ) -> TeacherTargets:
     """The teacher side as ``pipeline.stages.build_distillation`` makes it."""
     dc, tc = cfg.distill, cfg.train
     return TeacherTargets(
         acclimated, dc.levels, spec, dc.feature_target, dc.attention, dc.tau, dc.attention_floor, cache,
-        tc.silog_variance_focus, tc.silog_scale, source,
+        tc.silog_variance_focus, tc.silog_scale, source, max_bytes, store,
     )  # fmt: skip
 
 
@@ -141,13 +153,14 @@ def time_steps(args: argparse.Namespace) -> None:
         picked = [frames[(k * args.batch + i) % len(frames)] for i in range(args.batch)]
         batches.append(default_collate([normalize_sample(aug(f), spec.mean, spec.std) for f in picked]))
 
-    def distill(cache: bool) -> DistillationTask:
+    def distill(cache: bool, max_bytes: int = 0, store: TargetStore | None = None) -> DistillationTask:
         torch.manual_seed(0)
         model = DistilledStudent(build_student(cfg.model), cfg.distill.levels)
         dc = cfg.distill
+        targets = teacher_targets(cfg, acclimated, spec, cache, source.__getitem__, max_bytes, store)
         return DistillationTask(
-            model, teacher_targets(cfg, acclimated, spec, cache, source.__getitem__), 1.0, dc.feature_target,
-            dc.feature_weight, dc.normalize, dc.standardize, dc.response_weight,
+            model, targets, 1.0, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize,
+            dc.response_weight,
         )  # fmt: skip
 
     torch.manual_seed(0)
@@ -159,6 +172,26 @@ def time_steps(args: argparse.Namespace) -> None:
             cached.targets(batch)
     views = sum(len(v) for v in cached.targets.cache.values())  # frames and the mirrors of flipped ones
     fill_s = (time.perf_counter() - start) / views
+    store_note = ""
+    if args.store:
+        # The teacher pass over every frame and its mirror image, as disdepth teach writes it.
+        writer = teacher_targets(cfg, acclimated, spec, False, source.__getitem__)
+        plan = plan_views(list(source), mirrored=True)
+        start = time.perf_counter()
+        def compute(views: list) -> list:  # one teacher batch per call, as pipeline/teach.py runs it
+            entries = writer.frame_targets(views, torch.device("cpu"))
+            return [entries[v] for v in views]
+
+        with torch.no_grad():
+            write_store(args.store, {"benchmark": args.teacher}, plan, compute, batch_size=args.batch)
+        teach_s = (time.perf_counter() - start) / len(plan)
+        store = TargetStore(args.store)
+        size = sum(f.stat().st_size for f in Path(args.store).glob("shard-*.safetensors")) / len(plan) / 2**20
+        tasks["distill_store"] = distill(False, store=store)
+        # The in-memory cache bounded to a tenth of the views: what a dataset 10x larger than the bound gets.
+        tasks["distill_cache_tenth"] = distill(True, max_bytes=cached.targets.cache_bytes // 10)
+        store_note = (f"store: {teach_s:.3f} s per view to write ({len(plan)} views: every frame and its mirror), "
+                      f"{size:.2f} MiB per view on disk; reads during timing: {{reads}}")  # fmt: skip
     optims = {
         n: torch.optim.AdamW([p for p in t.model.parameters() if p.requires_grad], lr=1e-4) for n, t in tasks.items()
     }
@@ -184,6 +217,12 @@ def time_steps(args: argparse.Namespace) -> None:
     print(f"cache fill: {fill_s:.3f} s per cached view (a frame, or its mirror for flipped samples: at most two "
           f"per image, once each), {mb:.2f} MiB per view (fp16 maps on the CPU); {views} views of {len(frames)} "
           "frames")  # fmt: skip
+    if store_note:
+        print(store_note.format(reads=tasks["distill_store"].targets.store.reads))
+        capped = tasks["distill_cache_tenth"].targets
+        print(f"cache bounded to a tenth: teacher runs during timing {capped.views_computed} "
+              f"(store: {tasks['distill_store'].targets.views_computed})")  # fmt: skip
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +334,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides (k=v)")
+    p.add_argument("--store", default="", help="time a teacher-target store written here too (a new folder)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -48,6 +48,9 @@ def test_distillation_reads_the_store_and_the_teacher_never_runs(tmp_path):
     out = teach_stage(cfg, store, dataset, DistInfo.single(), views_per_shard=3, batch_size=2)
     # 4 frames x (frame, mirror image): each view once, in ceil(8 / 3) shards
     assert (out["views"], out["views_computed"], out["shards"], out["computed_shards"]) == (8, 8, 3, 3)
+    from disdepth.tasks.target_store import _umask
+
+    assert (store / "shard-00000.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()  # not safetensors' 0600
     cfg.distill.target_store = str(store)
     task = build_distillation(cfg, dataset)
     rows = count_rows(task.targets.teacher)

@@ -84,9 +84,16 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600 files; a shared store is read by every rank
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write_json(path: Path, data: dict) -> None:
