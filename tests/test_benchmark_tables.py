@@ -127,3 +127,15 @@ def test_student_latency_only_keeps_fastdepth_first() -> None:
     names = list(module.MODELS)
     assert list(module.selected_models(None)) == names
     assert list(module.selected_models([3, 2, 0, 2])) == [module.REFERENCE, names[2], names[3]]
+
+
+def test_results_page_carries_the_teacher_runs_table() -> None:
+    """docs/results.md's teacher-runs table is what benchmarks/teacher_runs.py renders from its committed JSON."""
+    path = ROOT / "benchmarks" / "results" / "teacher_runs.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not committed")
+    spec = importlib.util.spec_from_file_location("teacher_runs", ROOT / "benchmarks" / "teacher_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.table(json.loads(path.read_text()))
+    assert table in (ROOT / "docs" / "results.md").read_text()
