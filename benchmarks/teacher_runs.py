@@ -2,6 +2,7 @@
 and 4 processes over several epochs; and the store's size per view.
 
     python benchmarks/teacher_runs.py [--frames 48] [--epochs 3 10] [--worlds 1 2 4] [--out benchmarks/results/...]
+    python benchmarks/teacher_runs.py --memory 48 480   # peak resident memory of one rank, store vs cache
 
 Tiny teacher and student (the counts do not depend on the model), synthetic 64x96 frames, crops 48x64, flips on
 (so each frame has two views: itself and its mirror image), batch 4 per process.
@@ -9,6 +10,10 @@ Tiny teacher and student (the counts do not depend on the model), synthetic 64x9
 * store: ``disdepth teach``'s pass (pipeline/teach.py) in W real gloo processes (torch.multiprocessing, one thread
   each), each computing its share of the shards; then each rank distils for the epochs reading the store. The
   teacher's runs are counted inside each process (``TeacherTargets.views_computed``) and summed.
+* ``--memory N ...``: a store of N frames (240x320) is written, then a fresh process distils one epoch over them
+  reading the store, and another with the unbounded in-memory cache; each reports its peak resident memory
+  (``ru_maxrss``) and, at the end, its private (``RssAnon``) and file-backed (``RssFile``: the store's memory maps,
+  pages the kernel shares between ranks and may drop) resident memory.
 * per-process cache (``distill.cache_teacher``, the default before the store): each rank's own in-memory cache, fed
   the samples ``DistributedSampler`` deals that rank each epoch (shuffled, ``set_epoch``), unbounded and bounded to
   a tenth of the views (a dataset 10x larger than ``distill.cache_max_gb`` holds). The ranks are simulated in one
@@ -21,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import socket
 import tempfile
 from pathlib import Path
@@ -128,6 +134,44 @@ def cache_counts(world: int, n_frames: int, acclimated: str, epochs: int, tenth:
     return {"views": views, "teacher_runs": runs, "teacher_runs_per_image": runs / len(dataset)}
 
 
+MEMORY_SIZE = ["data.synthetic.height=240", "data.synthetic.width=320", "data.augment.crop_height=224",
+               "data.augment.crop_width=288"]  # fmt: skip  # frames large enough for targets to show in RSS
+
+
+def _memory_worker(n_frames: int, acclimated: str, store: str, queue) -> None:
+    """One epoch of distillation targets over ``n_frames`` in a fresh process; puts its peak RSS (MiB) in ``queue``."""
+    torch.set_num_threads(1)
+    cfg = config(n_frames, acclimated, *MEMORY_SIZE)
+    dataset = build_dataset(cfg, "train")
+    if store:
+        cfg.distill.target_store = store
+    targets = build_distillation(cfg, dataset).targets
+    with torch.no_grad():
+        for batch in epochs_of_batches(dataset, 0, 1, 1, cfg.data.batch_size):
+            targets(batch)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    mib = {k: round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile") if k in status}
+    queue.put({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               **{f"end_{k}_mib": v for k, v in mib.items()}})  # fmt: skip
+
+
+def peak_memory(n_frames: int, acclimated: str, work: Path) -> dict:
+    """Peak resident memory of one process distilling from a store of ``n_frames`` and from the in-memory cache."""
+    cfg = config(n_frames, acclimated, *MEMORY_SIZE)
+    store = work / f"memory_store_{n_frames}"
+    teach_stage(cfg, store, build_dataset(cfg, "train"), dist.DistInfo.single(), views_per_shard=64)
+    ctx = mp.get_context("spawn")
+    size = sum(p.stat().st_size for p in store.glob("shard-*.safetensors"))
+    out = {"frames": n_frames, "frame_size": [240, 320], "store_mib": round(size / 2**20, 1)}
+    for name, path in (("store", str(store)), ("cache_unbounded", "")):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_memory_worker, args=(n_frames, acclimated, path, queue))
+        proc.start()
+        out[name] = queue.get()
+        proc.join()
+    return out
+
+
 def table(result: dict) -> str:
     """The markdown table of a result (teacher runs per training image; the store's include each mirror view)."""
     header = (
@@ -150,7 +194,20 @@ def main() -> None:
     p.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "teacher_runs.json")
     p.add_argument("--table-only", action="store_true", help="print the table of the committed --out JSON")
+    p.add_argument("--memory", type=int, nargs="+", default=None, help="only: peak RSS for stores of these sizes")
     args = p.parse_args()
+    if args.memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            cfg = config(args.memory[0], "")
+            torch.manual_seed(0)
+            acclimated = build_acclimated(cfg, build_teacher(cfg.teacher), build_student(cfg.model), train=False)
+            save_checkpoint(acclimated_state(acclimated.eval(), cfg, {}), work / "acclimated.pt")
+            rows = [peak_memory(n, str(work / "acclimated.pt"), work) for n in args.memory]
+        out = args.out.with_name("teacher_runs_memory.json")
+        out.write_text(json.dumps({"rows": rows, "threads_per_process": 1}, indent=1) + "\n")
+        print(json.dumps(rows, indent=1))
+        return
     if args.table_only:
         print(table(json.loads(args.out.read_text())))
         return

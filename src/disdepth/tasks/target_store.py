@@ -234,13 +234,14 @@ class TargetStore:
     Args:
         path: the store folder.
         identity: what this run would compute; a store made otherwise is refused (None: not checked).
-        max_open: shard files kept open at once (each open shard is one memory map).
+        max_open: shard files kept open at once (each open shard is one memory map, whose pages read so far count
+            as the process's file-backed resident memory; closing the least recently used bounds it).
 
     Raises:
         StoreError: no store there, another identity, or unfinished shards (naming them and how to finish them).
     """
 
-    def __init__(self, path: str | Path, identity: dict | None = None, max_open: int = 64) -> None:
+    def __init__(self, path: str | Path, identity: dict | None = None, max_open: int = 8) -> None:
         self.path = Path(path)
         try:
             found = json.loads((self.path / IDENTITY_FILE).read_text())
