@@ -219,3 +219,38 @@ def test_label_free_from_a_folder_of_images_reads_the_store(tmp_path):
     assert torch.isfinite(losses["loss"]) and task.targets.views_computed == 0 and task.targets.store.reads == 4
     with pytest.raises(ValueError, match="a folder holds images only, no depth; set data.require_depth=false"):
         build_dataset(load_config(overrides=["data.dataset=csv", f"data.train_list={photos}"]), "train")
+
+
+def test_a_killed_teach_process_resumes_to_the_same_store(tmp_path):
+    """SIGKILL during ``disdepth teach`` (no clean-up runs): the rerun keeps every finished shard and the final
+    store equals one written without interruption."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tiny_runs import TINY_PAIR
+
+    cfg, *_ = setup(tmp_path)
+    sets = [*TINY_PAIR, *SETTINGS, "data.synthetic.n_train=24", "data.synthetic.height=64", "data.synthetic.width=96",
+            f"distill.acclimated_checkpoint={cfg.distill.acclimated_checkpoint}"]  # fmt: skip
+
+    def teach(store: Path) -> list[str]:
+        args = ["teach", "--store", str(store), "--views-per-shard", "1", "--batch-size", "1", "--threads", "1"]
+        return [sys.executable, "-m", "disdepth", *args, *(a for s in sets for a in ("--set", s))]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(teach(whole), check=True, capture_output=True)
+    proc = subprocess.Popen(teach(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(killed.glob("*.done"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in killed.glob("shard-*.safetensors")
+                if (killed / p.name.replace(".safetensors", ".done")).is_file()}  # fmt: skip
+    assert 3 <= len(finished) < 48, "the kill must land mid-pass"
+    out = subprocess.run(teach(killed), check=True, capture_output=True, text=True).stdout
+    assert f"teacher runs this time: {48 - len(finished)}" in out
+    assert all((killed / name).stat().st_mtime_ns == ns for name, ns in finished.items())
+    assert {k: v for k, v in files(killed).items() if not k.startswith(".")} == files(whole)
