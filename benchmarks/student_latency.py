@@ -18,6 +18,11 @@ timed forward so that one model's spinning threads have gone idle before the nex
 
 ``--only 1 2 17`` times only those rows of ``MODELS`` (and FastDepth), for a focused comparison.
 
+``--fastdepth-repo PATH`` adds FastDepth as its authors wrote it (their ``models.MobileNetSkipAdd``, unpruned, from a
+checkout of github.com/dwofk/fast-depth outside this repository, run unchanged) and every row's ratio to it
+(``ratio_to_authors_fastdepth``): the check that our FastDepth row is the peer, and the default student against the
+real FastDepth.
+
 ``--processes N`` repeats the whole measurement in N fresh processes, one after another, and reports the median of
 their ratios with the lowest and highest: on some CPUs a ratio differs between processes by more than the rounds
 within one process show (where each process's memory happens to lie), so one process is one sample.
@@ -82,6 +87,21 @@ MODELS = {
     ],
 }
 REFERENCE = "FastDepth (MobileNet + NNConv5)"
+AUTHORS = "FastDepth, the authors' code"
+
+
+class AuthorsFastDepth(nn.Module):
+    """The authors' MobileNet-NNConv5dw-SkipAdd (random init), image (1, 3, H, W) in [0, 1] -> depth (1, 1, H, W)."""
+
+    def __init__(self, repo: Path) -> None:
+        super().__init__()
+        sys.path.insert(0, str(repo))
+        import models  # noqa: PLC0415 - the authors' module, from their checkout
+
+        self.model = models.MobileNetSkipAdd(output_size=(224, 224), pretrained=False).eval()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
 
 
 def time_eager_and_ort(
@@ -153,6 +173,7 @@ def main() -> None:
     spin_help = "ONNX Runtime threads busy-wait after a run (its default; how `disdepth predict` runs a graph)"
     p.add_argument("--spin", action="store_true", help=spin_help)
     p.add_argument("--pause", type=float, default=0.0, help="seconds slept (untimed) before each timed forward")
+    p.add_argument("--fastdepth-repo", type=Path, default=None, help="also time the authors' FastDepth (docstring)")
     args = p.parse_args()
     if args.processes > 1:
         repeat_in_processes(args)
@@ -164,6 +185,8 @@ def main() -> None:
     for name, overrides in selected_models(args.only).items():
         model = build_student(load_config(overrides=overrides).model).eval()
         wrappers[name] = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+    if args.fastdepth_repo:
+        wrappers[AUTHORS] = AuthorsFastDepth(args.fastdepth_repo)
     times, load_before, load_after = time_eager_and_ort(
         wrappers, (h, w), args.threads, args.warmup, args.runs, spin=args.spin, pause_s=args.pause
     )
@@ -172,6 +195,7 @@ def main() -> None:
           f"median [p10-p90] ms; load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     for backend in ("eager", "eager_opt", "ort"):
         base = statistics.median(times[(backend, REFERENCE)])
+        authors = statistics.median(times[(backend, AUTHORS)]) if AUTHORS in wrappers else None
         for name in wrappers:
             t = sorted(times[(backend, name)])
             med, p10, p90 = statistics.median(t), t[len(t) // 10], t[(len(t) * 9) // 10]
@@ -179,7 +203,10 @@ def main() -> None:
             rows.append({"backend": backend, "model": name, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
                          "ratio_to_fastdepth": med / base,
                          "params_m": sum(q.numel() for q in model.parameters()) / 1e6})  # fmt: skip
-            print(f"{backend:9s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth")
+            if authors is not None:
+                rows[-1]["ratio_to_authors_fastdepth"] = med / authors
+            also = f"  x{med / authors:.2f} the authors' FastDepth" if authors is not None else ""
+            print(f"{backend:9s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth{also}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"size": [h, w], "threads": args.threads, "runs": args.runs, "load": [load_before, load_after],
@@ -200,6 +227,8 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
             if args.only:
                 cmd += ["--only", *map(str, args.only)]
             cmd += ["--pause", str(args.pause)] + (["--spin"] if args.spin else [])
+            if args.fastdepth_repo:
+                cmd += ["--fastdepth-repo", str(args.fastdepth_repo)]
             print(f"process {i + 1}/{args.processes}", flush=True)
             subprocess.run(cmd, check=True)
             runs.append(json.loads(out.read_text()))
@@ -212,6 +241,10 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
                "p10_ms": min(r["p10_ms"] for r in each), "p90_ms": max(r["p90_ms"] for r in each),
                "ratio_to_fastdepth": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
                "process_ratios": ratios}  # fmt: skip
+        if "ratio_to_authors_fastdepth" in first:
+            to_authors = [r["ratio_to_authors_fastdepth"] for r in each]
+            row.update(ratio_to_authors_fastdepth=statistics.median(to_authors), authors_ratio_min=min(to_authors),
+                       authors_ratio_max=max(to_authors), process_authors_ratios=to_authors)  # fmt: skip
         rows.append(row)
         print(f"{row['backend']:9s} {row['model']:46s} {row['median_ms']:8.1f} ms  "
               f"x{row['ratio_to_fastdepth']:.2f} [{min(ratios):.2f}-{max(ratios):.2f}] FastDepth")  # fmt: skip

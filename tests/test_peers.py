@@ -87,3 +87,41 @@ def test_fastdepth_is_the_authors_network_op_for_op():
     assert head.conv.kernel_size == (1, 1) and head.conv.bias is None and isinstance(head.bn, torch.nn.BatchNorm2d)
     gflops = _gmacs(model, 480, 640) * 2
     assert gflops == pytest.approx(9.020, abs=0.001)
+
+
+def test_peer_graphs_upsample_by_a_fixed_scale_and_end_without_a_resize(tmp_path):
+    """The exported FastDepth graph is the authors' op for op after our input normalisation: 38 convs, 3 skip adds
+    and 5 nearest x2 upsamplings by a fixed scale (a resize to a computed size made ONNX Runtime reorder layouts
+    around each: 2.4x the authors' graph), and no final resize (its head already predicts at full resolution)."""
+    import onnx
+
+    from disdepth.deploy.export import DepthOnly, export_onnx
+
+    model = _student("mobilenetv1_100", "nnconv5").eval()
+    path = tmp_path / "fastdepth.onnx"
+    export_onnx(DepthOnly(model, model.input_spec.mean, model.input_spec.std), path, (128, 160))
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert (ops.count("Conv"), ops.count("Add"), ops.count("Resize") + ops.count("Upsample")) == (38, 3, 5)
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    for node in (n for n in graph.node if n.op_type == "Resize"):
+        modes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        scales, sizes = (node.input[2:3] or [""])[0], (node.input[3:4] or [""])[0]
+        assert modes["mode"] == b"nearest" and scales in constants and not sizes, node
+
+
+@pytest.mark.parametrize("decoder", ["nnconv5", "monodepth2"])
+def test_peer_upsampling_at_odd_sizes_is_a_nearest_resize_to_the_skip(decoder):
+    """x2 then crop picks the same pixels as a nearest resize to the skip's size, so odd inputs still work."""
+    import torch.nn.functional as F
+
+    from disdepth.models.peer_decoders import _upsample_to
+
+    for h, w in ((4, 5), (7, 3)):
+        x = torch.randn(1, 2, h, w)
+        for skip_hw in ((2 * h, 2 * w), (2 * h - 1, 2 * w - 1)):
+            skip = torch.zeros(1, 1, *skip_hw)
+            assert torch.equal(_upsample_to(x, skip), F.interpolate(x, size=skip_hw, mode="nearest"))
+    out = _student("mobilenetv1_100" if decoder == "nnconv5" else "resnet18", decoder)(torch.rand(1, 3, 70, 90))
+    assert out["depth"].shape == (1, 1, 70, 90)

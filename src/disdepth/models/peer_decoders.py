@@ -25,10 +25,15 @@ from disdepth.models.lite_decoder import separable
 
 
 def _upsample_to(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
-    """Nearest-neighbour x2 (both papers), or to the skip's size when the input side was not a multiple of 32."""
-    if skip is not None:
-        return F.interpolate(x, size=skip.shape[-2:], mode="nearest")
-    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+    """Nearest-neighbour x2 (both papers), cropped to the skip's size when the input side was not a multiple of 32.
+
+    A fixed scale factor, as the authors' code has it: ONNX Runtime then runs it in its blocked (NCHWc) layout, where
+    a resize to a computed size forces layout reorders around it (our FastDepth measured 2.4x the authors' graph on
+    ONNX Runtime that way). The crop picks the same pixels as a nearest resize to the skip's size (``upsample_to``
+    in ``models/decoder.py``), and ONNX Runtime drops it when it is a no-op.
+    """
+    x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return x if skip is None else x[..., : skip.shape[-2], : skip.shape[-1]]
 
 
 class NNConv5Decoder(nn.Module):

@@ -74,8 +74,8 @@ class DepthStudent(nn.Module, StudentHubMixin):
         enc = self.encoder(image)
         dec = self.decoder(enc)
         out: dict = dict(self.head(dec[-1]))
-        # (an identity when a learned-upsampling head already predicts at input size)
-        out["depth"] = F.interpolate(out["depth"], size=image.shape[-2:], mode="bilinear", align_corners=False)
+        if out["depth"].shape[-2:] != image.shape[-2:]:  # a head at full resolution (FastDepth's) needs no resize
+            out["depth"] = F.interpolate(out["depth"], size=image.shape[-2:], mode="bilinear", align_corners=False)
         out["encoder_features"] = enc
         out["decoder_features"] = dec
         return out
