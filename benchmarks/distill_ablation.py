@@ -77,7 +77,7 @@ GAP_BASE = "lgconv"
 # Paired comparisons the gap table adds (row, the row it is compared with on the same seeds and images): each KD row
 # against the LG-Conv student it starts from, and feature KD on top of response KD against response KD alone.
 KD_PAIRS = [("disdepth", GAP_BASE), ("response", GAP_BASE), ("disdepth_response", GAP_BASE),
-            ("disdepth_response", "response")]  # fmt: skip
+            ("disdepth", "response"), ("disdepth_response", "response"), ("disdepth_response", "disdepth")]  # fmt: skip
 # Stages --reuse-from may link (the ones a KD probe does not change).
 REUSABLE = ("baseline", "lgconv", "acclimate")
 FEW_ROWS = [
