@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import free_port
 
 from disdepth.cli import main
 from disdepth.config import load_config, save_config
@@ -227,12 +228,6 @@ def test_app_command_bad_path_is_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- in a browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _browser_or_skip() -> str:
     for module in ("gradio", "playwright"):
         if importlib.util.find_spec(module) is None:
@@ -247,7 +242,7 @@ def _browser_or_skip() -> str:
 def served_app(ckpt):
     """``disdepth app CKPT`` in a subprocess on a free port; yields its URL."""
     _browser_or_skip()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")

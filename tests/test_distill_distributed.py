@@ -4,22 +4,14 @@ end with identical student weights while the frozen acclimated teacher is unchan
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tiny_runs import free_port, join_as_rank
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str, acclimated: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
-    )
+    join_as_rank(rank, world_size, port)
     torch.set_num_threads(1)
     from test_distill_core import TINY  # noqa: PLC0415 - child process import
     from test_engine import RampDataset  # noqa: PLC0415
@@ -69,7 +61,7 @@ def test_two_process_gloo_distillation(tmp_path):
     cfg = tiny_cfg()
     model, _ = make_acclimated(cfg)
     path = save_checkpoint(acclimated_state(model, cfg), tmp_path / "acclimated.pt")
-    port = _free_port()
+    port = free_port()
     mp.spawn(_worker, args=(2, port, str(tmp_path), str(path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["wrapped"] == "DistributedDataParallel" and r0["teacher_wrapped"] == "AcclimatedTeacher"

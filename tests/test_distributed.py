@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
+from tiny_runs import free_port, join_as_rank
 
 from disdepth.engine import dist
 from disdepth.engine.evaluation import evaluate_model
@@ -14,16 +14,8 @@ from disdepth.engine.loop import train
 from disdepth.eval.protocols import get_protocol
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
-    )
+    join_as_rank(rank, world_size, port)
     torch.set_num_threads(1)
     from test_engine import RampDataset, make_task, tiny_config  # noqa: PLC0415 - child process import
 
@@ -40,7 +32,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 def test_two_process_gloo_training_and_eval(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
     for name, value in r0["state"].items():
         torch.testing.assert_close(value, r1["state"][name], rtol=0, atol=0, msg=f"{name} differs between ranks")

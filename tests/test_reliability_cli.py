@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from PIL import Image
+from tiny_runs import free_port, join_as_rank
 
 from disdepth import cli
 from disdepth.cli import main
@@ -152,16 +152,8 @@ def test_cli_turns_os_errors_interrupts_and_peer_failures_into_one_line(monkeypa
 # --- distributed --------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank(rank: int, port: int, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)
-    )
+    join_as_rank(rank, 2, port)
     torch.set_num_threads(1)
     dist.setup("cpu")
     try:
@@ -176,7 +168,7 @@ def _rank(rank: int, port: int, out: str) -> None:
 
 
 def test_one_failing_rank_stops_both_without_a_hang(tmp_path):
-    mp.spawn(_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     assert (tmp_path / "1.txt").read_text().startswith("DataError: /data/rgb_1.png")
     assert (tmp_path / "0.txt").read_text().startswith("PeerRankFailed: rank 1 failed: DataError")
     assert dist.PeerRankFailed.quiet

@@ -5,14 +5,13 @@ never read, another teacher's store is refused, and two gloo processes write wha
 from __future__ import annotations
 
 import copy
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from test_teacher_cache import count_rows, draw, targets_for, tiny_setup
+from tiny_runs import free_port, join_as_rank
 
 from disdepth.checkpoint import save_checkpoint
 from disdepth.cli import main
@@ -156,16 +155,8 @@ def test_the_cli_writes_a_store_and_names_a_missing_one(tmp_path, capsys):
     assert rc == 2 and f"{missing}: not a teacher-target store" in err and "Traceback" not in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world_size: int, port: int, store: str, acclimated: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
-    )
+    join_as_rank(rank, world_size, port)
     torch.set_num_threads(1)
     from test_teacher_cache import tiny_setup  # noqa: PLC0415 - child process import
 
@@ -185,7 +176,7 @@ def test_two_gloo_processes_write_the_store_one_process_writes(tmp_path):
     cfg, *_, dataset = setup(tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
     out = teach_stage(cfg, one, dataset, DistInfo.single(), views_per_shard=3, batch_size=2)
-    mp.spawn(_worker, args=(2, _free_port(), str(two), cfg.distill.acclimated_checkpoint), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(two), cfg.distill.acclimated_checkpoint), nprocs=2, join=True)
     assert out["views_computed"] == 8 and files(two) == files(one)
 
 

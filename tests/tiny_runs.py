@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 SETTINGS = {
     "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
     "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
@@ -24,3 +27,16 @@ TINY_PAIR = [
     "teacher.decoder_channels=16",
     "teacher.max_depth=8",
 ]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (a gloo rendezvous, the app's server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_as_rank(rank: int, world_size: int, port: int) -> None:
+    """The environment torchrun gives rank ``rank`` of ``world_size`` processes on this host (for mp.spawn workers)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))  # fmt: skip
