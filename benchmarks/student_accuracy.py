@@ -124,9 +124,11 @@ ARCHS = {
             CF + "[]",
         ],
     ),
-    # The authors' network op for op since the pointwise head and the skip fix (results/peer_check_fastdepth.json);
-    # the committed fastdepth_seed*.json were trained with the earlier re-implementation (3x3 sigmoid head, a
-    # stride-16 skip).
+    # The authors' network op for op (pointwise head, skips at strides 8/4/2, fixed x2 upsampling; checked against
+    # their code: results/student_latency_vs_authors_fastdepth.json). The committed fastdepth_seed*.json are still the
+    # earlier re-implementation (3x3 sigmoid head, a stride-16 skip): trained with this recipe (SILog, from scratch)
+    # the authors' ReLU output layer collapses to the minimum depth in every seed on both datasets
+    # (results/student_accuracy/fastdepth_authors_head_collapse/), so it has no accuracy row yet.
     "fastdepth": (
         "FastDepth (MobileNet + NNConv5)",
         ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"],
