@@ -3,6 +3,8 @@ quantises further is faster end to end; every graph timed beside FastDepth's fp3
 
     python benchmarks/int8_graphs.py [--size 480 640] [--rounds 20] [--threads 1] \
         [--fastdepth-repo PATH]   # the authors' fast-depth checkout (fetched outside this repository)
+    python benchmarks/int8_graphs.py --accuracy-only --checkpoint runs/x/model --size 120 160 \
+        --frames ../shared/data/seven_scenes_redkitchen/index.csv   # a trained student: abs_rel of each graph
 
 Graphs of the default student (random weights: latency and graph structure do not depend on the values; the
 accuracy of INT8 is measured on a trained student in docs/results.md, "The browser app: latency, and INT8"):
@@ -10,6 +12,11 @@ accuracy of INT8 is measured on a trained student in docs/results.md, "The brows
 * fp32, decoder upsampling fused (what ``disdepth export`` writes for a fixed size) and unfused (nearest Resize);
 * INT8 of each: ``deploy/quantize.quantize_int8`` as ``export --int8 --int8-full-range`` runs it (QDQ, per-channel
   8-bit weights, uint8 activations, MinMax on 8 synthetic renders).
+
+With ``--checkpoint`` (a trained student) and ``--frames`` (the 7-Scenes index) the graphs are calibrated on the
+training frames of the distillation benchmark's split (every 4th of rows 0-129) and scored on its test frames (rows
+175-233), protocol ``none`` with the model's caps; each INT8 graph's abs_rel is paired with the fp32 graph's on the
+same frames (bootstrap 95 % interval over frames).
 
 For each graph ONNX Runtime's optimised graph (what it runs on this CPU) is read back and its ops counted: which run
 in int8 (QLinear*), which in fp32, and the quantise/dequantise and layout (Transpose, Reorder) ops between them.
@@ -77,6 +84,41 @@ def fastdepth_authors(repo: Path) -> torch.nn.Module:
     return models.MobileNetSkipAdd(output_size=(224, 224), pretrained=False).eval()
 
 
+def accuracy(args: argparse.Namespace, work: Path) -> dict:
+    """abs_rel of the fp32 and both INT8 graphs of a trained student on the 7-Scenes test frames, paired."""
+    from disdepth.deploy.export import ort_session
+    from disdepth.deploy.quantize import iter_calibration, labelled_records, score_graphs
+    from disdepth.deploy.sources import read_rgb
+    from disdepth.deploy.weights import load_model
+    from disdepth.eval.stats import paired_bootstrap
+
+    model, _ = load_model(args.checkpoint)
+    wrapper = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+    records = labelled_records(args.frames)
+    train, test = records[0:130:4], records[175:234]
+    calibration = list(iter_calibration([r.rgb for r in train], tuple(args.size), lambda p: read_rgb(p)[0]))
+    graphs = {}
+    for fused in (True, False):
+        name = "fused" if fused else "unfused"
+        fp32 = work / f"trained_fp32_{name}.onnx"
+        export_onnx(wrapper, fp32, tuple(args.size), fuse_upsampling=fused)
+        graphs[f"int8, upsampling {name}"] = quantize_int8(fp32, work / f"trained_int8_{name}.onnx", calibration,
+                                                          reduce_range=False)  # fmt: skip
+        if fused:
+            graphs["fp32, upsampling fused"] = fp32
+    sessions = {name: ort_session(path, args.threads) for name, path in graphs.items()}
+    scores = score_graphs(sessions, test, tuple(args.size), model.input_spec)
+    ids = sorted(scores["fp32, upsampling fused"].per_image)
+    base = np.array([[scores["fp32, upsampling fused"].per_image[k]["abs_rel"] for k in ids]])
+    out = {}
+    for name, result in scores.items():
+        row = np.array([[result.per_image[k]["abs_rel"] for k in ids]])
+        change = paired_bootstrap(row, base)
+        out[name] = {"abs_rel": result.metrics["abs_rel"], "frames": result.n_evaluated,
+                     "vs_fp32_pct": [change.percent, change.low, change.high]}  # fmt: skip
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=[480, 640])
@@ -84,7 +126,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fastdepth-repo", type=Path, default=None)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8_graphs.json")
+    p.add_argument("--checkpoint", default="", help="a trained student (model folder or .pt) for --accuracy-only")
+    p.add_argument("--frames", default="", help="the 7-Scenes index.csv (calibration and test frames)")
+    p.add_argument("--accuracy-only", action="store_true", help="only score the graphs of --checkpoint")
     args = p.parse_args()
+    if args.accuracy_only:
+        torch.set_num_threads(args.threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = {"checkpoint": args.checkpoint, "size": args.size, "rows": accuracy(args, Path(tmp))}
+        print(json.dumps(result, indent=1))
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        return
     torch.set_num_threads(args.threads)
     size = tuple(args.size)
     torch.manual_seed(0)
