@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disdepth.models.decoder import upsample_to
 from disdepth.models.encoder import FeatureInfo
 from disdepth.models.lite_decoder import separable
 
@@ -29,11 +30,12 @@ def _upsample_to(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
 
     A fixed scale factor, as the authors' code has it: ONNX Runtime then runs it in its blocked (NCHWc) layout, where
     a resize to a computed size forces layout reorders around it (our FastDepth measured 2.4x the authors' graph on
-    ONNX Runtime that way). The crop picks the same pixels as a nearest resize to the skip's size (``upsample_to``
-    in ``models/decoder.py``), and ONNX Runtime drops it when it is a no-op.
+    ONNX Runtime that way). With a skip this is the U-Net's own nearest ``upsample_to`` (x2, then cropped to the
+    skip: the same pixels as a nearest resize to its size).
     """
-    x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-    return x if skip is None else x[..., : skip.shape[-2], : skip.shape[-1]]
+    if skip is None:
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return upsample_to(x, skip, "nearest")
 
 
 class NNConv5Decoder(nn.Module):

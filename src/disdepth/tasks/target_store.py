@@ -27,7 +27,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +169,7 @@ def write_store(
         compute: views (one batch, at most ``batch_size``) -> their targets, in order (the teacher runs here).
         rank, world_size: this process's share: shards ``k`` with ``k % world_size == rank``.
         views_per_shard: views per shard file.
+        batch_size: views per ``compute`` call (one teacher batch).
         on_shard: called with each shard index this process finished (progress, tests).
 
     Raises:
@@ -269,12 +270,6 @@ class TargetStore:
 
     def __len__(self) -> int:
         return len(self.slots)
-
-    def __contains__(self, view: View) -> bool:
-        return view in self.slots
-
-    def views(self) -> Iterator[View]:
-        return iter(self.slots)
 
     def _shard(self, k: int) -> tuple[object, list, set[str]]:
         """Shard ``k`` opened (a memory map), its per-slot metadata and tensor names; the least recently used of
