@@ -78,6 +78,9 @@ GAP_BASE = "lgconv"
 # against the LG-Conv student it starts from, and feature KD on top of response KD against response KD alone.
 KD_PAIRS = [("disdepth", GAP_BASE), ("response", GAP_BASE), ("disdepth_response", GAP_BASE),
             ("disdepth", "response"), ("disdepth_response", "response"), ("disdepth_response", "disdepth")]  # fmt: skip
+# --variant NAME KEY=VALUE ...: a DisDepth row with settings of its own (row key "v_NAME"); "{B}" in a value is the
+# LG-Conv student's checkpoint. Each is paired with its LG-Conv start and with the DisDepth row.
+VARIANT_PREFIX = "v_"
 # Stages --reuse-from may link (the ones a KD probe does not change).
 REUSABLE = ("baseline", "lgconv", "acclimate")
 FEW_ROWS = [
@@ -312,6 +315,11 @@ def run_seed(
         cfg = load_config(overrides=[*kd, *init, "distill.attention=none"], base=base_config(args, seed))
         stage("acclimated_kd_init", distill_stage, cfg)
         stage("disdepth_init", distill_stage, load_config(overrides=[*disdepth, *init], base=base_config(args, seed)))
+    for name, *settings in args.variant:  # DisDepth with settings of its own, named by the user
+        settings = [x.replace("{B}", lg_ckpt) for x in settings]
+        key = VARIANT_PREFIX + name
+        stage(key, distill_stage, load_config(overrides=[*disdepth, *settings], base=base_config(args, seed)))
+        results[key]["label"] = f"full DisDepth, {' '.join(x.replace(lg_ckpt, 'B') for x in settings)}"
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
@@ -388,6 +396,18 @@ def few_label_rows(
     stage("few_disdepth", distill_stage, cfg, data=mixed, name="few_disdepth" + tag)
 
 
+def all_rows(runs: list[dict]) -> list[tuple[str, str]]:
+    """(key, label) of the fixed rows, then the --variant rows any run holds (their label is in their record)."""
+    variants = {k: r[k].get("label", k) for r in runs for k in r if k.startswith(VARIANT_PREFIX)}
+    return [*ROWS, *EXTRA_ROWS, *sorted(variants.items())]
+
+
+def kd_pairs(runs: list[dict]) -> list[tuple[str, str]]:
+    """:data:`KD_PAIRS`, then each --variant row against its LG-Conv start and against the DisDepth row."""
+    variants = sorted({k for r in runs for k in r if k.startswith(VARIANT_PREFIX)})
+    return [*KD_PAIRS, *((v, ref) for v in variants for ref in (GAP_BASE, "disdepth"))]
+
+
 def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
     """(seeds, test images) abs_rel of one row."""
     return per_image_matrix([r[key]["metrics"] for r in per_seed.values()])
@@ -403,6 +423,8 @@ def save_runs(per_seed: dict[int, dict], teacher: dict | None, args) -> Path:
     for seed, rows in per_seed.items():
         for key, result in rows.items():
             record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step", "curve")}}
+            if result.get("label"):  # a --variant row: its settings
+                record["label"] = result["label"]
             if result.get("gap") is not None:  # the stage's own gap diagnostics (pipeline/stages.py)
                 record["gap"] = result["gap"]
             (folder / f"{key}_seed{seed}.json").write_text(json.dumps(record, indent=1, default=float))
@@ -446,7 +468,7 @@ def summarise(per_seed: dict[int, dict]) -> tuple[str, dict]:
         "|---|---|---|---|---|---|",
     ]
     runs = list(per_seed.values())
-    for key, label in [*ROWS, *EXTRA_ROWS, *FEW_ROWS]:
+    for key, label in [*all_rows(runs), *FEW_ROWS]:
         if not all(key in r for r in runs):
             continue
         vals = {m: [r[key]["metrics"][m] for r in runs] for m in metrics}
@@ -535,7 +557,7 @@ def gap_summary(per_seed: dict[int, dict]) -> tuple[str, dict]:
         f"{high:+.2f}] | {' / '.join(f'{v:+.2f}' for v in out['retained']['per_seed'])} |",
     ]
     out["closed"] = {}
-    for key, label in [*ROWS, *EXTRA_ROWS]:
+    for key, label in all_rows(runs):
         if key in ("baseline", GAP_BASE) or not all(key in r for r in runs):
             continue
         x = per_image_errors(per_seed, key)
@@ -544,11 +566,11 @@ def gap_summary(per_seed: dict[int, dict]) -> tuple[str, dict]:
         lines.append(f"| closed: {label} | {x.mean():.4f} | {share:+.2f} [{low:+.2f}, {high:+.2f}] | "
                      f"{' / '.join(f'{v:+.2f}' for v in out['closed'][key]['per_seed'])} |")  # fmt: skip
     # What a user asks: does each KD row beat the student it starts from, and does feature KD add to response KD?
-    pairs = [(k, ref) for k, ref in KD_PAIRS if all(k in r and ref in r for r in runs)]
+    pairs = [(k, ref) for k, ref in kd_pairs(runs) if all(k in r and ref in r for r in runs)]
     if pairs:
         out["paired"] = {}
         lines += ["", "| row | vs | paired Δ abs_rel, 95 % CI (images x seeds) |", "|---|---|---|"]
-        labels = dict([*ROWS, *EXTRA_ROWS])
+        labels = dict(all_rows(runs))
         for key, ref in pairs:
             change = paired_bootstrap(per_image_errors(per_seed, key), per_image_errors(per_seed, ref))
             out["paired"][f"{key}_vs_{ref}"] = {"mean": change.percent, "ci95": [change.low, change.high]}
@@ -731,7 +753,8 @@ def level_probe(args, held_out: Dataset, info) -> dict:
             v["share_of_gap"] = gap_share(b, v["abs_rel"], teacher)
 
         record["base_pearson_to_acclimated"] = pearsons(base.encoder, acclimated, data, args.levels)
-        for row in kd_rows:
+        variants = sorted(d.name for d in root.iterdir() if d.name.startswith(VARIANT_PREFIX))
+        for row in [*kd_rows, *variants]:
             if not (root / row / "checkpoints" / "last.pt").is_file():
                 continue
             student = _trained_student(root / row)
@@ -798,6 +821,15 @@ def main() -> None:
     p.add_argument("--kd-weight", type=float, default=1.0)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--attention", choices=["magnitude", "saliency"], default="magnitude", help="the DisDepth row's")
+    p.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "KEY=VALUE"),
+        help="add the row v_NAME: the DisDepth row with these config overrides on top ({B} in a value = the LG-Conv "
+        "student's checkpoint, e.g. distill.init_checkpoint={B}); repeatable",
+    )
     p.add_argument("--magnitude-row", action="store_true", help="add a magnitude-attention DisDepth row")
     p.add_argument("--soft-floor", type=float, default=0.0, help="attention floor of the magnitude row")
     p.add_argument("--soft-tau", type=float, default=1.0, help="temperature of the magnitude row")

@@ -34,7 +34,6 @@ from disdepth.teachers.build import build_teacher
 TINY = TINY_PAIR
 
 
-
 def targets_for(acclimated, student, dc, cache: bool = False) -> TeacherTargets:
     """The teacher side of a distillation task from the ``distill`` section, as ``build_distillation`` makes it."""
     return TeacherTargets(
@@ -44,8 +43,10 @@ def targets_for(acclimated, student, dc, cache: bool = False) -> TeacherTargets:
 
 def task_for(model, targets, dc) -> DistillationTask:
     return DistillationTask(
-        model, targets, 1.0, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize, dc.response_weight
-    )
+        model, targets, 1.0, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize, dc.response_weight,
+        distance=dc.distance, feature_schedule=dc.feature_schedule,
+    )  # fmt: skip
+
 
 def tiny_cfg(*extra: str):
     return load_config(overrides=[*TINY, *extra])
@@ -163,6 +164,7 @@ def test_acclimation_with_teacher_finetuning_keeps_teacher_loss_and_grads_reach_
         ["distill.attention=saliency"],
         ["distill.attention=none", "distill.response_weight=0.5"],
         ["distill.attention=magnitude", "distill.standardize=false"],
+        ["distill.attention=saliency", "distill.distance=cosine"],
         ["distill.feature_target=raw", "distill.attention=none"],
     ],
 )
@@ -287,6 +289,42 @@ def test_attentive_feature_loss_golden_value():
     assert attentive_feature_loss(student, teacher, w, normalize=False).item() == pytest.approx(0.25 + 3.0)
     # normalised by mean(t^2) = 5
     assert attentive_feature_loss(student, teacher, w, normalize=True).item() == pytest.approx(3.25 / 5, rel=1e-5)
+
+
+def test_cosine_distance_compares_directions_not_lengths():
+    g = torch.Generator().manual_seed(2)
+    t = torch.randn(2, 4, 3, 5, generator=g)
+    length = torch.rand(2, 1, 3, 5, generator=g) * 10 + 0.1  # a positive length per position
+    assert attentive_feature_loss(length * t, t, distance="cosine").item() == pytest.approx(0.0, abs=1e-6)
+    # Golden values: the opposite direction is 2 everywhere; an orthogonal one 1; normalize has no effect.
+    assert attentive_feature_loss(-t, t, distance="cosine").item() == pytest.approx(2.0, rel=1e-5)
+    a, b = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1), torch.tensor([0.0, 3.0]).view(1, 2, 1, 1)
+    assert attentive_feature_loss(a, b, distance="cosine", normalize=True).item() == pytest.approx(1.0)
+    w = torch.tensor([0.25, 0.75]).view(1, 1, 1, 2)  # position 0 opposite (2), position 1 equal (0)
+    s, t2 = torch.tensor([[-1.0, 2.0]]).view(1, 1, 1, 2), torch.tensor([[1.0, 5.0]]).view(1, 1, 1, 2)
+    assert attentive_feature_loss(s, t2, w, distance="cosine").item() == pytest.approx(0.25 * 2.0)
+    with pytest.raises(ValueError, match="distill.distance"):
+        attentive_feature_loss(s, t2, distance="l1")
+
+
+def test_decay_schedule_scales_the_feature_kd_term_with_the_share_of_steps_done():
+    cfg = tiny_cfg("distill.attention=none", "distill.standardize=false", "distill.feature_schedule=decay")
+    acclimated, student = make_acclimated(cfg, train=False)
+    torch.manual_seed(1)  # a student other than the one the FAMs start from, so the KD terms are not 0
+    other = build_student(cfg.model)
+    dc = cfg.distill
+    task = task_for(DistilledStudent(other, dc.levels), targets_for(acclimated, student, dc), dc).eval()
+    data = batch()
+    with torch.no_grad():
+        start = task(data)
+        task.set_progress(0.75)
+        late = task(data)
+    for s in dc.levels:
+        assert start[f"kd_s{s}"].item() > 0
+        assert late[f"kd_s{s}"].item() == pytest.approx(0.25 * start[f"kd_s{s}"].item(), rel=1e-5)
+    assert late["silog"].item() == pytest.approx(start["silog"].item())  # the depth loss keeps its weight
+    with pytest.raises(ValueError, match="distill.feature_schedule"):
+        DistillationTask(task.model, task.targets, feature_schedule="cosine")
 
 
 def test_response_kd_golden_value():

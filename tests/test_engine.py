@@ -206,6 +206,28 @@ class SignalAt(RampDataset):
         return super().__getitem__(index)
 
 
+class ProgressRecorder(SupervisedTask):
+    """Records the share of steps done that the loop reports before each step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.seen: list[float] = []
+
+    def set_progress(self, done: float) -> None:
+        self.seen.append(done)
+
+
+def test_the_loop_reports_progress_before_every_step_also_after_a_resume(tmp_path):
+    cfg = tiny_config(steps=8)
+    torch.manual_seed(cfg.seed)
+    interrupted = ProgressRecorder(build_student(cfg.model))
+    result = train(cfg, tmp_path / "run", interrupted, SignalAt(k=4 * 5 + 1, n=16))  # stops after step 6
+    assert result.interrupted and interrupted.seen[:6] == [i / 8 for i in range(6)]
+    resumed = ProgressRecorder(build_student(cfg.model))
+    train(cfg, tmp_path / "run", resumed, RampDataset(16), resume=True)
+    assert resumed.seen == [6 / 8, 7 / 8]  # the schedule goes on where it stopped, not from 0
+
+
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     cfg = tiny_config(steps=8, ema_decay=0.9)  # 16 samples / batch 4: crosses an epoch boundary
     reference = make_task(cfg)

@@ -359,11 +359,17 @@ class DistillConfig:
         ),
     )
     feature_weight: float = non_negative(1.0)
+    # The feature-KD weight over training: "constant"; "decay" = feature_weight * (1 - share of steps done), linear
+    # to 0 at the end (imitate the teacher first, fit the depth labels last).
+    feature_schedule: Literal["constant", "decay"] = "constant"
     normalize: bool = True  # divide each level's loss by the teacher feature energy (scale-free weights)
     # Standardise student and target per image and channel over positions first (PKD): compare patterns, not
     # magnitudes. Attention maps still come from the raw target. On by default: better on the synthetic
     # validation scenes in both comparisons we ran (docs/distillation.md, "Choosing the settings").
     standardize: bool = True
+    # Per-position distance: "mse" = mean over channels of the squared difference; "cosine" = 1 - cosine of the
+    # student's and the target's channel vectors (direction only; ``normalize`` does not apply).
+    distance: Literal["mse", "cosine"] = "mse"
     response_weight: float = non_negative(0.0)  # response KD: SILog(student depth, teacher depth) on all pixels
     # Ghost loss: the student's own encoder pyramid read by the acclimation's frozen ghost decoder, SILog to the
     # ground truth (the teacher's depth on images without it; "teacher": on every image), so the student's

@@ -343,6 +343,7 @@ def _train(
             for batch in _collective_batches(loader, info):
                 batch = _to_device(batch, info.device)
                 autocast = torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+                task.set_progress(step / tc.steps)  # loss weights that follow a schedule (distill.feature_schedule)
                 with autocast:
                     losses = task(batch)
                 loss = losses["loss"]

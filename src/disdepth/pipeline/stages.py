@@ -349,7 +349,7 @@ def build_distillation(cfg: Config, train_set: Dataset | None = None) -> Distill
     return DistillationTask(
         model, targets, scale, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize,
         dc.response_weight, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight, dc.ghost_weight,
-        dc.ghost_target,
+        dc.ghost_target, dc.distance, dc.feature_schedule,
     )  # fmt: skip
 
 

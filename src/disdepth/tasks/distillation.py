@@ -22,6 +22,7 @@ from disdepth.models.spec import InputSpec
 from disdepth.models.student import DepthStudent
 from disdepth.tasks.acclimation import AcclimatedTeacher, teacher_level_for
 from disdepth.tasks.kd_losses import (
+    DISTANCES,
     attentive_feature_loss,
     match_size,
     softmax_positions,
@@ -389,6 +390,9 @@ def _rows(batch: dict, rows: list[int]) -> dict:
     return out
 
 
+FEATURE_SCHEDULES = ("constant", "decay")
+
+
 class DistillationTask(Task):
     """Depth loss + feature KD (attentive / plain / classic) + optional response KD.
 
@@ -399,7 +403,8 @@ class DistillationTask(Task):
         model: the student (+ classic-KD adapters) being trained.
         targets: the teacher side; None when no KD term is on.
         pretrained_lr_scale: learning-rate scale of the student encoder's ImageNet weights; 1 = none.
-        feature_target, feature_weight, normalize, standardize, response_weight: ``distill.*`` (config/schema.py).
+        feature_target, feature_weight, normalize, standardize, response_weight, distance, feature_schedule:
+            ``distill.*`` (config/schema.py); the schedule follows :meth:`set_progress`.
         ghost_weight, ghost_target: the ghost loss (``distill.ghost_*``): the student's encoder pyramid read by the
             acclimated teacher's frozen ghost decoder, SILog to the ground truth ("gt"; the teacher's depth on
             images without it) or to the teacher's depth on every image ("teacher"). Needs an acclimated teacher.
@@ -420,17 +425,31 @@ class DistillationTask(Task):
         chamfer_weight: float = 0.1,
         ghost_weight: float = 0.0,
         ghost_target: str = "gt",
+        distance: str = "mse",
+        feature_schedule: str = "constant",
     ) -> None:
         super().__init__()
         if ghost_weight > 0 and (targets is None or not targets.acclimated):
             raise ValueError("distill.ghost_weight > 0 needs the ghost decoder of distill.acclimated_checkpoint")
         if ghost_target not in ("gt", "teacher"):
             raise ValueError(f"distill.ghost_target: expected 'gt' or 'teacher', got {ghost_target!r}")
-        self.ghost_weight, self.ghost_target = ghost_weight, ghost_target
+        if distance not in DISTANCES:
+            raise ValueError(f"distill.distance: expected one of {DISTANCES}, got {distance!r}")
+        if feature_schedule not in FEATURE_SCHEDULES:
+            raise ValueError(f"distill.feature_schedule: expected one of {FEATURE_SCHEDULES}, got {feature_schedule!r}")
+        self.ghost_weight, self.ghost_target, self.distance = ghost_weight, ghost_target, distance
+        self.feature_schedule, self.progress = feature_schedule, 0.0
         self.model, self.targets, self.pretrained_lr_scale = model, targets, pretrained_lr_scale
         self.feature_target, self.feature_weight = feature_target, feature_weight
         self.normalize, self.standardize, self.response_weight = normalize, standardize, response_weight
         self.variance_focus, self.silog_scale, self.chamfer_weight = variance_focus, silog_scale, chamfer_weight
+
+    def set_progress(self, done: float) -> None:
+        self.progress = done
+
+    def feature_scale(self) -> float:
+        """The feature-KD weight's factor at the current step: 1, or ``1 - done`` under ``decay``."""
+        return 1.0 - self.progress if self.feature_schedule == "decay" else 1.0
 
     def parameter_groups(self) -> list[ParamGroup]:
         pretrained = self.model.encoder if self.pretrained_lr_scale != 1.0 else None
@@ -458,7 +477,7 @@ class DistillationTask(Task):
                     out["depth"][todo], depth_target[todo], self.variance_focus, self.silog_scale
                 )
             if need_features:
-                weight = self.feature_weight / len(self.targets.kd_strides)
+                weight = self.feature_weight * self.feature_scale() / len(self.targets.kd_strides)
                 for stride, s, t, a in zip(
                     self.targets.kd_strides, out["kd_features"], target["features"], target["attention"], strict=True
                 ):
@@ -466,7 +485,7 @@ class DistillationTask(Task):
                     s = match_size(s, t)
                     if self.standardize:
                         s, t = standardize_channels(s), standardize_channels(t)
-                    losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, self.normalize)
+                    losses[f"kd_s{stride}"] = weight * attentive_feature_loss(s, t, a, self.normalize, self.distance)
             if self.response_weight > 0:  # SILog to a metric teacher, SSI to a relative one (never as metres)
                 losses["response_kd"] = self.response_weight * loss_to_teacher(
                     out["depth"], depth_target, self.variance_focus, self.silog_scale

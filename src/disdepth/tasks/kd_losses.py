@@ -7,7 +7,8 @@ Conventions (docs/distillation.md):
   Uniform attention (``1 / (h*w)``) turns the attentive loss into plain feature MSE, so "attention: none" is
   exactly the MSE baseline and the loss magnitudes of all variants are comparable.
 * The per-level feature loss is ``sum_p w(p) * mean_c (s(p) - t(p))^2``, divided (when ``normalize``) by the
-  teacher's mean energy ``mean(t^2)`` (detached) so one weight suits every level and every backbone.
+  teacher's mean energy ``mean(t^2)`` (detached) so one weight suits every level and every backbone; or, with the
+  cosine distance, ``sum_p w(p) * (1 - cos(s(p), t(p)))`` (already scale-free).
 """
 
 from __future__ import annotations
@@ -67,29 +68,43 @@ def saliency_attention(grad: torch.Tensor, tau: float = 1.0, floor: float = 0.0)
     return softmax_positions(grad.detach().float().abs().mean(1, keepdim=True), tau, floor)
 
 
+DISTANCES = ("mse", "cosine")
+
+
 def attentive_feature_loss(
-    student: torch.Tensor, teacher: torch.Tensor, attention: torch.Tensor | None = None, normalize: bool = True
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    attention: torch.Tensor | None = None,
+    normalize: bool = True,
+    distance: str = "mse",
 ) -> torch.Tensor:
     """Attention-weighted feature distance at one level.
 
     Args:
         student: (B, C, h, w) student feature (or its adapter output), same shape as ``teacher``.
         teacher: (B, C, h, w) target, no gradient needed.
-        attention: (B, 1, h, w) weights summing to 1 per image; None = uniform (plain MSE).
-        normalize: divide by ``mean(teacher^2)`` (detached).
+        attention: (B, 1, h, w) weights summing to 1 per image; None = uniform.
+        normalize: divide by ``mean(teacher^2)`` (detached); ``mse`` only (the cosine distance has no scale).
+        distance: per position, ``mse`` = ``mean_c (s - t)^2``; ``cosine`` = ``1 - cos(s(p), t(p))`` over the
+            channels, in [0, 2]: the direction of each position's feature vector, not its length.
 
     Returns:
-        Scalar: mean over images of ``sum_p w(p) mean_c (s - t)^2`` [/ mean(t^2)]; 0 when ``student == teacher``.
+        Scalar: mean over images of ``sum_p w(p) d(p)`` [/ mean(t^2)]; 0 when ``student == teacher``.
     """
     if student.shape != teacher.shape:
         raise ValueError(f"feature KD: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}")
+    if distance not in DISTANCES:
+        raise ValueError(f"distill.distance: expected one of {DISTANCES}, got {distance!r}")
     teacher = teacher.detach().float()
-    dist = (student.float() - teacher).pow(2).mean(1, keepdim=True)  # (B, 1, h, w)
+    if distance == "cosine":
+        dist = 1.0 - F.cosine_similarity(student.float(), teacher, dim=1, eps=EPS).unsqueeze(1)  # (B, 1, h, w)
+    else:
+        dist = (student.float() - teacher).pow(2).mean(1, keepdim=True)  # (B, 1, h, w)
     if attention is None:
         loss = dist.mean()
     else:
         loss = (attention * dist).flatten(1).sum(1).mean()
-    if normalize:
+    if normalize and distance == "mse":
         loss = loss / (teacher.pow(2).mean() + EPS)
     return loss
 

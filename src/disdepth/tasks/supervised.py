@@ -86,6 +86,10 @@ class Task(nn.Module):
         """(kind, module to deploy) for ``trained`` (``model`` or its EMA copy, unwrapped)."""
         raise NotImplementedError
 
+    def set_progress(self, done: float) -> None:
+        """Called before every training step with the share of the steps done, in [0, 1) (also when resuming):
+        tasks whose loss weights follow a schedule override it; others ignore it."""
+
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """image: (B, 3, H, W) normalised -> depth (B, 1, H, W) metres from the (unwrapped) trained model."""
         return unwrap(self.model)(image)["depth"]
