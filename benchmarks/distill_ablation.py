@@ -79,7 +79,7 @@ GAP_BASE = "lgconv"
 KD_PAIRS = [("disdepth", GAP_BASE), ("response", GAP_BASE), ("disdepth_response", GAP_BASE),
             ("disdepth", "response"), ("disdepth_response", "response"), ("disdepth_response", "disdepth")]  # fmt: skip
 # --variant NAME KEY=VALUE ...: a DisDepth row with settings of its own (row key "v_NAME"); "{B}" in a value is the
-# LG-Conv student's checkpoint. Each is paired with its LG-Conv start and with the DisDepth row.
+# LG-Conv student's checkpoint. Each is paired with its LG-Conv start, the DisDepth row and response KD alone.
 VARIANT_PREFIX = "v_"
 # Stages --reuse-from may link (the ones a KD probe does not change).
 REUSABLE = ("baseline", "lgconv", "acclimate")
@@ -403,9 +403,10 @@ def all_rows(runs: list[dict]) -> list[tuple[str, str]]:
 
 
 def kd_pairs(runs: list[dict]) -> list[tuple[str, str]]:
-    """:data:`KD_PAIRS`, then each --variant row against its LG-Conv start and against the DisDepth row."""
+    """:data:`KD_PAIRS`, then each --variant row against its LG-Conv start, the DisDepth row and response KD alone
+    (pairs whose rows a folder lacks are left out by the caller)."""
     variants = sorted({k for r in runs for k in r if k.startswith(VARIANT_PREFIX)})
-    return [*KD_PAIRS, *((v, ref) for v in variants for ref in (GAP_BASE, "disdepth"))]
+    return [*KD_PAIRS, *((v, ref) for v in variants for ref in (GAP_BASE, "disdepth", "response"))]
 
 
 def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:

@@ -91,7 +91,14 @@ def test_benchmark_gap_summary_from_per_run_records():
                 }
             },
             "disdepth": {"metrics": summary([0.28, 0.30, 0.26, 0.28])},
+            # a --variant row: its label travels in its record; it gets its share and its pairs
+            "v_w10": {"metrics": summary([0.26, 0.28, 0.24, 0.26]), "label": "full DisDepth, weight 10"},
         }
+    text, numbers = module.gap_summary(per_seed)
+    assert numbers["closed"]["v_w10"]["mean"] == pytest.approx(0.4) and "closed: full DisDepth, weight 10" in text
+    assert set(numbers["paired"]) == {"disdepth_vs_lgconv", "v_w10_vs_lgconv", "v_w10_vs_disdepth"}
+    assert numbers["paired"]["v_w10_vs_disdepth"]["mean"] < 0  # lower abs_rel on every image
+    del per_seed[0]["v_w10"], per_seed[1]["v_w10"]
     text, numbers = module.gap_summary(per_seed)
     assert numbers["retained"]["mean"] == pytest.approx(0.5) and numbers["closed"]["disdepth"]["mean"] == pytest.approx(
         0.2
