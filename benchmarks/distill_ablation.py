@@ -319,7 +319,7 @@ def run_seed(
         settings = [x.replace("{B}", lg_ckpt) for x in settings]
         key = VARIANT_PREFIX + name
         stage(key, distill_stage, load_config(overrides=[*disdepth, *settings], base=base_config(args, seed)))
-        results[key]["label"] = f"full DisDepth, {' '.join(x.replace(lg_ckpt, 'B') for x in settings)}"
+        results[key]["label"] = f"DisDepth with {' '.join(x.replace(lg_ckpt, 'B') for x in settings)}"
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
