@@ -38,7 +38,7 @@ SHORT = {
     "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": "default (U-Net 96/48/24/12)",
     "lite student (mobilenetv2_100, lite decoder)": "lite decoder",
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": "narrow U-Net 128/64/32/16",
-    "FastDepth (MobileNet + NNConv5)": "FastDepth",
+    "FastDepth (MobileNet + NNConv5)": "FastDepth (sigmoid output head)",
 }
 OFFSETS = {
     "narrow U-Net 128/64/32/16": (-30, -20),
