@@ -316,10 +316,10 @@ def run_seed(
         stage("acclimated_kd_init", distill_stage, cfg)
         stage("disdepth_init", distill_stage, load_config(overrides=[*disdepth, *init], base=base_config(args, seed)))
     for name, *settings in args.variant:  # DisDepth with settings of its own, named by the user
-        settings = [x.replace("{B}", lg_ckpt) for x in settings]
         key = VARIANT_PREFIX + name
-        stage(key, distill_stage, load_config(overrides=[*disdepth, *settings], base=base_config(args, seed)))
-        results[key]["label"] = f"DisDepth with {' '.join(x.replace(lg_ckpt, 'B') for x in settings)}"
+        overrides = [*disdepth, *(x.replace("{B}", lg_ckpt) for x in settings)]
+        stage(key, distill_stage, load_config(overrides=overrides, base=base_config(args, seed)))
+        results[key]["label"] = f"DisDepth with {' '.join(x.replace('{B}', 'B') for x in settings)}"
     if args.magnitude_row:  # extra variant: teacher-magnitude attention with --soft-tau / --soft-floor
         soft = [
             "distill.attention=magnitude",
@@ -396,17 +396,20 @@ def few_label_rows(
     stage("few_disdepth", distill_stage, cfg, data=mixed, name="few_disdepth" + tag)
 
 
+def variant_rows(runs: list[dict]) -> list[tuple[str, str]]:
+    """(key, label) of the --variant rows any run holds, sorted by key (the label is in their record)."""
+    return sorted({k: r[k].get("label", k) for r in runs for k in r if k.startswith(VARIANT_PREFIX)}.items())
+
+
 def all_rows(runs: list[dict]) -> list[tuple[str, str]]:
-    """(key, label) of the fixed rows, then the --variant rows any run holds (their label is in their record)."""
-    variants = {k: r[k].get("label", k) for r in runs for k in r if k.startswith(VARIANT_PREFIX)}
-    return [*ROWS, *EXTRA_ROWS, *sorted(variants.items())]
+    """(key, label) of the fixed rows, then the --variant rows."""
+    return [*ROWS, *EXTRA_ROWS, *variant_rows(runs)]
 
 
 def kd_pairs(runs: list[dict]) -> list[tuple[str, str]]:
     """:data:`KD_PAIRS`, then each --variant row against its LG-Conv start, the DisDepth row and response KD alone
     (pairs whose rows a folder lacks are left out by the caller)."""
-    variants = sorted({k for r in runs for k in r if k.startswith(VARIANT_PREFIX)})
-    return [*KD_PAIRS, *((v, ref) for v in variants for ref in (GAP_BASE, "disdepth", "response"))]
+    return [*KD_PAIRS, *((v, ref) for v, _ in variant_rows(runs) for ref in (GAP_BASE, "disdepth", "response"))]
 
 
 def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
