@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import statistics
 import time
@@ -78,6 +79,11 @@ GAP_BASE = "lgconv"
 # against the LG-Conv student it starts from, and feature KD on top of response KD against response KD alone.
 KD_PAIRS = [("disdepth", GAP_BASE), ("response", GAP_BASE), ("disdepth_response", GAP_BASE),
             ("disdepth", "response"), ("disdepth_response", "response"), ("disdepth_response", "disdepth")]  # fmt: skip
+# --unlabelled rows: each against its start, feature KD against response KD on the same mix, and each against its
+# recipe without the unlabelled scenes (DisDepth + response KD, or a --variant row with its settings).
+UNLABELLED_PAIRS = [("disdepth_unlabelled", GAP_BASE), ("response_unlabelled", GAP_BASE),
+                    ("disdepth_unlabelled", "response_unlabelled"), ("response_unlabelled", "response"),
+                    ("disdepth_unlabelled", "disdepth_response")]  # fmt: skip
 # --variant NAME KEY=VALUE ...: a DisDepth row with settings of its own (row key "v_NAME"); "{B}" in a value is the
 # LG-Conv student's checkpoint. Each is paired with its LG-Conv start, the DisDepth row and response KD alone.
 VARIANT_PREFIX = "v_"
@@ -258,8 +264,8 @@ def run_seed(
             args, seed, stage, train, kd, [*kd, f"distill.attention={args.attention}", f"distill.tau={args.tau}"]
         )
         return results
-    cfg = base_config(args, seed)
-    stage("baseline", supervised_stage, cfg)
+    if "baseline" not in args.skip:  # skipped: the results folder keeps the baseline records it holds
+        stage("baseline", supervised_stage, base_config(args, seed))
     if args.baseline_only:
         return results
     lg = ["model.lgconv.enabled=true"]
@@ -336,8 +342,15 @@ def run_seed(
         response = f"distill.response_weight={args.unlabelled_response}"
         # The settings are in the directory name, so a re-run with other settings never reuses these results.
         tag = f"n{args.unlabelled}_f{args.unlabelled_fraction:g}_r{args.unlabelled_response:g}"
-        cfg = load_config(overrides=[*disdepth, response], base=base_config(args, seed))
+        extra = args.unlabelled_set  # e.g. the default recipe's distill.feature_weight=10 distill.attention=none
+        if extra:
+            tag += "_" + hashlib.sha256(" ".join(extra).encode()).hexdigest()[:8]
+        cfg = load_config(overrides=[*disdepth, response, *extra], base=base_config(args, seed))
         stage("disdepth_unlabelled", distill_stage, cfg, data=mixed, name=f"disdepth_unlabelled_{tag}")
+        if extra:
+            results["disdepth_unlabelled"]["label"] = (
+                f"DisDepth with {' '.join(extra)} + response KD, + {args.unlabelled} unlabelled synthetic scenes"
+            )
         cfg = load_config(overrides=[*disdepth, response, "distill.feature_weight=0"], base=base_config(args, seed))
         stage("response_unlabelled", distill_stage, cfg, data=mixed, name=f"response_unlabelled_{tag}")
     return results
@@ -402,14 +415,23 @@ def variant_rows(runs: list[dict]) -> list[tuple[str, str]]:
 
 
 def all_rows(runs: list[dict]) -> list[tuple[str, str]]:
-    """(key, label) of the fixed rows, then the --variant rows."""
-    return [*ROWS, *EXTRA_ROWS, *variant_rows(runs)]
+    """(key, label) of the fixed rows, then the --variant rows; a fixed row run with settings of its own
+    (``--unlabelled-set``) carries its label in its record."""
+    stored = {k: r[k]["label"] for r in runs for k in r if r[k].get("label")}
+    return [*((k, stored.get(k, label)) for k, label in [*ROWS, *EXTRA_ROWS]), *variant_rows(runs)]
 
 
 def kd_pairs(runs: list[dict]) -> list[tuple[str, str]]:
-    """:data:`KD_PAIRS`, then each --variant row against its LG-Conv start, the DisDepth row and response KD alone
-    (pairs whose rows a folder lacks are left out by the caller)."""
-    return [*KD_PAIRS, *((v, ref) for v, _ in variant_rows(runs) for ref in (GAP_BASE, "disdepth", "response"))]
+    """:data:`KD_PAIRS`, then each --variant row against its LG-Conv start, the DisDepth row and response KD alone,
+    then :data:`UNLABELLED_PAIRS` and the unlabelled DisDepth row against each --variant row (pairs whose rows a
+    folder lacks are left out by the caller)."""
+    variants = [v for v, _ in variant_rows(runs)]
+    return [
+        *KD_PAIRS,
+        *((v, ref) for v in variants for ref in (GAP_BASE, "disdepth", "response")),
+        *UNLABELLED_PAIRS,
+        *(("disdepth_unlabelled", v) for v in variants),
+    ]
 
 
 def per_image_errors(per_seed: dict[int, dict], key: str) -> np.ndarray:
@@ -427,7 +449,7 @@ def save_runs(per_seed: dict[int, dict], teacher: dict | None, args) -> Path:
     for seed, rows in per_seed.items():
         for key, result in rows.items():
             record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step", "curve")}}
-            if result.get("label"):  # a --variant row: its settings
+            if result.get("label"):  # a --variant or --unlabelled-set row: its settings
                 record["label"] = result["label"]
             if result.get("gap") is not None:  # the stage's own gap diagnostics (pipeline/stages.py)
                 record["gap"] = result["gap"]
@@ -848,11 +870,19 @@ def main() -> None:
         "--unlabelled-response", type=float, default=1.0, help="response KD weight of the two unlabelled rows"
     )
     p.add_argument(
+        "--unlabelled-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config overrides of the unlabelled DisDepth row (its label records them)",
+    )
+    p.add_argument(
         "--skip",
         nargs="*",
         default=[],
-        choices=["classic_kd", "acclimated_kd", "disdepth", "response", "disdepth_response"],
-        help="KD rows not to run (quicker exploratory runs; the table then omits them)",
+        choices=["baseline", "classic_kd", "acclimated_kd", "disdepth", "response", "disdepth_response"],
+        help="rows not to run (quicker exploratory runs; the table then omits them); baseline: when the results "
+        "folder already holds this seed's baseline records (e.g. --variant rows added later to a committed folder)",
     )
     p.add_argument("--response-weight", type=float, default=1.0, help="response KD weight of its rows")
     p.add_argument(
@@ -907,6 +937,8 @@ def main() -> None:
     if args.from_results:
         print(write_table(args.from_results))
         return
+    if args.baseline_only and "baseline" in args.skip:
+        p.error("--baseline-only trains the baseline that --skip baseline skips: give one of them")
     if args.gap_study:
         print(gap_study(args.gap_study, args.gap_reference))
         return

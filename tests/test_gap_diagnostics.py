@@ -98,6 +98,18 @@ def test_benchmark_gap_summary_from_per_run_records():
     assert numbers["closed"]["v_w10"]["mean"] == pytest.approx(0.4) and "closed: full DisDepth, weight 10" in text
     assert set(numbers["paired"]) == {"disdepth_vs_lgconv", "v_w10_vs_lgconv", "v_w10_vs_disdepth"}
     assert numbers["paired"]["v_w10_vs_disdepth"]["mean"] < 0  # lower abs_rel on every image
+    # --unlabelled rows run with --unlabelled-set: the stored label names the row; paired with their start, each
+    # other, and the recipe without the unlabelled scenes (here the --variant row)
+    for rows in per_seed.values():
+        rows["disdepth_unlabelled"] = {"metrics": summary([0.25, 0.27, 0.23, 0.25]), "label": "DisDepth, w10, + mix"}
+        rows["response_unlabelled"] = {"metrics": summary([0.29, 0.31, 0.27, 0.29])}
+    assert ("disdepth_unlabelled", "DisDepth, w10, + mix") in module.all_rows(list(per_seed.values()))
+    text, numbers = module.gap_summary(per_seed)
+    assert {"disdepth_unlabelled_vs_response_unlabelled", "disdepth_unlabelled_vs_v_w10"} <= set(numbers["paired"])
+    assert numbers["paired"]["disdepth_unlabelled_vs_v_w10"]["mean"] < 0
+    assert "disdepth_unlabelled_vs_disdepth_response" not in numbers["paired"]  # a row the folder lacks: left out
+    for rows in per_seed.values():
+        del rows["disdepth_unlabelled"], rows["response_unlabelled"]
     del per_seed[0]["v_w10"], per_seed[1]["v_w10"]
     text, numbers = module.gap_summary(per_seed)
     assert numbers["retained"]["mean"] == pytest.approx(0.5) and numbers["closed"]["disdepth"]["mean"] == pytest.approx(
