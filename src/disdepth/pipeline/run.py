@@ -72,9 +72,7 @@ def stale_keys(run_dir: Path, cfg: Config) -> list[str]:
     return keys
 
 
-def run_stage(
-    name: str, run_dir: Path, cfg: Config, fn, overwrite: bool, info: dist.DistInfo | None = None
-) -> dict:
+def run_stage(name: str, run_dir: Path, cfg: Config, fn, overwrite: bool, info: dist.DistInfo | None = None) -> dict:
     """Reuse a finished stage made from the same settings; resume an interrupted one; otherwise start (over).
 
     ``fn(resume=..., overwrite=...)`` runs the stage. Raises :class:`StaleStage` naming the differing keys.
