@@ -30,6 +30,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from disdepth.config import Config, load_config
 from disdepth.data.views import InMemory, renormalized
+from disdepth.deploy.bench import cpu_description
 from disdepth.engine import dist
 from disdepth.eval.stats import paired_bootstrap, per_image_matrix
 from disdepth.models.spec import InputSpec
@@ -449,6 +450,9 @@ def save_runs(per_seed: dict[int, dict], teacher: dict | None, args) -> Path:
     for seed, rows in per_seed.items():
         for key, result in rows.items():
             record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step", "curve")}}
+            # Runs repeat to the last digit on one kind of CPU and not across kinds (other kernels, other sums):
+            # rows are only paired image by image within one CPU's records.
+            record["cpu"] = cpu_description()
             if result.get("label"):  # a --variant or --unlabelled-set row: its settings
                 record["label"] = result["label"]
             if result.get("gap") is not None:  # the stage's own gap diagnostics (pipeline/stages.py)
@@ -1027,7 +1031,7 @@ def main() -> None:
         f"attention={args.attention} tau={args.tau} levels={args.levels} "
         f"{''.join(x + ' ' for x in args.base_set + args.distill_set)}"
         f"teacher: {json.dumps(recipe) if recipe is not None else '(recipe not recorded)'} "
-        f"seeds={sorted(all_seeds)} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
+        f"cpu={cpu_description()} seeds={sorted(all_seeds)} protocol=none caps 1e-3..{args.max_depth} m, no flip-TTA, "
         f"stage wall times summed {stage_wall:.0f} s (1 thread each, up to 4 runs on 2 cores), "
         f"the last invocation {time.perf_counter() - start:.0f} s"
     )
