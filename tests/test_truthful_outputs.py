@@ -303,3 +303,20 @@ def test_stage_table_and_log_state_the_gap_shares_rounded():
     assert format_gap(gap) == "abs_rel: baseline 0.2820, teacher 0.1490, ghost 0.1900 | retained 0.69"
     rows = stage_table({"acclimate": {"step": 3, "wall_s": 2.0, "metrics": {}, "gap": gap, "checkpoint": "a.pt"}})
     assert "| acclimate | 3 | 2 |  | retained 0.69 | `a.pt` |" in rows
+
+
+def test_a_low_retained_share_is_called_out():
+    """Retained below 0.2 (the ghost decoder reads little of the teacher's lead) is warned about; above it, or
+    unknown, it is not."""
+    from disdepth.tasks.acclimation import LOW_RETAINED, gap_report, low_retained_warning
+
+    def gap(ghost: float) -> dict:
+        scores = {"baseline": 0.14, "teacher_before": 0.12, "ghost": ghost}  # the teacher's lead: 0.02
+        return gap_report({k: {"abs_rel": v} for k, v in scores.items()})
+
+    warning = low_retained_warning(gap(0.1395))  # retained 0.025
+    assert warning is not None and warning.startswith("retained 0.03:") and "feature KD" in warning
+    assert low_retained_warning(gap(0.146)) is not None  # negative: the ghost decoder reads worse than the student
+    assert LOW_RETAINED == 0.2 and low_retained_warning(gap(0.135)) is None  # retained 0.25: no warning
+    assert low_retained_warning(gap(0.125)) is None and low_retained_warning(None) is None
+    assert low_retained_warning({"retained": None}) is None  # teacher not ahead: the share is unknown

@@ -19,6 +19,7 @@ from disdepth.engine import dist
 from disdepth.eval.stats import Change, change_on_images
 from disdepth.eval.viz import with_title
 from disdepth.pipeline.stages import score
+from disdepth.tasks.acclimation import low_retained_warning
 
 # The changes a report states for the distilled student against its baseline, and which way is better.
 CHANGE_METRICS = {"abs_rel": "lower", "rmse": "lower", "d1": "higher"}
@@ -219,6 +220,8 @@ def write_report(
         lines += ["", *change_lines(changes)]
     if stages:
         lines += ["", "## Stages", "", *stage_table(stages, cfg.teacher.name), "", "Full stage results: report.json."]
+        if warning := low_retained_warning((stages.get("acclimate") or {}).get("gap")):
+            lines += ["", f"**Acclimation**: {warning}."]
     lines += ["", "## Panels (RGB | prediction | ground truth | error)", ""]
     for e in entries:
         lines += [f"![{e['label']}]({p})" for p in e["panels"]]

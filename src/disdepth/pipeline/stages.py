@@ -42,6 +42,7 @@ from disdepth.tasks.acclimation import (
     build_acclimated,
     gap_report,
     load_acclimated,
+    low_retained_warning,
 )
 from disdepth.tasks.distillation import DistillationTask, DistilledStudent, TeacherTargets, build_adapters
 from disdepth.tasks.supervised import SupervisedTask
@@ -249,6 +250,8 @@ def acclimate_stage(
     out["metrics"] = metrics
     out["gap"] = gap_report(metrics)
     log.info("acclimate: %s", format_gap(out["gap"]))
+    if warning := low_retained_warning(out["gap"]):
+        log.warning("acclimate: %s", warning)
     return write_result(run_dir, out, info)
 
 
