@@ -886,7 +886,8 @@ def main() -> None:
         default=[],
         choices=["baseline", "classic_kd", "acclimated_kd", "disdepth", "response", "disdepth_response"],
         help="rows not to run (quicker exploratory runs; the table then omits them); baseline: when the results "
-        "folder already holds this seed's baseline records (e.g. --variant rows added later to a committed folder)",
+        "folder already holds this seed's baseline records, made on the same kind of CPU (e.g. --variant rows added "
+        "later to a committed folder)",
     )
     p.add_argument("--response-weight", type=float, default=1.0, help="response KD weight of its rows")
     p.add_argument(
