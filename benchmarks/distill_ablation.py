@@ -447,12 +447,13 @@ def save_runs(per_seed: dict[int, dict], teacher: dict | None, args) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if teacher is not None:
         (folder / "teacher.json").write_text(json.dumps(teacher, indent=1, default=float))
+    # Runs repeat to the last digit on one kind of CPU and not across kinds (other kernels, other sums): rows are
+    # only paired image by image within one CPU's records.
+    cpu = cpu_description()
     for seed, rows in per_seed.items():
         for key, result in rows.items():
             record = {"row": key, "seed": seed, **{k: result.get(k) for k in ("metrics", "wall_s", "step", "curve")}}
-            # Runs repeat to the last digit on one kind of CPU and not across kinds (other kernels, other sums):
-            # rows are only paired image by image within one CPU's records.
-            record["cpu"] = cpu_description()
+            record["cpu"] = cpu
             if result.get("label"):  # a --variant or --unlabelled-set row: its settings
                 record["label"] = result["label"]
             if result.get("gap") is not None:  # the stage's own gap diagnostics (pipeline/stages.py)
