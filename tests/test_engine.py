@@ -20,7 +20,8 @@ from disdepth.engine.optim import build_optimizer, build_scheduler
 from disdepth.engine.sampling import ResumableSampler
 from disdepth.eval.protocols import get_protocol
 from disdepth.models.student import build_student
-from disdepth.tasks.losses import bins_chamfer_loss, silog_loss
+from disdepth.pipeline.stages import supervised_task
+from disdepth.tasks.losses import bins_chamfer_loss, l1_depth_loss, silog_loss
 from disdepth.tasks.supervised import SupervisedTask
 
 
@@ -101,6 +102,30 @@ def test_silog_golden_values():
     assert silog_loss(pred2, gt, valid).item() == pytest.approx(expected, rel=1e-6)
     empty = silog_loss(pred.requires_grad_(), gt, torch.zeros_like(valid))
     assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_l1_depth_loss_golden_values_and_the_task_that_uses_it():
+    gt = torch.tensor([1.0, 2.0, 4.0, 0.0]).view(1, 1, 1, 4)
+    valid = gt > 0
+    pred = torch.tensor([1.5, 1.0, 4.0, 9.0]).view(1, 1, 1, 4)  # |error| 0.5, 1, 0 on the valid three
+    assert l1_depth_loss(pred, gt, valid).item() == pytest.approx(0.5)
+    empty = l1_depth_loss(pred.requires_grad_(), gt, torch.zeros_like(valid))
+    assert empty.item() == 0.0 and empty.requires_grad
+    # Near zero depth the L1 gradient stays one metre per metre, where SILog's 1/pred is huge: why FastDepth's ReLU
+    # output layer trains under it.
+    tiny = torch.full((1, 1, 1, 3), 1e-3, requires_grad=True)
+    l1_depth_loss(tiny, gt[..., :3], valid[..., :3]).backward()
+    assert torch.allclose(tiny.grad, torch.full_like(tiny, -1 / 3))
+
+    cfg = tiny_config(steps=1, depth_loss="l1")
+    task = SupervisedTask(build_student(cfg.model), depth_loss=cfg.train.depth_loss)
+    batch = {"image": torch.rand(2, 3, 64, 64), "depth": torch.rand(2, 1, 64, 64) + 0.5}
+    batch["valid"] = torch.ones_like(batch["depth"], dtype=torch.bool)
+    losses = task(batch)
+    assert set(losses) == {"l1", "loss"} and torch.equal(losses["loss"], losses["l1"])
+    with pytest.raises(ValueError, match="train.depth_loss"):
+        SupervisedTask(build_student(cfg.model), depth_loss="berhu")
+    assert supervised_task(cfg, "student").depth_loss == "l1"  # what `disdepth train` and the pipeline build
 
 
 def test_chamfer_golden_value():

@@ -154,7 +154,7 @@ def supervised_task(cfg: Config, which: str) -> SupervisedTask:
     scale = tc.encoder_lr_scale if pretrained is not None else 1.0
     return SupervisedTask(
         model, kind, pretrained, scale, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight,
-        teacher, model.input_spec,
+        teacher, model.input_spec, tc.depth_loss,
     )  # fmt: skip
 
 
@@ -352,7 +352,7 @@ def build_distillation(cfg: Config, train_set: Dataset | None = None) -> Distill
     return DistillationTask(
         model, targets, scale, dc.feature_target, dc.feature_weight, dc.normalize, dc.standardize,
         dc.response_weight, tc.silog_variance_focus, tc.silog_scale, tc.bins_chamfer_weight, dc.ghost_weight,
-        dc.ghost_target, dc.distance, dc.feature_schedule,
+        dc.ghost_target, dc.distance, dc.feature_schedule, tc.depth_loss,
     )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ from disdepth.tasks.kd_losses import (
 )
 from disdepth.tasks.losses import resize_like, silog_loss
 from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, target_of, unlabelled
-from disdepth.tasks.supervised import ParamGroup, Task, depth_losses, pretrained_groups
+from disdepth.tasks.supervised import DEPTH_LOSSES, ParamGroup, Task, depth_losses, pretrained_groups
 from disdepth.tasks.target_store import TargetStore, View
 from disdepth.tasks.teacher_cache import GIB, CachedTargets, grid_size, warp_map
 
@@ -396,8 +396,8 @@ FEATURE_SCHEDULES = ("constant", "decay")
 class DistillationTask(Task):
     """Depth loss + feature KD (attentive / plain / classic) + optional response KD.
 
-    Losses: ``silog`` (+ ``chamfer`` for a bins head), ``kd_s{stride}`` per distilled level (each already
-    multiplied by ``feature_weight / n_levels``), ``response_kd``; ``loss`` = their sum.
+    Losses: ``silog`` (``l1`` with ``depth_loss="l1"``; + ``chamfer`` for a bins head), ``kd_s{stride}`` per
+    distilled level (each already multiplied by ``feature_weight / n_levels``), ``response_kd``; ``loss`` = their sum.
 
     Args:
         model: the student (+ classic-KD adapters) being trained.
@@ -408,6 +408,7 @@ class DistillationTask(Task):
         ghost_weight, ghost_target: the ghost loss (``distill.ghost_*``): the student's encoder pyramid read by the
             acclimated teacher's frozen ghost decoder, SILog to the ground truth ("gt"; the teacher's depth on
             images without it) or to the teacher's depth on every image ("teacher"). Needs an acclimated teacher.
+        depth_loss: ``train.depth_loss``, the ground-truth term ("silog" or "l1").
     """
 
     def __init__(
@@ -427,8 +428,12 @@ class DistillationTask(Task):
         ghost_target: str = "gt",
         distance: str = "mse",
         feature_schedule: str = "constant",
+        depth_loss: str = "silog",
     ) -> None:
         super().__init__()
+        if depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f"train.depth_loss: expected one of {DEPTH_LOSSES}, got {depth_loss!r}")
+        self.depth_loss = depth_loss
         if ghost_weight > 0 and (targets is None or not targets.acclimated):
             raise ValueError("distill.ghost_weight > 0 needs the ghost decoder of distill.acclimated_checkpoint")
         if ghost_target not in ("gt", "teacher"):
@@ -460,7 +465,7 @@ class DistillationTask(Task):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(batch["image"])
-        losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight)
+        losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight, self.depth_loss)
         need_features = self.feature_target != "none" and self.feature_weight > 0
         todo = unlabelled(batch)
         # An image without ground truth learns depth from the teacher: by response KD when it is on (every image),

@@ -30,6 +30,24 @@ def silog_loss(
     return scale * torch.sqrt((g.pow(2).mean() - variance_focus * g.mean().pow(2)).clamp(min=1e-12))
 
 
+def l1_depth_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean absolute depth error in metres over valid pixels of the whole batch: FastDepth's loss (Wofk et al. 2019).
+
+    Unlike SILog it keeps a gradient where ``pred`` is near zero, so an output layer that ends in a ReLU (FastDepth's)
+    can leave zero again instead of collapsing there.
+
+    Args:
+        pred, gt: (B, 1, H, W) metres.
+        valid: (B, 1, H, W) bool.
+
+    Returns:
+        The loss; a zero that still depends on ``pred`` when no pixel is valid (as ``silog_loss``).
+    """
+    if not valid.any():
+        return pred.sum() * 0.0
+    return (pred[valid].float() - gt[valid].float()).abs().mean()
+
+
 def bins_chamfer_loss(bin_centers: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """AdaBins bi-directional chamfer loss between bin centres and each image's valid ground-truth depths.
 

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from disdepth.checkpoint import CheckpointKind
 from disdepth.models.encoder import is_from_scratch
 from disdepth.models.spec import InputSpec
-from disdepth.tasks.losses import bins_chamfer_loss, resize_like, silog_loss
+from disdepth.tasks.losses import bins_chamfer_loss, l1_depth_loss, resize_like, silog_loss
 from disdepth.tasks.pseudo import loss_to_teacher, teacher_depth, unlabelled
 
 
@@ -57,17 +57,30 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+DEPTH_LOSSES = ("silog", "l1")
+
+
 def depth_losses(
-    out: dict, batch: dict, variance_focus: float = 0.85, silog_scale: float = 10.0, chamfer_weight: float = 0.1
+    out: dict,
+    batch: dict,
+    variance_focus: float = 0.85,
+    silog_scale: float = 10.0,
+    chamfer_weight: float = 0.1,
+    depth_loss: str = "silog",
 ) -> dict[str, torch.Tensor]:
-    """Depth supervision of a model output: ``silog`` on valid pixels, plus ``chamfer`` for a bins head.
+    """Depth supervision of a model output on valid pixels: ``silog`` (or ``l1``, ``depth_loss="l1"``), plus
+    ``chamfer`` for a bins head.
 
     Args:
         out: model output with ``depth`` (B, 1, h, w) metres and optionally ``bin_centers`` (B, K).
         batch: with ``depth`` (B, 1, H, W) metres and ``valid`` (B, 1, H, W) bool.
     """
     gt, valid = batch["depth"], batch["valid"]
-    losses = {"silog": silog_loss(resize_like(out["depth"], gt), gt, valid, variance_focus, silog_scale)}
+    depth = resize_like(out["depth"], gt)
+    if depth_loss == "l1":
+        losses = {"l1": l1_depth_loss(depth, gt, valid)}
+    else:
+        losses = {"silog": silog_loss(depth, gt, valid, variance_focus, silog_scale)}
     if "bin_centers" in out and chamfer_weight > 0:
         losses["chamfer"] = chamfer_weight * bins_chamfer_loss(out["bin_centers"], gt, valid)
     return losses
@@ -96,7 +109,7 @@ class Task(nn.Module):
 
 
 class SupervisedTask(Task):
-    """Depth supervision: SILog on valid pixels (+ AdaBins chamfer loss for a bins head).
+    """Depth supervision: SILog (or L1, ``depth_loss``) on valid pixels (+ AdaBins chamfer loss for a bins head).
 
     Works for any model whose forward returns ``{"depth": (B, 1, H, W) metres[, "bin_centers": (B, K)]}``:
     baseline students and trainable teachers alike.
@@ -123,8 +136,12 @@ class SupervisedTask(Task):
         chamfer_weight: float = 0.1,
         teacher: nn.Module | None = None,
         model_spec: InputSpec | None = None,
+        depth_loss: str = "silog",
     ) -> None:
         super().__init__()
+        if depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f"train.depth_loss: expected one of {DEPTH_LOSSES}, got {depth_loss!r}")
+        self.depth_loss = depth_loss
         self.model, self.kind = model, kind
         self.__dict__["pretrained"] = pretrained  # a view into ``model``, not a second registration
         self.pretrained_lr_scale = pretrained_lr_scale
@@ -140,7 +157,7 @@ class SupervisedTask(Task):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = self.model(batch["image"])
-        losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight)
+        losses = depth_losses(out, batch, self.variance_focus, self.silog_scale, self.chamfer_weight, self.depth_loss)
         todo = unlabelled(batch)
         if self.teacher is not None and todo.any():
             target = teacher_depth(self.teacher, batch["image"][todo], self.model_spec)
