@@ -153,6 +153,11 @@ ARCHS = {
         "FastDepth (MobileNet + NNConv5)",
         ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"],
     ),
+    # The same network under its authors' loss (L1 in metres, train.depth_loss=l1), under which its ReLU output trains.
+    "fastdepth_l1": (
+        "FastDepth (MobileNet + NNConv5), the authors' L1 loss",
+        ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise", "train.depth_loss=l1"],
+    ),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
 REFERENCE = "unet256"
