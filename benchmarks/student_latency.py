@@ -85,6 +85,16 @@ MODELS = {
         "model.encoder=mobilenetv4_conv_small",
         "model.decoder_channels=[128,64,32,16]",
     ],
+    # EfficientNet-Lite0 (ImageNet weights install offline; latency does not depend on them) under the lite decoder
+    # at 96/48/24 and under the default decoder (benchmarks/student_accuracy.py: lite0_lite, lite0_unet).
+    "lite decoder 96/48/24, ImageNet EfficientNet-Lite0 encoder": [
+        "model.encoder=tf_efficientnet_lite0",
+        "model.decoder=lite",
+        "model.lite_channels=[96,48,24]",
+    ],
+    "U-Net 96/48/24/12, nearest upsampling, ImageNet EfficientNet-Lite0 encoder": [
+        "model.encoder=tf_efficientnet_lite0"
+    ],
 }
 REFERENCE = "FastDepth (MobileNet + NNConv5)"
 AUTHORS = "FastDepth, the authors' code"
