@@ -192,6 +192,18 @@ def test_distillation_step_frozen_teacher_side_and_student_gradients(extra):
     assert not same(student0, snapshot(model))
 
 
+def test_distillation_with_the_l1_depth_loss_uses_it_in_place_of_silog():
+    cfg = tiny_cfg("train.depth_loss=l1")
+    acclimated, student = make_acclimated(cfg, train=False)
+    dc = cfg.distill
+    model = DistilledStudent(student, dc.levels)
+    task = DistillationTask(model, targets_for(acclimated, student, dc), depth_loss=cfg.train.depth_loss)
+    losses = task(batch())
+    assert "l1" in losses and "silog" not in losses
+    with pytest.raises(ValueError, match="train.depth_loss"):
+        DistillationTask(model, None, depth_loss="huber")
+
+
 def test_teacher_target_cache_matches_fresh_targets_and_skips_the_teacher():
     cfg = tiny_cfg()
     acclimated, student = make_acclimated(cfg, train=False)
