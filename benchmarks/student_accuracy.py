@@ -161,6 +161,7 @@ ARCHS = {
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
 REFERENCE = "unet256"
+DEFAULT_LR = 1e-3  # the students' recipe (distill_ablation.add_recipe_arguments)
 # 1-thread latency ratios for the tables: the full student_latency.py run, then the focused run of the other
 # encoders (``--only``, FastDepth timed in the same processes); a model in both takes the first file's figures.
 LATENCY_FILES = ("student_latency.json", "student_latency_encoders.json")
@@ -210,8 +211,17 @@ def main() -> None:
 
 
 def results_folder(args: argparse.Namespace) -> Path:
-    """Synthetic: ``results/student_accuracy/``; 7-Scenes: its ``sevenscenes_HxW/`` subfolder."""
+    """Synthetic: ``results/student_accuracy/``; 7-Scenes: its ``sevenscenes_HxW/`` subfolder. Runs at another
+    learning rate than the students' 1e-3 go to ``lr_<lr>/<dataset>/`` (their table's Δ is against the default)."""
+    if args.lr != DEFAULT_LR:
+        size = "synthetic_96x128" if args.dataset == "synthetic" else f"sevenscenes_{args.size[0]}x{args.size[1]}"
+        return RESULTS / f"lr_{args.lr:g}" / size
     return RESULTS if args.dataset == "synthetic" else RESULTS / f"sevenscenes_{args.size[0]}x{args.size[1]}"
+
+
+def reference_arch(args: argparse.Namespace) -> str:
+    """The row every Δ is taken against: the earlier default at the students' learning rate, else the default."""
+    return REFERENCE if args.lr == DEFAULT_LR else "default"
 
 
 def render_table(args: argparse.Namespace) -> str:
@@ -234,13 +244,18 @@ def render_table(args: argparse.Namespace) -> str:
         else f"7-Scenes redkitchen, {args.size[0]}x{args.size[1]}, train frames 0-387 ({len(TRAIN_ROWS)}), test frames "
         f"525-699 ({len(TEST_ROWS)})"
     )
+    reference = reference_arch(args)
+    versus, short = (
+        ("the U-Net 256/128/64/32 (the earlier default)", "U-Net 256")
+        if reference == REFERENCE
+        else ("the default student at the same learning rate", "default")
+    )
     lines = [
         f"{data}, {args.steps} steps x batch {args.batch}, lr {args.lr}, no ImageNet weights unless the row says "
-        f"so, seeds {seeds}; protocol none, caps 1e-3..{args.max_depth} m; Δ vs the U-Net 256/128/64/32 (the earlier "
-        "default): paired "
+        f"so, seeds {seeds}; protocol none, caps 1e-3..{args.max_depth} m; Δ vs {versus}: paired "
         "bootstrap 95 % CI (images x seeds)",
         "",
-        "| model | abs_rel | δ1 | Δ abs_rel vs U-Net 256 | ORT latency ÷ FastDepth | eager ÷ FastDepth "
+        f"| model | abs_rel | δ1 | Δ abs_rel vs {short} | ORT latency ÷ FastDepth | eager ÷ FastDepth "
         "| eager, BN folded + channels-last ÷ FastDepth |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -253,7 +268,7 @@ def render_table(args: argparse.Namespace) -> str:
         for m in ("abs_rel", "d1"):
             vals = [x[m] for x in per]
             cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
-        delta = paired_bootstrap(errors(arch), errors(REFERENCE)).format() if arch != REFERENCE else ""
+        delta = paired_bootstrap(errors(arch), errors(reference)).format() if arch != reference else ""
         ratio = {r["backend"]: r["ratio_to_fastdepth"] for r in reversed(latency) if r["model"] == label}
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager", "eager_opt")]
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
