@@ -153,7 +153,9 @@ ARCHS = {
         "FastDepth (MobileNet + NNConv5)",
         ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"],
     ),
-    # The same network under its authors' loss (L1 in metres, train.depth_loss=l1), under which its ReLU output trains.
+    # The same network under its authors' loss (L1 in metres, train.depth_loss=l1): at the students' lr 1e-3 its output
+    # layer's scale cannot grow to metres in 600 steps (fastdepth_authors_head_collapse/l1_loss/); at --lr 0.01 it
+    # trains (results/student_accuracy/lr_0.01/).
     "fastdepth_l1": (
         "FastDepth (MobileNet + NNConv5), the authors' L1 loss",
         ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise", "train.depth_loss=l1"],

@@ -93,8 +93,10 @@ def _student_accuracy():
         ["--dataset", "sevenscenes", "--size", "120", "160"],
         ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default", "bilinear"]
         + ["conv_first_s8"],
+        ["--lr", "0.01"],
+        ["--dataset", "sevenscenes", "--size", "120", "160", "--lr", "0.01"],
     ],
-    ids=["synthetic", "sevenscenes_120x160", "sevenscenes_240x320"],
+    ids=["synthetic", "sevenscenes_120x160", "sevenscenes_240x320", "synthetic_lr0.01", "sevenscenes_lr0.01"],
 )
 def test_committed_student_accuracy_table_is_what_the_json_gives(argv: list[str]) -> None:
     """``student_accuracy.py --table-only`` regenerates each committed table.md exactly (students and peers)."""
