@@ -35,11 +35,10 @@ from disdepth.pipeline.stages import model_spec, supervised_stage  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "student_accuracy"
 B = "model.decoder_upsample=bilinear"  # rows measured before nearest upsampling became the default
 CF = "model.decoder_conv_first_strides="
-LITE0_IMAGENET = [
-    "model.encoder=tf_efficientnet_lite0",
-    "model.pretrained=file",
-    "model.weights=package:efficientnet-lite0",
-]
+LITE0 = "model.encoder=tf_efficientnet_lite0"
+LITE0_IMAGENET = [LITE0, "model.pretrained=file", "model.weights=package:efficientnet-lite0"]
+LITE_96 = ["model.decoder=lite", "model.lite_channels=[96,48,24]"]  # the lite decoder at 96/48/24
+FASTDEPTH = ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"]  # the authors' network
 ARCHS = {
     # The reference every Δ is taken against: the default student until issue 15 (its JSONs: unet256_seed*.json).
     "unet256": (
@@ -133,7 +132,7 @@ ARCHS = {
     # encoder at lr * train.encoder_lr_scale): under the lite decoder at 96/48/24, and under the default decoder.
     "lite0_lite": (
         "lite decoder 96/48/24, ImageNet EfficientNet-Lite0 encoder",
-        [*LITE0_IMAGENET, "model.decoder=lite", "model.lite_channels=[96,48,24]"],
+        [*LITE0_IMAGENET, *LITE_96],
     ),
     "lite0_unet": (
         "U-Net 96/48/24/12, nearest upsampling, ImageNet EfficientNet-Lite0 encoder",
@@ -142,7 +141,7 @@ ARCHS = {
     # The first of the two from random weights: what the ImageNet weights buy.
     "lite0_lite_scratch": (
         "lite decoder 96/48/24, EfficientNet-Lite0 encoder, no ImageNet weights",
-        ["model.encoder=tf_efficientnet_lite0", "model.decoder=lite", "model.lite_channels=[96,48,24]"],
+        [LITE0, *LITE_96],
     ),
     # The authors' network op for op (pointwise head, skips at strides 8/4/2, fixed x2 upsampling; checked against
     # their code: results/student_latency_vs_authors_fastdepth.json). The committed fastdepth_seed*.json are still the
@@ -151,14 +150,14 @@ ARCHS = {
     # (results/student_accuracy/fastdepth_authors_head_collapse/), so it has no accuracy row yet.
     "fastdepth": (
         "FastDepth (MobileNet + NNConv5)",
-        ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise"],
+        FASTDEPTH,
     ),
     # The same network under its authors' loss (L1 in metres, train.depth_loss=l1): at the students' lr 1e-3 its output
     # layer's scale cannot grow to metres in 600 steps (fastdepth_authors_head_collapse/l1_loss/); at --lr 0.01 it
     # trains (results/student_accuracy/lr_0.01/).
     "fastdepth_l1": (
         "FastDepth (MobileNet + NNConv5), the authors' L1 loss",
-        ["model.encoder=mobilenetv1_100", "model.decoder=nnconv5", "model.head=pointwise", "train.depth_loss=l1"],
+        [*FASTDEPTH, "train.depth_loss=l1"],
     ),
     "monodepth2": ("Monodepth2-R18", ["model.encoder=resnet18", "model.decoder=monodepth2"]),
 }
@@ -214,11 +213,11 @@ def main() -> None:
 
 def results_folder(args: argparse.Namespace) -> Path:
     """Synthetic: ``results/student_accuracy/``; 7-Scenes: its ``sevenscenes_HxW/`` subfolder. Runs at another
-    learning rate than the students' 1e-3 go to ``lr_<lr>/<dataset>/`` (their table's Δ is against the default)."""
+    learning rate than the students' 1e-3 go to ``lr_<lr>/<dataset>_HxW/`` (their table's Δ is against the default)."""
+    data = f"{args.dataset}_{args.size[0]}x{args.size[1]}"
     if args.lr != DEFAULT_LR:
-        size = "synthetic_96x128" if args.dataset == "synthetic" else f"sevenscenes_{args.size[0]}x{args.size[1]}"
-        return RESULTS / f"lr_{args.lr:g}" / size
-    return RESULTS if args.dataset == "synthetic" else RESULTS / f"sevenscenes_{args.size[0]}x{args.size[1]}"
+        return RESULTS / f"lr_{args.lr:g}" / data
+    return RESULTS if args.dataset == "synthetic" else RESULTS / data
 
 
 def reference_arch(args: argparse.Namespace) -> str:

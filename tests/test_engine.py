@@ -112,7 +112,7 @@ def test_l1_depth_loss_golden_values_and_the_task_that_uses_it():
     empty = l1_depth_loss(pred.requires_grad_(), gt, torch.zeros_like(valid))
     assert empty.item() == 0.0 and empty.requires_grad
     # Near zero depth the L1 gradient stays one metre per metre, where SILog's 1/pred is huge: why FastDepth's ReLU
-    # output layer trains under it.
+    # output layer is not pinned at the minimum depth under it.
     tiny = torch.full((1, 1, 1, 3), 1e-3, requires_grad=True)
     l1_depth_loss(tiny, gt[..., :3], valid[..., :3]).backward()
     assert torch.allclose(tiny.grad, torch.full_like(tiny, -1 / 3))

@@ -304,8 +304,9 @@ class TrainConfig:
     # e.g. 0.999 keeps EMA weights, used for evaluation and best checkpoint
     ema_decay: float = fraction(0.0, include_one=False, note="0 = off")
     sync_bn: bool = False  # SyncBatchNorm under DDP (small per-GPU batches)
-    # The ground-truth depth loss. l1: mean |depth - gt| in metres, FastDepth's own loss (Wofk et al. 2019), under
-    # which its ReLU output layer trains; SILog collapses it to the minimum depth (docs/results.md, "The student").
+    # The ground-truth depth loss. l1: mean |depth - gt| in metres, FastDepth's own loss (Wofk et al. 2019); its ReLU
+    # output layer collapses to the minimum depth under SILog and trains under L1 at lr 0.01, not at the students'
+    # 1e-3 in 600 steps (docs/results.md, "The student").
     depth_loss: Literal["silog", "l1"] = "silog"
     silog_variance_focus: float = fraction(0.85)  # SILog lambda (Eigen et al. 2014; BTS uses 0.85)
     silog_scale: float = positive(10.0)

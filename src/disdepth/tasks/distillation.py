@@ -31,7 +31,7 @@ from disdepth.tasks.kd_losses import (
 )
 from disdepth.tasks.losses import resize_like, silog_loss
 from disdepth.tasks.pseudo import TeacherTarget, loss_to_teacher, target_of, unlabelled
-from disdepth.tasks.supervised import DEPTH_LOSSES, ParamGroup, Task, depth_losses, pretrained_groups
+from disdepth.tasks.supervised import ParamGroup, Task, checked_depth_loss, depth_losses, pretrained_groups
 from disdepth.tasks.target_store import TargetStore, View
 from disdepth.tasks.teacher_cache import GIB, CachedTargets, grid_size, warp_map
 
@@ -431,9 +431,7 @@ class DistillationTask(Task):
         depth_loss: str = "silog",
     ) -> None:
         super().__init__()
-        if depth_loss not in DEPTH_LOSSES:
-            raise ValueError(f"train.depth_loss: expected one of {DEPTH_LOSSES}, got {depth_loss!r}")
-        self.depth_loss = depth_loss
+        self.depth_loss = checked_depth_loss(depth_loss)
         if ghost_weight > 0 and (targets is None or not targets.acclimated):
             raise ValueError("distill.ghost_weight > 0 needs the ghost decoder of distill.acclimated_checkpoint")
         if ghost_target not in ("gt", "teacher"):

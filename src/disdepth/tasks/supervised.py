@@ -60,6 +60,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 DEPTH_LOSSES = ("silog", "l1")
 
 
+def checked_depth_loss(name: str) -> str:
+    """``name`` when it is one of :data:`DEPTH_LOSSES` (``train.depth_loss``); otherwise a one-line error naming it."""
+    if name not in DEPTH_LOSSES:
+        raise ValueError(f"train.depth_loss: expected one of {DEPTH_LOSSES}, got {name!r}")
+    return name
+
+
 def depth_losses(
     out: dict,
     batch: dict,
@@ -139,9 +146,7 @@ class SupervisedTask(Task):
         depth_loss: str = "silog",
     ) -> None:
         super().__init__()
-        if depth_loss not in DEPTH_LOSSES:
-            raise ValueError(f"train.depth_loss: expected one of {DEPTH_LOSSES}, got {depth_loss!r}")
-        self.depth_loss = depth_loss
+        self.depth_loss = checked_depth_loss(depth_loss)
         self.model, self.kind = model, kind
         self.__dict__["pretrained"] = pretrained  # a view into ``model``, not a second registration
         self.pretrained_lr_scale = pretrained_lr_scale
