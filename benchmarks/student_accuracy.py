@@ -3,6 +3,7 @@
 python benchmarks/student_accuracy.py --seeds 0 1 2 --out runs/student_accuracy --threads 1
 python benchmarks/student_accuracy.py --dataset sevenscenes --size 120 160 --seeds 0 1 2 --out runs/student_acc_7s
 python benchmarks/student_accuracy.py --dataset sevenscenes --size 120 160 --table-only  # table.md again
+python benchmarks/student_accuracy.py --split val --archs default --lr 0.003 --seeds 0  # a setting, chosen on val
 
 Synthetic indoor world (``distill_ablation.load_data``: train scenes 0..N-1, held-out test scenes after them) or the
 real 7-Scenes redkitchen frames (distill_ablation's fixed sequence split: train rows 0-129, test rows 175-233), the
@@ -10,6 +11,10 @@ recipe of ``configs/benchmarks/distill_ablation.yaml`` (no ImageNet weights, aug
 every architecture; each run is a pipeline stage (reused when finished with the same settings). Per-run results go
 to ``benchmarks/results/student_accuracy/`` (7-Scenes: its ``sevenscenes_HxW/`` folder) and the table, with the
 latency ratios of ``benchmarks/results/student_latency.json`` beside it, to ``table.md`` there.
+
+``--split val`` scores on the validation images instead (distill_ablation's tuning scenes, or the 7-Scenes validation
+rows 135-164), disjoint from train and test: settings such as the learning rate are chosen there, and its results go
+to ``results/student_accuracy/val/lr_<lr>/<dataset>_HxW/``, never into a test table.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_ablation import TEST_ROWS, TRAIN_ROWS, Splits, add_recipe_arguments, base_config, load_data  # noqa: E402
+from distill_ablation import TEST_ROWS, TRAIN_ROWS, VAL_ROWS, Splits, add_recipe_arguments, base_config, load_data  # noqa: E402
 
 from disdepth.config import load_config  # noqa: E402
 from disdepth.engine import dist  # noqa: E402
@@ -138,6 +143,16 @@ ARCHS = {
         "U-Net 96/48/24/12, nearest upsampling, ImageNet EfficientNet-Lite0 encoder",
         [*LITE0_IMAGENET, "model.decoder_channels=[96,48,24,12]", "model.decoder_upsample=nearest", CF + "[]"],
     ),
+    # The lite decoder with a fixed x2 nearest upsampling (model.lite_upsample; ONNX Runtime keeps it in its blocked
+    # layout): on the ImageNet Lite0 encoder, and on the default's MobileNetV2 from random weights.
+    "lite0_lite_near": (
+        "lite decoder 96/48/24, nearest upsampling, ImageNet EfficientNet-Lite0 encoder",
+        [*LITE0_IMAGENET, *LITE_96, "model.lite_upsample=nearest"],
+    ),
+    "lite_near": (
+        "lite decoder 96/48/24, nearest upsampling (mobilenetv2_100)",
+        [*LITE_96, "model.lite_upsample=nearest"],
+    ),
     # The first of the two from random weights: what the ImageNet weights buy.
     "lite0_lite_scratch": (
         "lite decoder 96/48/24, EfficientNet-Lite0 encoder, no ImageNet weights",
@@ -178,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=400)
     p.add_argument("--n-val", type=int, default=100)
     p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--split", choices=["test", "val"], default="test", help="val: score on the validation images")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="only regenerate table.md from the committed JSONs")
     add_recipe_arguments(p)  # what distill_ablation.base_config reads
@@ -191,8 +207,8 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     info = dist.DistInfo.single()
-    train, test = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data")
-    splits = Splits(train, test)
+    train, held_out = load_data(args.dataset, tuple(args.size), args.n_train, args.n_val, args.out / "data", args.split)
+    splits = Splits(train, held_out)
     results = results_folder(args)
     results.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
@@ -202,7 +218,9 @@ def main() -> None:
             cfg = load_config(overrides=ARCHS[arch][1], base=base_config(args, seed))
             spec = model_spec(cfg, "student")
             train_set, val_set = splits(cfg, "train", spec), splits(cfg, "val", spec)
-            run_dir = args.out / f"{arch}_seed{seed}"
+            run_dir = args.out / (
+                f"{arch}_seed{seed}" if args.split == "test" else f"val_lr{args.lr:g}_{arch}_seed{seed}"
+            )
             result = run_stage(arch, run_dir, cfg,
                                lambda **kw: supervised_stage(cfg, run_dir, train_set, val_set, info, **kw), False)  # noqa: B023  # fmt: skip
             record = {"arch": arch, "seed": seed, "metrics": result["metrics"], "wall_s": result.get("wall_s")}
@@ -213,8 +231,11 @@ def main() -> None:
 
 def results_folder(args: argparse.Namespace) -> Path:
     """Synthetic: ``results/student_accuracy/``; 7-Scenes: its ``sevenscenes_HxW/`` subfolder. Runs at another
-    learning rate than the students' 1e-3 go to ``lr_<lr>/<dataset>_HxW/`` (their table's Δ is against the default)."""
+    learning rate than the students' 1e-3 go to ``lr_<lr>/<dataset>_HxW/`` (their table's Δ is against the default);
+    validation runs (``--split val``) to ``val/lr_<lr>/<dataset>_HxW/`` at every rate."""
     data = f"{args.dataset}_{args.size[0]}x{args.size[1]}"
+    if args.split == "val":
+        return RESULTS / "val" / f"lr_{args.lr:g}" / data
     if args.lr != DEFAULT_LR:
         return RESULTS / f"lr_{args.lr:g}" / data
     return RESULTS if args.dataset == "synthetic" else RESULTS / data
@@ -222,7 +243,7 @@ def results_folder(args: argparse.Namespace) -> Path:
 
 def reference_arch(args: argparse.Namespace) -> str:
     """The row every Δ is taken against: the earlier default at the students' learning rate, else the default."""
-    return REFERENCE if args.lr == DEFAULT_LR else "default"
+    return REFERENCE if args.lr == DEFAULT_LR and args.split == "test" else "default"
 
 
 def render_table(args: argparse.Namespace) -> str:
@@ -238,12 +259,19 @@ def render_table(args: argparse.Namespace) -> str:
     def errors(arch: str) -> np.ndarray:
         return per_image_matrix([runs[f"{arch}_seed{s}"]["metrics"] for s in seeds])
 
+    if args.split == "val":
+        held_out = (f"{args.n_val} validation scenes" if args.dataset == "synthetic"
+                    else f"validation frames 405-492 ({len(VAL_ROWS)})")  # fmt: skip
+    else:
+        held_out = (
+            f"{args.n_val} held-out test scenes"
+            if args.dataset == "synthetic"
+            else f"test frames 525-699 ({len(TEST_ROWS)})"
+        )
     data = (
-        f"Synthetic indoor, {args.size[0]}x{args.size[1]}, {args.n_train} train scenes, {args.n_val} held-out test "
-        "scenes"
+        f"Synthetic indoor, {args.size[0]}x{args.size[1]}, {args.n_train} train scenes, {held_out}"
         if args.dataset == "synthetic"
-        else f"7-Scenes redkitchen, {args.size[0]}x{args.size[1]}, train frames 0-387 ({len(TRAIN_ROWS)}), test frames "
-        f"525-699 ({len(TEST_ROWS)})"
+        else f"7-Scenes redkitchen, {args.size[0]}x{args.size[1]}, train frames 0-387 ({len(TRAIN_ROWS)}), {held_out}"
     )
     reference = reference_arch(args)
     versus, short = (

@@ -150,6 +150,30 @@ def test_nearest_and_bilinear_students_differ_only_in_the_upsampling(size):
 
 
 @pytest.mark.parametrize("size", [(64, 96), (70, 100)])
+def test_the_lite_decoder_upsamples_by_nearest_when_asked_with_the_same_weights(size):
+    """model.lite_upsample: the same parameters as the bilinear lite decoder (its checkpoints load into either), and
+    each level adds the 1x1-projected skip to the coarse map copied to its 2x2 children, cropped to an odd skip."""
+    from disdepth.models.decoder import upsample_to
+
+    torch.manual_seed(0)
+    bilinear = build_student(ModelConfig(decoder="lite")).eval()  # the default, as lite checkpoints were trained
+    nearest = build_student(ModelConfig(decoder="lite", lite_upsample="nearest")).eval()
+    assert {b.upsample for b in bilinear.decoder.blocks} == {"bilinear"}
+    nearest.load_state_dict(bilinear.state_dict())  # strict: the same keys and shapes
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        a, b = nearest(x), bilinear(x)
+        block, coarse = nearest.decoder.blocks[-1], a["decoder_features"][-2]
+        skip = a["encoder_features"][nearest.decoder.skip_index[-1]]
+        want = block.block(upsample_to(coarse, skip, "nearest") + block.skip(skip))
+    assert a["depth"].shape == b["depth"].shape == (1, 1, *size)
+    assert torch.equal(a["decoder_features"][-1], want)
+    assert not torch.allclose(a["depth"], b["depth"])
+    with pytest.raises(ValueError, match="upsample"):
+        build_student(ModelConfig(decoder="lite", lite_upsample="bicubic"))
+
+
+@pytest.mark.parametrize("size", [(64, 96), (70, 100)])
 def test_conv_first_blocks_run_their_first_conv_at_the_coarse_resolution(size):
     """Monodepth2's order: same per-level outputs as the U-Net's, the first conv of each level before the upsampling."""
     torch.manual_seed(0)

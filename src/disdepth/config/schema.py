@@ -143,6 +143,8 @@ class ModelConfig:
         [], Allowed("among 2, 4, 8, 16", lambda v: all(s in (2, 4, 8, 16) for s in v))
     )
     lite_channels: list[int] = widths([128, 64, 32])  # strides 16, 8, 4
+    # lite: each level's x2 upsampling. bilinear: what every lite checkpoint before this key was trained with.
+    lite_upsample: Literal["bilinear", "nearest"] = "bilinear"
     # pointwise: FastDepth's 1x1 conv -> BN -> ReLU output layer (the FastDepth peer; models/heads.py)
     head: Literal["sigmoid", "bins", "pointwise"] = "sigmoid"
     n_bins: int = width(64)  # bins head only

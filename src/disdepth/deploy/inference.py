@@ -10,10 +10,11 @@ BatchNorm by itself; this module does the same for eager inference (``DepthPredi
   ``fuse_conv_bn_eval`` and replaces the BatchNorm by what it ran after normalising (nothing, or timm's
   activation in ``BatchNormAct2d``).
 - :func:`optimize_for_inference` rewrites the decoder's nearest-upsampling blocks (``deploy/upsample_fusion.py``: the
-  upsampled conv as a stride-2 transposed conv, exact), folds, converts to channels-last, and checks the result against
-  the model it started from on an example input. A fold that changes the depth (something else reads that conv's raw
-  output; hooks cannot see that) is undone pair by pair; any other mismatch keeps the original model (and says so in
-  the log).
+  upsampled conv as a stride-2 transposed conv, exact), folds, rewrites timm's padded stride-2 ``Conv2dSame`` convs
+  without their padding copy (``deploy/same_padding.py``, exact), converts to channels-last, and checks the result
+  against the model it started from on an example input. A fold that changes the depth (something else reads that
+  conv's raw output; hooks cannot see that) is undone pair by pair; any other mismatch keeps the original model (and
+  says so in the log).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from disdepth.deploy.same_padding import rewrite_same_padding
 from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,8 @@ def optimize_for_inference(
     The decoder's nearest-upsampling blocks become :class:`~disdepth.deploy.upsample_fusion.FusedDecoderBlock` (their
     BatchNorms folded with them); then all other conv -> BatchNorm pairs are folded at once. If that changes the
     depth, they are folded one at a time, each kept only if the depth stays the same (one forward per pair, so only
-    for models that need it).
+    for models that need it). timm's stride-2 ``Conv2dSame`` convs (TF-ported encoders) then run without their padding
+    copy (:func:`~disdepth.deploy.same_padding.rewrite_same_padding`).
 
     Args:
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
@@ -157,10 +160,16 @@ def optimize_for_inference(
     optimized, count = fold_batchnorm(fused, example)
     if max_diff(optimized, example):
         optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
+    optimized, n_same = rewrite_same_padding(optimized)  # after folding: both of its branches run the folded conv
     optimized = optimized.to(memory_format=torch.channels_last)
     diff = max_diff(optimized, example.contiguous(memory_format=torch.channels_last))
     if diff:
         log.warning("inference optimisation changed the output (max |diff| %.3g); running the model unchanged", diff)
         return model, False
-    log.debug("inference optimisation: %d decoder blocks fused, %d BatchNorms folded, channels-last", n_fused, count)
+    log.debug(
+        "inference optimisation: %d decoder blocks fused, %d BatchNorms folded, %d SAME convs rewritten, channels-last",
+        n_fused,
+        count,
+        n_same,
+    )
     return optimized, True

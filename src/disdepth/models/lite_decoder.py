@@ -8,7 +8,10 @@ alone ~21 %), in concatenations followed by full 3x3 convolutions, and in batch-
 * skips are **added** after a 1x1 projection (FastDepth's additive skips) instead of concatenated;
 * each level is one **depthwise-separable** block: 3x3 depthwise -> BN -> ReLU -> 1x1 -> BN -> ReLU (both BNs fold
   into the convolutions on export);
-* widths shrink with resolution (default 128, 64, 32 at strides 16, 8, 4).
+* widths shrink with resolution (default 128, 64, 32 at strides 16, 8, 4);
+* the x2 upsampling is bilinear (sized from the skip) or nearest neighbour (a fixed x2 scale, ``models/decoder.py:
+  upsample_to``), which ONNX Runtime runs in its blocked layout: at 480x640 on one thread the EfficientNet-Lite0 lite
+  student ran at 0.91x its bilinear time (docs/results.md, "The student").
 
 It keeps the student decoder contract (``models/decoder.py``): per-level outputs deep to shallow with
 ``feature_info``, so the ghost decoder of acclimation is a copy of it.
@@ -17,9 +20,9 @@ It keeps the student decoder contract (``models/decoder.py``): per-level outputs
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from disdepth.models.decoder import UPSAMPLE_MODES, upsample_to
 from disdepth.models.encoder import FeatureInfo
 
 
@@ -36,16 +39,19 @@ def separable(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequen
 
 
 class LiteBlock(nn.Module):
-    """Upsample ``x`` to the skip's size, add the 1x1-projected skip, one separable block."""
+    """x (B, C_in, h, w), skip (B, C_skip, H, W) -> (B, C_out, H, W): upsample ``x`` to the skip's size (bilinear or
+    nearest), add the 1x1-projected skip, one separable block."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, upsample: str = "bilinear") -> None:
         super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
         self.skip = nn.Conv2d(skip_channels, in_channels, 1, bias=False)
         self.block = separable(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.block(x + self.skip(skip))
+        return self.block(upsample_to(x, skip, self.upsample) + self.skip(skip))
 
 
 class LiteDecoder(nn.Module):
@@ -56,9 +62,16 @@ class LiteDecoder(nn.Module):
         channels: output widths deep to shallow, one per decoded level (strides 16, 8, 4 by default); missing
             entries halve the last, extra entries are ignored.
         finest_stride: the shallowest encoder stride decoded; the head predicts there.
+        upsample: "bilinear" or "nearest", every level's x2 upsampling.
     """
 
-    def __init__(self, encoder_info: list[FeatureInfo], channels: list[int], finest_stride: int = 4) -> None:
+    def __init__(
+        self,
+        encoder_info: list[FeatureInfo],
+        channels: list[int],
+        finest_stride: int = 4,
+        upsample: str = "bilinear",
+    ) -> None:
         super().__init__()
         skips = [f for f in reversed(encoder_info[:-1]) if f.stride >= finest_stride]  # deep to shallow
         if not skips:
@@ -69,7 +82,7 @@ class LiteDecoder(nn.Module):
         in_ch = encoder_info[-1].channels
         blocks = []
         for skip, out_ch in zip(skips, channels, strict=True):
-            blocks.append(LiteBlock(in_ch, skip.channels, out_ch))
+            blocks.append(LiteBlock(in_ch, skip.channels, out_ch, upsample))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.skip_index = [encoder_info.index(s) for s in skips]

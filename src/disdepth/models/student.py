@@ -131,7 +131,7 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
             cfg.decoder_conv_first_strides,
         )
     elif cfg.decoder == "lite":
-        decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels)
+        decoder = LiteDecoder(encoder.feature_info, cfg.lite_channels, upsample=cfg.lite_upsample)
     else:
         decoder = PEER_DECODERS[cfg.decoder](encoder.feature_info)
     if cfg.head == "bins":
