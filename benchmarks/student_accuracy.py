@@ -304,9 +304,44 @@ def render_table(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_val_table(args: argparse.Namespace) -> str:
+    """The validation runs of every learning rate tried on ``args.dataset`` (``val/lr_*/<dataset>_HxW/``): mean
+    abs_rel per architecture (rows) and rate (columns), with the seeds each mean is over; the lowest per row in bold."""
+    data = f"{args.dataset}_{args.size[0]}x{args.size[1]}"
+    folders = sorted((RESULTS / "val").glob(f"lr_*/{data}"), key=lambda f: float(f.parent.name[3:]))
+    runs = {float(f.parent.name[3:]): [json.loads(j.read_text()) for j in f.glob("*_seed*.json")] for f in folders}
+    held_out = "the scenes after the test scenes" if args.dataset == "synthetic" else "frames 405-492"
+    lines = [
+        f"Validation abs_rel ({data}; {held_out}, never the test images), {args.steps} steps x batch {args.batch}; "
+        "mean over the seeds in brackets",
+        "",
+        "| model | " + " | ".join(f"lr {lr:g}" for lr in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for arch in [a for a in ARCHS if any(r["arch"] == a for rs in runs.values() for r in rs)]:
+        means = {}
+        for lr, rs in runs.items():
+            mine = sorted((r["seed"], r["metrics"]["abs_rel"]) for r in rs if r["arch"] == arch)
+            if mine:
+                means[lr] = (statistics.mean(v for _, v in mine), [s for s, _ in mine])
+        best = min(means, key=lambda lr: means[lr][0])
+        cells = [
+            ""
+            if lr not in means
+            else f"{'**' if lr == best else ''}{means[lr][0]:.4f}{'**' if lr == best else ''} {means[lr][1]}"
+            for lr in runs
+        ]
+        lines.append(f"| {ARCHS[arch][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(args: argparse.Namespace) -> None:
-    text = render_table(args)
-    (results_folder(args) / "table.md").write_text(text)
+    if args.split == "val":
+        text = render_val_table(args)
+        (RESULTS / "val" / f"{args.dataset}_{args.size[0]}x{args.size[1]}.md").write_text(text)
+    else:
+        text = render_table(args)
+        (results_folder(args) / "table.md").write_text(text)
     print(text)
 
 

@@ -95,6 +95,19 @@ MODELS = {
     "U-Net 96/48/24/12, nearest upsampling, ImageNet EfficientNet-Lite0 encoder": [
         "model.encoder=tf_efficientnet_lite0"
     ],
+    # The lite decoder with a fixed x2 nearest upsampling (model.lite_upsample), on Lite0 and on MobileNetV2
+    # (benchmarks/student_accuracy.py: lite0_lite_near, lite_near).
+    "lite decoder 96/48/24, nearest upsampling, ImageNet EfficientNet-Lite0 encoder": [
+        "model.encoder=tf_efficientnet_lite0",
+        "model.decoder=lite",
+        "model.lite_channels=[96,48,24]",
+        "model.lite_upsample=nearest",
+    ],
+    "lite decoder 96/48/24, nearest upsampling (mobilenetv2_100)": [
+        "model.decoder=lite",
+        "model.lite_channels=[96,48,24]",
+        "model.lite_upsample=nearest",
+    ],
 }
 REFERENCE = "FastDepth (MobileNet + NNConv5)"
 AUTHORS = "FastDepth, the authors' code"

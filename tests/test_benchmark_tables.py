@@ -108,6 +108,23 @@ def test_committed_student_accuracy_table_is_what_the_json_gives(argv: list[str]
     assert module.render_table(args) == table.read_text()
 
 
+@pytest.mark.parametrize("argv", [[], ["--dataset", "sevenscenes", "--size", "120", "160"]], ids=["synthetic", "7s"])
+def test_the_learning_rate_is_chosen_from_validation_runs_kept_apart_from_the_test_tables(argv: list[str]) -> None:
+    """``--split val`` runs live under ``val/`` (never in a test table's folder), and the committed validation table
+    is what their JSONs give, with the lowest abs_rel of each row in bold."""
+    module = _student_accuracy()
+    args = module.parser().parse_args([*argv, "--split", "val", "--lr", "0.01"])
+    assert module.results_folder(args).relative_to(module.RESULTS).parts[0] == "val"
+    table = module.RESULTS / "val" / f"{args.dataset}_{args.size[0]}x{args.size[1]}.md"
+    if not table.is_file():
+        pytest.skip(f"{table} not committed")
+    text = module.render_val_table(args)
+    assert text == table.read_text()
+    for row in [line for line in text.splitlines() if line.startswith("| default")]:
+        values = [float(cell.split()[0].strip("*")) for cell in row.split("|")[2:-1] if cell.strip()]
+        assert f"**{min(values):.4f}**" in row
+
+
 CACHE = ROOT / "benchmarks" / "results" / "teacher_cache_accuracy"
 
 
