@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from disdepth.deploy.conv_activation import fuse_conv_activations
 from disdepth.deploy.same_padding import rewrite_same_padding
 from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
 
@@ -160,6 +161,12 @@ def optimize_for_inference(
     optimized, count = fold_batchnorm(fused, example)
     if max_diff(optimized, example):
         optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
+    with_activations, n_act = fuse_conv_activations(optimized, example)  # after folding: the conv feeds the ReLU
+    if n_act and max_diff(with_activations, example):
+        log.debug("conv-activation fusion changed the output; running the activations separately")
+        n_act = 0
+    else:
+        optimized = with_activations
     optimized, n_same = rewrite_same_padding(optimized)  # after folding: both of its branches run the folded conv
     optimized = optimized.to(memory_format=torch.channels_last)
     diff = max_diff(optimized, example.contiguous(memory_format=torch.channels_last))
@@ -167,9 +174,11 @@ def optimize_for_inference(
         log.warning("inference optimisation changed the output (max |diff| %.3g); running the model unchanged", diff)
         return model, False
     log.debug(
-        "inference optimisation: %d decoder blocks fused, %d BatchNorms folded, %d SAME convs rewritten, channels-last",
+        "inference optimisation: %d decoder blocks fused, %d BatchNorms folded, %d activations in their convs, %d SAME "
+        "convs rewritten, channels-last",
         n_fused,
         count,
+        n_act,
         n_same,
     )
     return optimized, True

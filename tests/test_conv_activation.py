@@ -1,0 +1,90 @@
+"""Conv -> ReLU/ReLU6 as one oneDNN call (deploy/conv_activation.py): the same numbers, only where it is the same."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bn_students import student  # tests/bn_students.py
+from torch import nn
+
+from disdepth.deploy.conv_activation import (
+    ConvActivation,
+    conv_activation_pairs,
+    fuse_conv_activations,
+    fusion_available,
+)
+from disdepth.deploy.inference import optimize_for_inference
+
+needs_onednn = pytest.mark.skipif(not fusion_available(), reason="this PyTorch has no oneDNN fused convolution")
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False),  # depthwise, stride 2
+        nn.Conv2d(8, 4, 1),
+        nn.Conv2d(8, 8, 3, padding=2, dilation=2),
+    ],
+    ids=["dense", "depthwise_s2", "pointwise", "dilated"],
+)
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.ReLU6(), nn.Hardtanh(-0.5, 0.5)], ids=["relu", "relu6", "ht"])
+def test_the_fused_conv_computes_the_activation_of_the_conv(conv, activation):
+    torch.manual_seed(0)
+    pair = nn.Sequential(conv, activation).eval()
+    fused, count = fuse_conv_activations(pair, torch.randn(1, 8, 12, 14))
+    assert count == 1 and isinstance(fused[0], ConvActivation) and isinstance(fused[1], nn.Identity)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 8, 13, 15).contiguous(memory_format=layout)
+        with torch.inference_mode():
+            torch.testing.assert_close(fused(x), pair(x), rtol=1e-5, atol=1e-5)
+
+
+class ReadsTheRawConv(nn.Module):
+    """relu(conv(x)) + conv(x): the conv's raw output has a second reader, which hooks cannot see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.act(y) + y
+
+
+@needs_onednn
+def test_a_conv_whose_raw_output_is_read_elsewhere_keeps_its_activation_separate():
+    torch.manual_seed(0)
+    model = ReadsTheRawConv().eval()
+    example = torch.randn(1, 3, 16, 16)
+    assert conv_activation_pairs(model, example) == [("conv", "act")]  # the hooks pair them ...
+    fused, _ = fuse_conv_activations(model, example)
+    with torch.inference_mode():
+        assert not torch.allclose(fused(example), model(example))  # ... which would be wrong here
+    optimized, ok = optimize_for_inference(model, example)  # so the checked optimisation leaves them apart
+    assert ok and not any(isinstance(m, ConvActivation) for m in optimized.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(optimized(example.contiguous(memory_format=torch.channels_last)), model(example))
+
+
+@needs_onednn
+@pytest.mark.parametrize("overrides", [[], ["model.decoder=lite", "model.lite_upsample=nearest"]], ids=["unet", "lite"])
+def test_the_optimised_student_runs_its_relus_inside_its_convs_with_the_same_depth(overrides):
+    model = student(*overrides)
+    optimized, ok = optimize_for_inference(model, torch.rand(1, 3, 64, 96))
+    assert ok
+    assert sum(isinstance(m, ConvActivation) for m in optimized.modules()) >= 30  # MobileNetV2 alone has 34 ReLU6
+    assert not any(isinstance(m, nn.ReLU6) for m in optimized.modules())
+    x = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        got = optimized(x.contiguous(memory_format=torch.channels_last))["depth"]
+        torch.testing.assert_close(got, model(x)["depth"], rtol=1e-3, atol=1e-4)
+
+
+def test_without_onednn_the_model_is_returned_as_it_was(monkeypatch):
+    import disdepth.deploy.conv_activation as module
+
+    monkeypatch.setattr(module, "fusion_available", lambda: False)
+    pair = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    assert module.fuse_conv_activations(pair, torch.randn(1, 3, 8, 8)) == (pair, 0)
