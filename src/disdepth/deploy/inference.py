@@ -11,7 +11,8 @@ BatchNorm by itself; this module does the same for eager inference (``DepthPredi
   activation in ``BatchNormAct2d``).
 - :func:`optimize_for_inference` rewrites the decoder's nearest-upsampling blocks (``deploy/upsample_fusion.py``: the
   upsampled conv as a stride-2 transposed conv, exact), folds, rewrites timm's padded stride-2 ``Conv2dSame`` convs
-  without their padding copy (``deploy/same_padding.py``, exact), converts to channels-last, and checks the result
+  without their padding copy (``deploy/same_padding.py``, exact), computes each ReLU / ReLU6 inside the conv before
+  it (``deploy/conv_activation.py``, exact), converts to channels-last, and checks the result
   against the model it started from on an example input. A fold that changes the depth (something else reads that
   conv's raw output; hooks cannot see that) is undone pair by pair; any other mismatch keeps the original model (and
   says so in the log).
@@ -126,21 +127,31 @@ def depth_of(output: torch.Tensor | dict) -> torch.Tensor:
 
 
 def optimize_for_inference(
-    model: nn.Module, example: torch.Tensor, rtol: float = 1e-3, atol: float = 1e-4, fuse_upsampling: bool = True
+    model: nn.Module,
+    example: torch.Tensor,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+    fuse_upsampling: bool = True,
+    fuse_activations: bool = True,
+    rewrite_same: bool = True,
 ) -> tuple[nn.Module, bool]:
     """Decoder upsampling fused, BatchNorm folded and channels-last weights, checked against ``model`` on ``example``.
 
     The decoder's nearest-upsampling blocks become :class:`~disdepth.deploy.upsample_fusion.FusedDecoderBlock` (their
     BatchNorms folded with them); then all other conv -> BatchNorm pairs are folded at once. If that changes the
     depth, they are folded one at a time, each kept only if the depth stays the same (one forward per pair, so only
-    for models that need it). timm's stride-2 ``Conv2dSame`` convs (TF-ported encoders) then run without their padding
-    copy (:func:`~disdepth.deploy.same_padding.rewrite_same_padding`).
+    for models that need it). Each conv whose output goes straight into a ReLU / ReLU6 then computes it inside the conv
+    (:func:`~disdepth.deploy.conv_activation.fuse_conv_activations`; kept only if the depth stays the same), and timm's
+    stride-2 ``Conv2dSame`` convs (TF-ported encoders) run without their padding copy
+    (:func:`~disdepth.deploy.same_padding.rewrite_same_padding`).
 
     Args:
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
         example: (B, 3, H, W) input, e.g. a normalised random image at a multiple of 32.
         rtol, atol: allowed difference of the depth (metres) between the optimised and the original model.
         fuse_upsampling: rewrite the decoder's nearest-upsampling blocks (False: only fold and convert, for comparing).
+        fuse_activations, rewrite_same: the conv-activation fusion and the SAME-padding rewrite (False: without it,
+            for comparing; ``benchmarks/eager_rewrites.py``).
 
     Returns:
         (the model to run, True) when the check passes; (``model`` itself in eval mode, False) when it does not. Feed
@@ -161,13 +172,14 @@ def optimize_for_inference(
     optimized, count = fold_batchnorm(fused, example)
     if max_diff(optimized, example):
         optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
-    with_activations, n_act = fuse_conv_activations(optimized, example)  # after folding: the conv feeds the ReLU
+    with_activations, n_act = fuse_conv_activations(optimized, example) if fuse_activations else (optimized, 0)
     if n_act and max_diff(with_activations, example):
         log.debug("conv-activation fusion changed the output; running the activations separately")
         n_act = 0
     else:
         optimized = with_activations
-    optimized, n_same = rewrite_same_padding(optimized)  # after folding: both of its branches run the folded conv
+    # Both after folding: the folded conv is what feeds the activation, and what both SAME branches run.
+    optimized, n_same = rewrite_same_padding(optimized) if rewrite_same else (optimized, 0)
     optimized = optimized.to(memory_format=torch.channels_last)
     diff = max_diff(optimized, example.contiguous(memory_format=torch.channels_last))
     if diff:
