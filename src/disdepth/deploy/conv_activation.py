@@ -7,7 +7,7 @@ when it loads a graph; this module does the same for eager inference with oneDNN
 (``torch.ops.mkldnn._convolution_pointwise``, the kernel PyTorch's own compiler emits for these pairs on the CPU):
 
 - :func:`conv_activation_pairs` finds every plain ``nn.Conv2d`` whose output goes straight into a ReLU or ReLU6 /
-  Hardtanh module in one forward (hooks, like ``deploy/inference.py: conv_bn_pairs``);
+  Hardtanh module in one forward (hooks: ``deploy/module_pairs.py``);
 - :func:`fuse_conv_activations` replaces each conv by a :class:`ConvActivation` (the same weights; the activation
   computed inside the conv) and the activation by ``nn.Identity``.
 
@@ -23,6 +23,8 @@ import copy
 
 import torch
 from torch import nn
+
+from disdepth.deploy.module_pairs import direct_pairs, set_submodule
 
 
 def fusion_available() -> bool:
@@ -61,44 +63,10 @@ class ConvActivation(nn.Module):
 
 
 def conv_activation_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
-    """(conv name, activation name) for every activation whose input is exactly a plain conv's output in one forward.
-
-    Modules called more than once per forward are left out. Whether something else also reads the conv's output
-    cannot be seen from hooks; the caller checks the fused model's output.
-    """
-    produced_by: dict[int, tuple[str, torch.Tensor]] = {}
-    calls: dict[str, int] = {}
-    found: list[tuple[str, str]] = []
-    handles = []
-
-    def after_conv(name: str):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            produced_by[id(output)] = (name, output)
-
-        return hook
-
-    def before_activation(name: str):
-        def hook(_module: nn.Module, inputs: tuple) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            source = produced_by.get(id(inputs[0]))
-            if source is not None and source[1] is inputs[0]:
-                found.append((source[0], name))
-
-        return hook
-
-    for name, module in model.named_modules():
-        if _fusable_conv(module):
-            handles.append(module.register_forward_hook(after_conv(name)))
-        elif _attribute(module) is not None:
-            handles.append(module.register_forward_pre_hook(before_activation(name)))
-    try:
-        with torch.inference_mode():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [(c, a) for c, a in found if calls[c] == 1 and calls[a] == 1]
+    """(conv name, activation name) for every activation whose input is exactly a plain conv's output in one forward
+    (``deploy/module_pairs.py``: shared modules left out; other readers of the conv's output are not visible, so the
+    caller checks the fused model's output)."""
+    return direct_pairs(model, example, _fusable_conv, lambda m: _attribute(m) is not None)
 
 
 def fuse_conv_activations(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
@@ -112,11 +80,6 @@ def fuse_conv_activations(model: nn.Module, example: torch.Tensor) -> tuple[nn.M
     fused = copy.deepcopy(model)
     for conv_name, activation_name in pairs:
         attribute, scalars = _attribute(fused.get_submodule(activation_name))
-        _set(fused, conv_name, ConvActivation(fused.get_submodule(conv_name), attribute, scalars))
-        _set(fused, activation_name, nn.Identity())
+        set_submodule(fused, conv_name, ConvActivation(fused.get_submodule(conv_name), attribute, scalars))
+        set_submodule(fused, activation_name, nn.Identity())
     return fused, len(pairs)
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, module)

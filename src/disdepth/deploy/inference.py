@@ -10,10 +10,10 @@ BatchNorm by itself; this module does the same for eager inference (``DepthPredi
   ``fuse_conv_bn_eval`` and replaces the BatchNorm by what it ran after normalising (nothing, or timm's
   activation in ``BatchNormAct2d``).
 - :func:`optimize_for_inference` rewrites the decoder's nearest-upsampling blocks (``deploy/upsample_fusion.py``: the
-  upsampled conv as a stride-2 transposed conv, exact), folds, rewrites timm's padded stride-2 ``Conv2dSame`` convs
-  without their padding copy (``deploy/same_padding.py``, exact), computes each ReLU / ReLU6 inside the conv before
-  it (``deploy/conv_activation.py``, exact), converts to channels-last, and checks the result
-  against the model it started from on an example input. A fold that changes the depth (something else reads that
+  upsampled conv as a stride-2 transposed conv, exact), folds, computes each ReLU / ReLU6 inside the conv before it
+  (``deploy/conv_activation.py``, exact), runs timm's padded stride-2 ``Conv2dSame`` convs without their padding copy
+  (``deploy/same_padding.py``, exact), converts to channels-last, and checks the result against the model it started
+  from on an example input. A fold that changes the depth (something else reads that
   conv's raw output; hooks cannot see that) is undone pair by pair; any other mismatch keeps the original model (and
   says so in the log).
 """
@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from disdepth.deploy.conv_activation import fuse_conv_activations
+from disdepth.deploy.module_pairs import direct_pairs, set_submodule
 from disdepth.deploy.same_padding import rewrite_same_padding
 from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
 
@@ -52,44 +53,7 @@ def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, st
     Whether something else also reads the conv's output cannot be seen from hooks; :func:`optimize_for_inference`
     checks the folded model's output instead.
     """
-    produced_by: dict[int, tuple[str, torch.Tensor]] = {}  # id(output) -> (conv name, output kept alive)
-    calls: dict[str, int] = {}
-    found: list[tuple[str, str]] = []
-    handles = []
-
-    def after_conv(name: str):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            produced_by[id(output)] = (name, output)
-
-        return hook
-
-    def before_bn(name: str):
-        def hook(_module: nn.Module, inputs: tuple) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            source = produced_by.get(id(inputs[0]))
-            if source is not None and source[1] is inputs[0]:
-                found.append((source[0], name))
-
-        return hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(after_conv(name)))
-        elif isinstance(module, nn.BatchNorm2d):
-            handles.append(module.register_forward_pre_hook(before_bn(name)))
-    try:
-        with torch.inference_mode():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [(c, b) for c, b in found if calls[c] == 1 and calls[b] == 1]
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+    return direct_pairs(model, example, lambda m: isinstance(m, nn.Conv2d), lambda m: isinstance(m, nn.BatchNorm2d))
 
 
 def fold_batchnorm(
@@ -111,11 +75,11 @@ def fold_batchnorm(
         replacement = _bn_replacement(bn)
         if replacement is None:
             continue
-        _set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))  # a new conv: ``conv`` is kept as it was
-        _set_submodule(folded, bn_name, replacement)
+        set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))  # a new conv: ``conv`` is kept as it was
+        set_submodule(folded, bn_name, replacement)
         if output_unchanged is not None and not output_unchanged(folded):
-            _set_submodule(folded, conv_name, conv)
-            _set_submodule(folded, bn_name, bn)
+            set_submodule(folded, conv_name, conv)
+            set_submodule(folded, bn_name, bn)
             continue
         count += 1
     return folded, count

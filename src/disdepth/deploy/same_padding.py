@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disdepth.deploy.module_pairs import set_submodule
+
 
 def _is_stride2_same(module: nn.Module) -> bool:
     """timm's ``Conv2dSame`` (by name: timm is not needed to run this) with stride 2, odd square kernel, dilation 1."""
@@ -75,7 +77,5 @@ def rewrite_same_padding(model: nn.Module) -> tuple[nn.Module, int]:
         return model, 0
     rewritten = copy.deepcopy(model)
     for name in names:
-        parent, _, leaf = name.rpartition(".")
-        owner = rewritten.get_submodule(parent) if parent else rewritten
-        setattr(owner, leaf, EvenSizeSameConv(rewritten.get_submodule(name)))
+        set_submodule(rewritten, name, EvenSizeSameConv(rewritten.get_submodule(name)))
     return rewritten, len(names)
