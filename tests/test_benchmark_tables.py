@@ -94,7 +94,7 @@ def _student_accuracy():
         ["--dataset", "sevenscenes", "--size", "240", "320", "--archs", "unet256", "default", "bilinear"]
         + ["conv_first_s8"],
         ["--lr", "0.01"],
-        ["--dataset", "sevenscenes", "--size", "120", "160", "--lr", "0.01"],
+        ["--dataset", "sevenscenes", "--size", "120", "160", "--lr", "0.01", "--seeds", "0", "1", "2", "3", "4"],
     ],
     ids=["synthetic", "sevenscenes_120x160", "sevenscenes_240x320", "synthetic_lr0.01", "sevenscenes_lr0.01"],
 )
