@@ -299,6 +299,11 @@ def render_table(args: argparse.Namespace) -> str:
         f"| {'eager, BN folded + channels-last' if at_default_lr else 'as `predict` runs it'} ÷ {of} |",
         "|---|---|---|---|---|---|---|",
     ]
+    # At another rate the authors' FastDepth under its own loss is a row: each student's Δ against it too.
+    versus_fastdepth = not at_default_lr and "fastdepth_l1" in archs
+    if versus_fastdepth:
+        lines[-2] = lines[-2].replace("| ORT latency", "| Δ abs_rel vs FastDepth (L1) | ORT latency")
+        lines[-1] += "---|"
     for arch in archs:
         if not seeds:
             break
@@ -312,6 +317,10 @@ def render_table(args: argparse.Namespace) -> str:
         timed_as = label if at_default_lr else LATENCY_LABEL.get(arch, label)
         ratio = {r["backend"]: r[key] for r in reversed(latency) if r["model"] == timed_as}
         lat = [f"{ratio[b]:.2f}" if b in ratio else "" for b in ("ort", "eager", "eager_opt")]
+        if versus_fastdepth:
+            delta += " | " + (
+                paired_bootstrap(errors(arch), errors("fastdepth_l1")).format() if arch != "fastdepth_l1" else ""
+            )
         lines.append(f"| {label} | {' | '.join(cells)} | {delta} | {' | '.join(lat)} |")
     return "\n".join(lines) + "\n"
 
