@@ -88,3 +88,18 @@ def test_without_onednn_the_model_is_returned_as_it_was(monkeypatch):
     monkeypatch.setattr(module, "fusion_available", lambda: False)
     pair = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
     assert module.fuse_conv_activations(pair, torch.randn(1, 3, 8, 8)) == (pair, 0)
+
+
+@needs_onednn
+def test_a_fused_conv_that_cannot_run_here_is_dropped_and_the_model_still_loads(monkeypatch):
+    """A oneDNN build without a post-op kernel raises when the fused conv runs: the optimisation keeps the separate
+    activations instead of failing."""
+    import disdepth.deploy.conv_activation as module
+
+    def unsupported(self, x):
+        raise RuntimeError("could not create a primitive descriptor")
+
+    monkeypatch.setattr(module.ConvActivation, "forward", unsupported)
+    model = student("model.decoder=lite")
+    optimized, ok = optimize_for_inference(model, torch.rand(1, 3, 64, 96))
+    assert ok and not any(isinstance(m, ConvActivation) for m in optimized.modules())

@@ -90,6 +90,16 @@ def depth_of(output: torch.Tensor | dict) -> torch.Tensor:
     return output["depth"] if isinstance(output, dict) else output
 
 
+def _checked_diff(candidate: nn.Module, max_diff: Callable[[nn.Module, torch.Tensor], float], x: torch.Tensor) -> float:
+    """``max_diff(candidate, x)``, or NaN when the candidate raises (a oneDNN build without the fused kernel an op asks
+    for): a rewrite that cannot run here is dropped like one that changes the depth, instead of failing the load."""
+    try:
+        return max_diff(candidate, x)
+    except RuntimeError as err:
+        log.debug("inference rewrite failed to run (%s)", err)
+        return float("nan")
+
+
 def optimize_for_inference(
     model: nn.Module,
     example: torch.Tensor,
@@ -137,16 +147,16 @@ def optimize_for_inference(
     if max_diff(optimized, example):
         optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
     with_activations, n_act = fuse_conv_activations(optimized, example) if fuse_activations else (optimized, 0)
-    if n_act and max_diff(with_activations, example):
-        log.debug("conv-activation fusion changed the output; running the activations separately")
+    if n_act and _checked_diff(with_activations, max_diff, example):
+        log.debug("conv-activation fusion changed the output or failed; running the activations separately")
         n_act = 0
     else:
         optimized = with_activations
     # Both after folding: the folded conv is what feeds the activation, and what both SAME branches run.
     optimized, n_same = rewrite_same_padding(optimized) if rewrite_same else (optimized, 0)
     optimized = optimized.to(memory_format=torch.channels_last)
-    diff = max_diff(optimized, example.contiguous(memory_format=torch.channels_last))
-    if diff:
+    diff = _checked_diff(optimized, max_diff, example.contiguous(memory_format=torch.channels_last))
+    if diff:  # NaN (it failed to run) counts as changed
         log.warning("inference optimisation changed the output (max |diff| %.3g); running the model unchanged", diff)
         return model, False
     log.debug(
