@@ -28,3 +28,10 @@ def student(*overrides: str) -> nn.Module:
     model = build_student(load_config(overrides=list(overrides)).model).eval()
     randomise_batchnorm(model)
     return model
+
+
+def assert_same_depth(optimized: nn.Module, model: nn.Module, x: torch.Tensor, rtol: float, atol: float) -> None:
+    """The optimised student (fed channels-last, as ``predict`` feeds it) gives ``model``'s depth on ``x``."""
+    with torch.inference_mode():
+        got = optimized(x.contiguous(memory_format=torch.channels_last))["depth"]
+        torch.testing.assert_close(got, model(x)["depth"], rtol=rtol, atol=atol)

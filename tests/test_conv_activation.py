@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from bn_students import student  # tests/bn_students.py
+from bn_students import assert_same_depth, student  # tests/bn_students.py
 from torch import nn
 
 from disdepth.deploy.conv_activation import (
@@ -76,10 +76,7 @@ def test_the_optimised_student_runs_its_relus_inside_its_convs_with_the_same_dep
     assert ok
     assert sum(isinstance(m, ConvActivation) for m in optimized.modules()) >= 30  # MobileNetV2 alone has 34 ReLU6
     assert not any(isinstance(m, nn.ReLU6) for m in optimized.modules())
-    x = torch.rand(1, 3, 96, 128)
-    with torch.inference_mode():
-        got = optimized(x.contiguous(memory_format=torch.channels_last))["depth"]
-        torch.testing.assert_close(got, model(x)["depth"], rtol=1e-3, atol=1e-4)
+    assert_same_depth(optimized, model, torch.rand(1, 3, 96, 128), rtol=1e-3, atol=1e-4)
 
 
 def test_without_onednn_the_model_is_returned_as_it_was(monkeypatch):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from bn_students import student  # tests/bn_students.py
+from bn_students import assert_same_depth, student  # tests/bn_students.py
 from torch import nn
 
 from disdepth.deploy.inference import optimize_for_inference
@@ -70,10 +70,7 @@ def test_the_eager_inference_path_fuses_and_still_matches():
     optimized, ok = optimize_for_inference(model, torch.randn(1, 3, 64, 96))
     assert ok and sum(isinstance(m, FusedDecoderBlock) for m in optimized.modules()) == 4
     assert not any(isinstance(m, nn.BatchNorm2d) for m in optimized.modules())
-    x = torch.randn(1, 3, 70, 101)
-    with torch.inference_mode():
-        got = optimized(x.contiguous(memory_format=torch.channels_last))["depth"]
-        torch.testing.assert_close(got, model(x)["depth"], rtol=1e-4, atol=1e-5)
+    assert_same_depth(optimized, model, torch.randn(1, 3, 70, 101), rtol=1e-4, atol=1e-5)
 
 
 def test_a_fixed_size_onnx_graph_is_fused_and_a_dynamic_one_is_not(tmp_path):
