@@ -27,13 +27,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from student_latency import AUTHORS, MODELS, AuthorsFastDepth  # noqa: E402
+from student_latency import AUTHORS, MODELS, AuthorsFastDepth, wrapped_student  # noqa: E402
 
-from disdepth.config import load_config  # noqa: E402
 from disdepth.deploy.bench import cpu_description, inference_forward, time_interleaved  # noqa: E402
-from disdepth.deploy.export import DepthOnly  # noqa: E402
 from disdepth.deploy.inference import optimize_for_inference  # noqa: E402
-from disdepth.models.student import build_student  # noqa: E402
 
 STUDENTS = [
     "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)",
@@ -56,8 +53,7 @@ def main() -> None:
     torch.manual_seed(0)
     models = {}
     for name in STUDENTS:
-        student = build_student(load_config(overrides=MODELS[name]).model).eval()
-        models[name] = DepthOnly(student, student.input_spec.mean, student.input_spec.std).eval()
+        models[name] = wrapped_student(MODELS[name])
     if args.fastdepth_repo:
         models[AUTHORS] = AuthorsFastDepth(args.fastdepth_repo)
     image = torch.rand(1, 3, *args.size).contiguous(memory_format=torch.channels_last)

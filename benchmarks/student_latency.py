@@ -176,6 +176,13 @@ def time_eager_and_ort(
     return times, load_before, load_after
 
 
+def wrapped_student(overrides: list[str]) -> DepthOnly:
+    """The student of the default config plus ``overrides`` (random weights), wrapped as exported: image (1, 3, H, W)
+    in [0, 1] -> depth (1, 1, H, W), normalised with the encoder's mean/std."""
+    model = build_student(load_config(overrides=overrides).model).eval()
+    return DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+
+
 def selected_models(rows: list[int] | None) -> dict[str, list[str]]:
     """The rows of ``MODELS`` to time (all without ``rows``), FastDepth always first: every ratio is taken to it."""
     names = list(MODELS)
@@ -206,8 +213,7 @@ def main() -> None:
     h, w = args.size
     wrappers = {}
     for name, overrides in selected_models(args.only).items():
-        model = build_student(load_config(overrides=overrides).model).eval()
-        wrappers[name] = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+        wrappers[name] = wrapped_student(overrides)
     if args.fastdepth_repo:
         wrappers[AUTHORS] = AuthorsFastDepth(args.fastdepth_repo)
     times, load_before, load_after = time_eager_and_ort(
