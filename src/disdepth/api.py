@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.deploy.inference import depth_of, optimize_for_inference
+from disdepth.deploy.onnx_model import OnnxDepthModel
+from disdepth.deploy.ort_runtime import RUNTIMES, OrtRuntimeModel
 from disdepth.deploy.sources import to_rgb
 from disdepth.deploy.weights import load_model
 from disdepth.eval.scoring import flip_tta as _flip_tta
@@ -107,6 +109,9 @@ class DepthPredictor:
         config: the checkpoint's resolved config (kept for reference: encoder, head, depth range).
         optimize: on the CPU, run a student with BatchNorm folded and channels-last memory (see the module docstring);
             other models, and any model on a GPU, run as given.
+        runtime: ``"torch"`` (eager PyTorch) or ``"onnxruntime"``: on the CPU, the model exported at each run size and
+            run by ONNX Runtime (``deploy/ort_runtime.py``: faster for folders and videos, seconds of export per size).
+            None: PyTorch for a checkpoint, ONNX Runtime for an ``.onnx`` graph (which runs nowhere else).
     """
 
     def __init__(
@@ -119,13 +124,22 @@ class DepthPredictor:
         flip_tta: bool = False,
         config: Any = None,
         optimize: bool = True,
+        runtime: str | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        if runtime is not None and runtime not in RUNTIMES:
+            raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        self.device = resolve_device("cpu" if runtime == "onnxruntime" and str(device) == "auto" else device)
+        if runtime == "onnxruntime" and self.device.type != "cpu":
+            raise ValueError(f"runtime onnxruntime runs on the CPU, not {self.device}: use device cpu")
         self.model = model.eval().to(self.device)
         self.channels_last = False
-        if optimize and self.device.type == "cpu" and isinstance(model, DepthStudent):
+        if runtime == "onnxruntime" and not isinstance(model, OnnxDepthModel):  # a graph runs on ONNX Runtime already
+            self.model = OrtRuntimeModel(self.model)
+        elif optimize and self.device.type == "cpu" and isinstance(model, DepthStudent):
             example = torch.randn(1, 3, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE)  # any size the student accepts
             self.model, self.channels_last = optimize_for_inference(self.model, example)
+        # What runs the network (predictions.json says it): ONNX Runtime for a graph or runtime="onnxruntime".
+        self.runtime = "onnxruntime" if isinstance(self.model, (OnnxDepthModel, OrtRuntimeModel)) else "torch"
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         # A fixed-size ONNX graph runs at its own size whatever is asked: say so (run_size, predictions.json)
         # instead of resizing inside the model behind the caller's back.
@@ -149,11 +163,11 @@ class DepthPredictor:
         cls, path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True, **kwargs: Any
     ) -> DepthPredictor:
         """Load a ``disdepth train``/``distill`` checkpoint or model folder (EMA weights when present), or an ``.onnx``
-        file written by ``disdepth export`` (run by ONNX Runtime on the CPU)."""
+        file written by ``disdepth export`` (run by ONNX Runtime on the CPU); ``kwargs`` go to the constructor."""
         if str(path).endswith(".onnx"):
-            from disdepth.deploy.onnx_model import OnnxDepthModel  # needs onnxruntime, the `deploy` extra
-
-            model: nn.Module = OnnxDepthModel(path)
+            if kwargs.get("runtime") not in (None, "onnxruntime"):
+                raise ValueError(f"{path}: an .onnx graph runs on ONNX Runtime only, not runtime {kwargs['runtime']!r}")
+            model: nn.Module = OnnxDepthModel(path)  # needs onnxruntime, the `deploy` extra
             spec = model.input_spec
             return cls(model, spec.mean, spec.std, device="cpu", config=None, **kwargs)
         model, cfg = load_model(path, use_ema=use_ema)
@@ -231,6 +245,7 @@ def load(
     size: tuple[int, int] | None = None,
     flip_tta: bool = False,
     use_ema: bool = True,
+    runtime: str | None = None,
 ) -> DepthPredictor:
     """Load a disdepth checkpoint as a :class:`DepthPredictor` (see the module docstring for resizing).
 
@@ -240,5 +255,9 @@ def load(
         size: fixed (H, W) to run the network at; None = image size rounded to a multiple of 32.
         flip_tta: average with the mirrored image's prediction.
         use_ema: use the EMA weights when the checkpoint has them.
+        runtime: ``"torch"`` or ``"onnxruntime"`` (a checkpoint exported per run size and run by ONNX Runtime on the
+            CPU; needs the ``deploy`` extra); None: PyTorch for a checkpoint, ONNX Runtime for an ``.onnx`` graph.
     """
-    return DepthPredictor.from_checkpoint(checkpoint, device=device, use_ema=use_ema, size=size, flip_tta=flip_tta)
+    return DepthPredictor.from_checkpoint(
+        checkpoint, device=device, use_ema=use_ema, size=size, flip_tta=flip_tta, runtime=runtime
+    )

@@ -18,6 +18,7 @@ from disdepth.commands.common import (
     non_negative_float,
 )
 from disdepth.deploy.limits import MAX_RUN_MEGAPIXELS
+from disdepth.deploy.ort_runtime import RUNTIMES
 from disdepth.deploy.predict_folder import predict
 from disdepth.deploy.writers import FORMATS, PNG_UNITS, parse_intrinsics
 
@@ -78,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (same-size runs)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored image's prediction")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="torch (a checkpoint's default) or onnxruntime: the checkpoint exported once per run size (seconds) and "
+        "run by ONNX Runtime on the CPU, 1.2-2x faster per image; for folders and videos (an .onnx always runs there)",
+    )
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA")
 
 
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         flip_tta=args.flip_tta,
         use_ema=not args.no_ema,
         max_megapixels=args.max_megapixels,
+        runtime=args.runtime,
     )
     print(f"wrote {len(result.entries)} predictions to {result.out_dir} (16-bit PNG: {result.png_note})")
     return 0

@@ -142,6 +142,7 @@ def predict(
     flip_tta: bool = False,
     use_ema: bool = True,
     max_megapixels: float = MAX_RUN_MEGAPIXELS,
+    runtime: str | None = None,
     progress: bool = True,
     note: Callable[[str], None] = print,
 ) -> PredictRun:
@@ -156,6 +157,8 @@ def predict(
         vmin, vmax: colour range in the model's units (None: 2nd / 98th percentile of each map).
         intrinsics: (fx, fy, cx, cy) pixels at the input's size, or ``fov`` (degrees), for the point cloud.
         every: video: predict every N-th frame.
+        runtime: "torch" or "onnxruntime" for a checkpoint (:class:`disdepth.api.DepthPredictor`); None: PyTorch for a
+            checkpoint, ONNX Runtime for an ``.onnx`` graph.
         note: where one-line notes go (the relative-model and fixed-size-graph notices).
 
     Returns:
@@ -177,7 +180,7 @@ def predict(
             check_run_size(s.path, *s.size, size or round_size(*s.size), max_megapixels)
     with readable_load_errors(checkpoint):
         predictor = DepthPredictor.from_checkpoint(
-            checkpoint, device=device, use_ema=use_ema, size=size, flip_tta=flip_tta
+            checkpoint, device=device, use_ema=use_ema, size=size, flip_tta=flip_tta, runtime=runtime
         )
     spec = predictor.model.input_spec
     run = PredictRun(out_dir=out_dir, depth_units=spec.units)
@@ -212,7 +215,13 @@ def predict(
     )
     _make_out_dir(out_dir)
     run.entries = _predict_sources(predictor, sources, out_dir, options, every, batch_size, max_megapixels, progress)
-    write_summary(out_dir, checkpoint, predictor.config, options, size, flip_tta, run.entries, size_policy)
+    runtime = predictor.runtime
+    fallback = sorted(getattr(predictor.model, "pytorch_sizes", ()))
+    if fallback:  # a size whose exported graph did not match PyTorch (or failed) ran in PyTorch: say which
+        runtime += " (in PyTorch at " + ", ".join(f"{h}x{w}" for h, w in fallback) + ": no matching graph)"
+    write_summary(
+        out_dir, checkpoint, predictor.config, options, size, flip_tta, run.entries, size_policy, runtime=runtime
+    )
     run.png_note = png_note(options.png_units, spec.units)
     return run
 

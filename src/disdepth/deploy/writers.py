@@ -325,6 +325,7 @@ def write_summary(
     flip_tta: bool,
     entries: list[dict],
     size_policy: str | None = None,
+    runtime: str = "torch",
 ) -> None:
     """``predictions.json`` (units, conventions, sizes, one entry per prediction) and a short ``README.txt``.
 
@@ -335,6 +336,7 @@ def write_summary(
         config: the checkpoint's config (its ``model.encoder`` / ``model.head`` are recorded when present).
         size: the fixed (H, W) the network ran at, or None (input size rounded to /32).
         size_policy: overrides the words for ``size`` (e.g. a fixed-size ONNX graph's own size).
+        runtime: what ran the network, in words ("torch", "onnxruntime", ...).
     """
     units = options.depth_units
     note = png_note(options.png_units, units)
@@ -355,6 +357,7 @@ def write_summary(
         "size_policy": size_policy or (f"network at {size[0]}x{size[1]}" if size else "input size rounded to /32"),
         "resized_back_to_input": True,
         "flip_tta": bool(flip_tta),
+        "runtime": runtime,
         "predictions": entries,
     }
     if options.metric:
