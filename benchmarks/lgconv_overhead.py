@@ -78,7 +78,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     h, w = args.size
     wrappers = {name: build(overrides, formula) for name, (overrides, formula, _) in MODELS.items()}
-    times, load_before, load_after = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
+    times, load_before, load_after, _ = time_eager_and_ort(wrappers, (h, w), args.threads, args.warmup, args.runs)
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {args.runs} interleaved rounds, median [p10-p90] ms; "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
     rows = []

@@ -23,6 +23,12 @@ checkout of github.com/dwofk/fast-depth outside this repository, run unchanged) 
 (``ratio_to_authors_fastdepth``): the check that our FastDepth row is the peer, and the default student against the
 real FastDepth.
 
+``--predict-runtime`` adds a fourth backend, ``predict_ort``: each model in a ``disdepth.api.DepthPredictor`` with
+``runtime="onnxruntime"`` (``deploy/ort_runtime.py``), timed as ``predictor.predict_tensor(image)`` — what
+``disdepth predict --runtime onnxruntime`` runs per image (normalisation in PyTorch, the graph exported at the run size
+and checked on the first call, its session spinning; give ``--pause`` with more than one thread). The first call's
+time, the export and its check, is reported per model (``export_s``).
+
 ``--processes N`` repeats the whole measurement in N fresh processes, one after another, and reports the median of
 their ratios with the lowest and highest: on some CPUs a ratio differs between processes by more than the rounds
 within one process show (where each process's memory happens to lie), so one process is one sample.
@@ -37,15 +43,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from disdepth.api import DepthPredictor
 from disdepth.config import load_config
 from disdepth.deploy.bench import cpu_description, inference_forward, time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
 from disdepth.deploy.inference import optimize_for_inference
+from disdepth.models.spec import InputSpec
 from disdepth.models.student import build_student
 
 B = "model.decoder_upsample=bilinear"  # rows that were measured before nearest upsampling became the default
@@ -122,6 +132,7 @@ class AuthorsFastDepth(nn.Module):
         import models  # noqa: PLC0415 - the authors' module, from their checkout
 
         self.model = models.MobileNetSkipAdd(output_size=(224, 224), pretrained=False).eval()
+        self.input_spec = InputSpec(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # it takes the [0, 1] image as it is
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -135,15 +146,19 @@ def time_eager_and_ort(
     runs: int,
     spin: bool = False,
     pause_s: float = 0.0,
-) -> tuple[dict[tuple[str, str], list[float]], tuple[float, ...], tuple[float, ...]]:
+    predict_runtime: bool = False,
+) -> tuple[dict[tuple[str, str], list[float]], tuple[float, ...], tuple[float, ...], dict[str, float]]:
     """Export every wrapper (image (1, 3, H, W) in [0, 1] -> depth) to ONNX at ``size``, then time one eager, one
     optimised eager (BatchNorm folded, channels-last) and one ONNX Runtime forward of each per round, all interleaved
     (``deploy.bench.time_interleaved``).
 
-    Returns ((backend, name) -> wall times in ms, ``backend`` "eager", "eager_opt" or "ort"), and the 1/5/15-minute
-    load averages before and after the timed rounds. The sessions do not spin (``ort_session``), and with more than
-    one thread torch's OpenMP threads should not either: run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control
-    copy measured 1.74x its original on ORT and 0.83x in eager with both spinning, 2 threads on 2 cores).
+    Returns ((backend, name) -> wall times in ms, ``backend`` "eager", "eager_opt" or "ort", and "predict_ort" with
+    ``predict_runtime``), the 1/5/15-minute load averages before and after the timed rounds, and per model the seconds
+    ``predict_ort``'s first call took (export and check; empty without ``predict_runtime``).
+
+    The sessions do not spin (``ort_session``), and with more than one thread torch's OpenMP threads should not either:
+    run with ``OMP_WAIT_POLICY=PASSIVE`` (an identical control copy measured 1.74x its original on ORT and 0.83x in
+    eager with both spinning, 2 threads on 2 cores).
     ``spin`` lets the sessions spin, as ``disdepth predict`` runs an ``.onnx`` file (``deploy/onnx_model.py``); give it
     a ``pause_s`` (slept before each timed call) so each model starts with the previous one's threads idle.
     """
@@ -170,10 +185,27 @@ def time_eager_and_ort(
         fns = {("eager", n): inference_forward(m, image) for n, m in wrappers.items()}
         fns.update({("eager_opt", n): inference_forward(optimized(n, m), image_nhwc) for n, m in wrappers.items()})
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
+        export_s = {}
+        if predict_runtime:
+            for name, wrapper in wrappers.items():
+                fns[("predict_ort", name)], export_s[name] = predictor_on_onnxruntime(wrapper.model, image)
         load_before = os.getloadavg()
         times = time_interleaved(fns, warmup, runs, pause_s=pause_s)
         load_after = os.getloadavg()
-    return times, load_before, load_after
+    return times, load_before, load_after, export_s
+
+
+def predictor_on_onnxruntime(model: nn.Module, image: torch.Tensor) -> tuple[Callable[[], torch.Tensor], float]:
+    """``DepthPredictor(model, runtime="onnxruntime").predict_tensor`` on ``image`` (1, 3, H, W) in [0, 1] as a
+    zero-argument callable, and the seconds its first call took (the export and the check)."""
+    spec = model.input_spec
+    predictor = DepthPredictor(model, spec.mean, spec.std, runtime="onnxruntime")
+    start = time.perf_counter()
+    predictor.predict_tensor(image)
+    first_s = time.perf_counter() - start
+    if predictor.model.pytorch_sizes:
+        raise RuntimeError("the exported graph did not match PyTorch: predict_ort would time PyTorch")
+    return (lambda: predictor.predict_tensor(image)), first_s
 
 
 def wrapped_student(overrides: list[str]) -> DepthOnly:
@@ -204,6 +236,7 @@ def main() -> None:
     p.add_argument("--spin", action="store_true", help=spin_help)
     p.add_argument("--pause", type=float, default=0.0, help="seconds slept (untimed) before each timed forward")
     p.add_argument("--fastdepth-repo", type=Path, default=None, help="also time the authors' FastDepth (docstring)")
+    p.add_argument("--predict-runtime", action="store_true", help="add the predict_ort backend (module docstring)")
     args = p.parse_args()
     if args.processes > 1:
         repeat_in_processes(args)
@@ -216,13 +249,13 @@ def main() -> None:
         wrappers[name] = wrapped_student(overrides)
     if args.fastdepth_repo:
         wrappers[AUTHORS] = AuthorsFastDepth(args.fastdepth_repo)
-    times, load_before, load_after = time_eager_and_ort(
-        wrappers, (h, w), args.threads, args.warmup, args.runs, spin=args.spin, pause_s=args.pause
+    times, load_before, load_after, export_s = time_eager_and_ort(
+        wrappers, (h, w), args.threads, args.warmup, args.runs, args.spin, args.pause, args.predict_runtime
     )
     rows = []
     print(f"{h}x{w}, batch 1, fp32, {args.threads} thread(s), {cpu_description()}, {args.runs} interleaved rounds, "
           f"median [p10-p90] ms; load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min)")  # fmt: skip
-    for backend in ("eager", "eager_opt", "ort"):
+    for backend in ("eager", "eager_opt", "ort") + (("predict_ort",) if args.predict_runtime else ()):
         base = statistics.median(times[(backend, REFERENCE)])
         authors = statistics.median(times[(backend, AUTHORS)]) if AUTHORS in wrappers else None
         for name in wrappers:
@@ -234,6 +267,8 @@ def main() -> None:
                          "params_m": sum(q.numel() for q in model.parameters()) / 1e6})  # fmt: skip
             if authors is not None:
                 rows[-1]["ratio_to_authors_fastdepth"] = med / authors
+            if backend == "predict_ort":
+                rows[-1]["export_s"] = export_s[name]
             also = f"  x{med / authors:.2f} the authors' FastDepth" if authors is not None else ""
             print(f"{backend:9s} {name:46s} {med:8.1f} [{p10:.1f}-{p90:.1f}]  x{med / base:.2f} FastDepth{also}")
     if args.json:
@@ -256,6 +291,7 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
             if args.only:
                 cmd += ["--only", *map(str, args.only)]
             cmd += ["--pause", str(args.pause)] + (["--spin"] if args.spin else [])
+            cmd += ["--predict-runtime"] if args.predict_runtime else []
             if args.fastdepth_repo:
                 cmd += ["--fastdepth-repo", str(args.fastdepth_repo)]
             print(f"process {i + 1}/{args.processes}", flush=True)
@@ -270,6 +306,8 @@ def repeat_in_processes(args: argparse.Namespace) -> None:
                "p10_ms": min(r["p10_ms"] for r in each), "p90_ms": max(r["p90_ms"] for r in each),
                "ratio_to_fastdepth": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
                "process_ratios": ratios}  # fmt: skip
+        if "export_s" in first:
+            row["export_s"] = statistics.median(r["export_s"] for r in each)
         if "ratio_to_authors_fastdepth" in first:
             to_authors = [r["ratio_to_authors_fastdepth"] for r in each]
             row.update(ratio_to_authors_fastdepth=statistics.median(to_authors), authors_ratio_min=min(to_authors),
