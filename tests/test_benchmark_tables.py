@@ -125,6 +125,28 @@ def test_the_learning_rate_is_chosen_from_validation_runs_kept_apart_from_the_te
         assert f"**{min(values):.4f}**" in row
 
 
+def test_each_student_is_reported_at_the_rate_its_validation_runs_chose() -> None:
+    """``--table-only --validated``: every row's rate is the lowest mean validation abs_rel among those tried (in
+    the validation table), and the committed table is what the JSONs give."""
+    module = _student_accuracy()
+    args = module.parser().parse_args(["--dataset", "sevenscenes", "--size", "120", "160", "--validated"])
+    rates = module.validated_rates(args)
+    val_table = (module.RESULTS / "val" / "sevenscenes_120x160.md").read_text()
+    for arch, lr in rates.items():
+        row = next(line for line in val_table.splitlines() if line.startswith(f"| {module.ARCHS[arch][0]} |"))
+        header = next(line for line in val_table.splitlines() if line.startswith("| model |"))
+        bold = [h.strip() for h, c in zip(header.split("|"), row.split("|"), strict=True) if "**" in c]
+        assert bold == [f"lr {lr:g}"]
+    assert rates["default"] == 0.01  # the default student's rate, as the test tables at lr 0.01 assume
+    table = module.RESULTS / "validated" / "sevenscenes_120x160.md"
+    if not table.is_file():
+        pytest.skip(f"{table} not committed")
+    text = module.render_validated_table(args)
+    assert text == table.read_text()
+    assert all(f"| {rates[a]:g} |" in line for a in rates for line in text.splitlines()
+               if line.startswith(f"| {module.ARCHS[a][0]} |"))  # fmt: skip
+
+
 CACHE = ROOT / "benchmarks" / "results" / "teacher_cache_accuracy"
 
 
