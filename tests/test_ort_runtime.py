@@ -4,6 +4,7 @@ depth as PyTorch, one export per run size, and PyTorch wherever no exported grap
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -126,11 +127,15 @@ def test_predict_runtime_onnxruntime_writes_what_pytorch_writes(ckpt, tmp_path):
                                    atol=1e-4)  # fmt: skip
 
 
-def test_contradictory_runtimes_are_refused_in_one_line(ckpt, tmp_path, capsys):
+def test_contradictory_runtimes_are_refused_in_one_line(ckpt, tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match="runtime 'tensorrt': expected one of torch, onnxruntime"):
         disdepth.load(ckpt, runtime="tensorrt")
     with pytest.raises(ValueError, match="runtime onnxruntime runs on the CPU, not cuda"):
         disdepth.load(ckpt, device="cuda", runtime="onnxruntime")
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "onnxruntime", None)  # as if the `deploy` extra were not installed
+        with pytest.raises(ValueError, match=r"needs ONNX Runtime: pip install 'disdepth\[deploy\]'"):
+            disdepth.load(ckpt, runtime="onnxruntime")
     graph = tmp_path / "model.onnx"
     assert main(["export", str(ckpt), "--out", str(graph), "--size", "32x64", "--runs", "1", "--warmup", "0"]) == 0
     assert DepthPredictor.from_checkpoint(graph, runtime="onnxruntime").runtime == "onnxruntime"

@@ -59,7 +59,10 @@ class OrtRuntimeModel(nn.Module):
         atol: float = 1e-4,
     ) -> None:
         super().__init__()
-        import onnxruntime  # noqa: F401, PLC0415 - fail at load, naming the missing `deploy` extra, not mid-run
+        try:  # fail when loading, in one line naming what to install, not at the first image
+            import onnxruntime  # noqa: F401, PLC0415
+        except ImportError:
+            raise ValueError("runtime onnxruntime needs ONNX Runtime: pip install 'disdepth[deploy]'") from None
 
         self.model = model.eval().cpu()
         self.input_spec = model.input_spec
