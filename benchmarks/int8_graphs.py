@@ -93,7 +93,7 @@ def accuracy(args: argparse.Namespace, work: Path) -> dict:
     from disdepth.eval.stats import paired_bootstrap
 
     model, _ = load_model(args.checkpoint)
-    wrapper = DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+    wrapper = DepthOnly.of(model)
     records = labelled_records(args.frames)
     train, test = records[0:130:4], records[175:234]
     calibration = list(iter_calibration([r.rgb for r in train], tuple(args.size), lambda p: read_rgb(p)[0]))
@@ -141,7 +141,7 @@ def main() -> None:
     size = tuple(args.size)
     torch.manual_seed(0)
     student = build_student(load_config().model).eval()
-    wrapper = DepthOnly(student, student.input_spec.mean, student.input_spec.std).eval()
+    wrapper = DepthOnly.of(student)
     calibration = [realistic_image(*size, index=i).numpy() for i in range(8)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -63,8 +63,7 @@ def build(overrides: list[str], formula_order: bool) -> nn.Module:
             nn.init.ones_(module.norm.weight)
             if formula_order:
                 module.__class__ = FormulaOrderBranch
-    spec = model.input_spec
-    return DepthOnly(model, spec.mean, spec.std).eval()
+    return DepthOnly.of(model)
 
 
 def main() -> None:

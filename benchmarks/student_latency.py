@@ -212,7 +212,7 @@ def wrapped_student(overrides: list[str]) -> DepthOnly:
     """The student of the default config plus ``overrides`` (random weights), wrapped as exported: image (1, 3, H, W)
     in [0, 1] -> depth (1, 1, H, W), normalised with the encoder's mean/std."""
     model = build_student(load_config(overrides=overrides).model).eval()
-    return DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+    return DepthOnly.of(model)
 
 
 def selected_models(rows: list[int] | None) -> dict[str, list[str]]:

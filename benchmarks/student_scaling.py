@@ -39,7 +39,7 @@ MODELS = {
 
 def wrapper_of(overrides: list[str]) -> DepthOnly:
     model = build_student(load_config(overrides=overrides).model, load_weights=False).eval()
-    return DepthOnly(model, model.input_spec.mean, model.input_spec.std).eval()
+    return DepthOnly.of(model)
 
 
 def peak_rss_mb() -> float:

@@ -99,7 +99,7 @@ def test_peer_graphs_upsample_by_a_fixed_scale_and_end_without_a_resize(tmp_path
 
     model = _student("mobilenetv1_100", "nnconv5").eval()
     path = tmp_path / "fastdepth.onnx"
-    export_onnx(DepthOnly(model, model.input_spec.mean, model.input_spec.std), path, (128, 160))
+    export_onnx(DepthOnly.of(model), path, (128, 160))
     graph = onnx.load(str(path)).graph
     ops = [n.op_type for n in graph.node]
     assert (ops.count("Conv"), ops.count("Add"), ops.count("Resize") + ops.count("Upsample")) == (38, 3, 5)

@@ -59,6 +59,11 @@ class DepthOnly(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
+    @classmethod
+    def of(cls, model: nn.Module, normalized_input: bool = False) -> DepthOnly:
+        """The wrapper of a model with an ``input_spec`` (students, teachers), in eval mode, normalised as it says."""
+        return cls(model, model.input_spec.mean, model.input_spec.std, normalized_input).eval()
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image if self.normalized_input else (image - self.mean) / self.std
         return depth_of(self.model(x))

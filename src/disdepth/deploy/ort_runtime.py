@@ -90,7 +90,7 @@ class OrtRuntimeModel(nn.Module):
 
     def _graph_for(self, size: tuple[int, int], x: torch.Tensor) -> Any:
         """An ONNX Runtime session for ``size`` that matches the PyTorch model on ``x``; None where none does."""
-        wrapper = DepthOnly(self.model, self.input_spec.mean, self.input_spec.std, normalized_input=True).eval()
+        wrapper = DepthOnly.of(self.model, normalized_input=True)
         errors = []
         with tempfile.TemporaryDirectory(prefix="disdepth-ort-") as tmp:
             for exporter in EXPORTERS:
