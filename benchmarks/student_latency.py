@@ -187,8 +187,9 @@ def time_eager_and_ort(
         fns.update({("ort", n): ort(s) for n, s in sessions.items()})
         export_s = {}
         if predict_runtime:
-            for name, wrapper in wrappers.items():
-                fns[("predict_ort", name)], export_s[name] = predictor_on_onnxruntime(wrapper.model, image)
+            for name, wrapper in wrappers.items():  # a student as it is loaded (normalised input); the authors' as is
+                model = wrapper.model if isinstance(wrapper, DepthOnly) else wrapper
+                fns[("predict_ort", name)], export_s[name] = predictor_on_onnxruntime(model, image)
         load_before = os.getloadavg()
         times = time_interleaved(fns, warmup, runs, pause_s=pause_s)
         load_after = os.getloadavg()
