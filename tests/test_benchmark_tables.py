@@ -147,6 +147,20 @@ def test_each_student_is_reported_at_the_rate_its_validation_runs_chose() -> Non
                if line.startswith(f"| {module.ARCHS[a][0]} |"))  # fmt: skip
 
 
+def test_the_fast_cpu_student_recipe_is_the_student_the_tables_measured() -> None:
+    """``recipe:fast_cpu_student`` after a dataset config sets exactly the model keys of the benchmarked
+    ``lite0_lite_near`` row and leaves the dataset's own model keys (depth range) alone."""
+    from disdepth.config import load_config
+
+    module = _student_accuracy()
+    measured = load_config(overrides=module.ARCHS["lite0_lite_near"][1]).model
+    nyu = load_config(ROOT / "configs" / "nyu" / "student.yaml").model
+    recipe = load_config([ROOT / "configs" / "nyu" / "student.yaml", "recipe:fast_cpu_student"]).model
+    keys = ["encoder", "pretrained", "weights", "decoder", "lite_channels", "lite_upsample"]
+    assert [getattr(recipe, k) for k in keys] == [getattr(measured, k) for k in keys]
+    assert (recipe.max_depth, recipe.min_depth) == (nyu.max_depth, nyu.min_depth) != (measured.max_depth, None)
+
+
 CACHE = ROOT / "benchmarks" / "results" / "teacher_cache_accuracy"
 
 
