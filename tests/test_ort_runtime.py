@@ -138,6 +138,10 @@ def test_contradictory_runtimes_are_refused_in_one_line(ckpt, tmp_path, capsys, 
             disdepth.load(ckpt, runtime="onnxruntime")
     graph = tmp_path / "model.onnx"
     assert main(["export", str(ckpt), "--out", str(graph), "--size", "32x64", "--runs", "1", "--warmup", "0"]) == 0
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "onnxruntime", None)
+        with pytest.raises(ValueError, match=r"model.onnx: running an .onnx graph needs ONNX Runtime: pip install"):
+            disdepth.load(graph)
     assert DepthPredictor.from_checkpoint(graph, runtime="onnxruntime").runtime == "onnxruntime"
     image = tmp_path / "a.png"
     Image.fromarray((images(32, 64, 1)[0].permute(1, 2, 0) * 255).byte().numpy()).save(image)

@@ -39,6 +39,12 @@ class OnnxDepthModel(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX file not found")
+        try:  # without the `deploy` extra, say so (not "not a readable ONNX model")
+            import onnx  # noqa: F401, PLC0415
+            import onnxruntime  # noqa: F401, PLC0415
+        except ImportError:
+            install = "pip install 'disdepth[deploy]'"
+            raise ValueError(f"{path}: running an .onnx graph needs ONNX Runtime: {install}") from None
         try:
             meta = read_metadata(path)
         except Exception as exc:  # onnx raises DecodeError and others for a file that is not a model
