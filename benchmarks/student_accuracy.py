@@ -256,6 +256,15 @@ def reference_arch(args: argparse.Namespace) -> str:
     return REFERENCE if args.lr == DEFAULT_LR and args.split == "test" else "default"
 
 
+def mean_std_cells(per_seed: list[dict]) -> list[str]:
+    """abs_rel and δ1 as "mean ± std" over the seeds' metrics (std 0 for one seed), the two table cells."""
+    cells = []
+    for metric in ("abs_rel", "d1"):
+        values = [m[metric] for m in per_seed]
+        cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0:.4f}")
+    return cells
+
+
 def render_table(args: argparse.Namespace) -> str:
     """The markdown table of the per-run JSONs in :func:`results_folder` (rows: ``--archs``, seeds: ``--seeds``
     that every arch has), with the latency ratios of ``LATENCY_FILES``."""
@@ -320,11 +329,7 @@ def render_table(args: argparse.Namespace) -> str:
         if not seeds:
             break
         label = ARCHS[arch][0]
-        per = [runs[f"{arch}_seed{s}"]["metrics"] for s in seeds]
-        cells = []
-        for m in ("abs_rel", "d1"):
-            vals = [x[m] for x in per]
-            cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
+        cells = mean_std_cells([runs[f"{arch}_seed{s}"]["metrics"] for s in seeds])
         delta = paired_bootstrap(errors(arch), errors(reference)).format() if arch != reference else ""
         timed_as = label if at_default_lr else LATENCY_LABEL.get(arch, label)
         ratio = {r["backend"]: r[key] for r in reversed(latency) if r["model"] == timed_as}
@@ -337,32 +342,46 @@ def render_table(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_val_table(args: argparse.Namespace) -> str:
-    """The validation runs of every learning rate tried on ``args.dataset`` (``val/lr_*/<dataset>_HxW/``): mean
-    abs_rel per architecture (rows) and rate (columns), with the seeds each mean is over; the lowest per row in bold."""
+def validation_means(args: argparse.Namespace) -> dict[str, dict[float, tuple[float, list[int]]]]:
+    """The validation runs of every learning rate tried on ``args.dataset`` (``val/lr_*/<dataset>_HxW/``): per
+    architecture (in ``ARCHS`` order) and rate (ascending), the mean abs_rel and the seeds it is over."""
     data = f"{args.dataset}_{args.size[0]}x{args.size[1]}"
-    folders = sorted((RESULTS / "val").glob(f"lr_*/{data}"), key=lambda f: float(f.parent.name[3:]))
-    runs = {float(f.parent.name[3:]): [json.loads(j.read_text()) for j in f.glob("*_seed*.json")] for f in folders}
+    runs: dict[str, dict[float, list[tuple[int, float]]]] = {}
+    for folder in (RESULTS / "val").glob(f"lr_*/{data}"):
+        for f in folder.glob("*_seed*.json"):
+            run = json.loads(f.read_text())
+            by_rate = runs.setdefault(run["arch"], {}).setdefault(float(folder.parent.name[3:]), [])
+            by_rate.append((run["seed"], run["metrics"]["abs_rel"]))
+    return {
+        arch: {
+            lr: (statistics.mean(v for _, v in pairs), sorted(s for s, _ in pairs))
+            for lr, pairs in sorted(runs[arch].items())
+        }
+        for arch in ARCHS
+        if arch in runs
+    }
+
+
+def render_val_table(args: argparse.Namespace) -> str:
+    """:func:`validation_means` as a table: architectures (rows) by rates (columns), the lowest per row in bold."""
+    data = f"{args.dataset}_{args.size[0]}x{args.size[1]}"
+    means = validation_means(args)
+    rates = sorted({lr for by_rate in means.values() for lr in by_rate})
     held_out = "the scenes after the test scenes" if args.dataset == "synthetic" else "frames 405-492"
     lines = [
         f"Validation abs_rel ({data}; {held_out}, never the test images), {args.steps} steps x batch {args.batch}; "
         "mean over the seeds in brackets",
         "",
-        "| model | " + " | ".join(f"lr {lr:g}" for lr in runs) + " |",
-        "|---|" + "---|" * len(runs),
+        "| model | " + " | ".join(f"lr {lr:g}" for lr in rates) + " |",
+        "|---|" + "---|" * len(rates),
     ]
-    for arch in [a for a in ARCHS if any(r["arch"] == a for rs in runs.values() for r in rs)]:
-        means = {}
-        for lr, rs in runs.items():
-            mine = sorted((r["seed"], r["metrics"]["abs_rel"]) for r in rs if r["arch"] == arch)
-            if mine:
-                means[lr] = (statistics.mean(v for _, v in mine), [s for s, _ in mine])
-        best = min(means, key=lambda lr: means[lr][0])
+    for arch, by_rate in means.items():
+        best = min(by_rate, key=lambda lr: by_rate[lr][0])
         cells = [
             ""
-            if lr not in means
-            else f"{'**' if lr == best else ''}{means[lr][0]:.4f}{'**' if lr == best else ''} {means[lr][1]}"
-            for lr in runs
+            if lr not in by_rate
+            else f"{'**' if lr == best else ''}{by_rate[lr][0]:.4f}{'**' if lr == best else ''} {by_rate[lr][1]}"
+            for lr in rates
         ]
         lines.append(f"| {ARCHS[arch][0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -370,17 +389,10 @@ def render_val_table(args: argparse.Namespace) -> str:
 
 def validated_rates(args: argparse.Namespace) -> dict[str, float]:
     """Per architecture validated at two or more learning rates on ``args.dataset``: the rate of its lowest mean
-    validation abs_rel (``val/lr_*/``), the rate its test runs are then reported at (:func:`render_validated_table`)."""
-    data = f"{args.dataset}_{args.size[0]}x{args.size[1]}"
-    means: dict[str, dict[float, float]] = {}
-    for folder in (RESULTS / "val").glob(f"lr_*/{data}"):
-        by_arch: dict[str, list[float]] = {}
-        for f in folder.glob("*_seed*.json"):
-            run = json.loads(f.read_text())
-            by_arch.setdefault(run["arch"], []).append(run["metrics"]["abs_rel"])
-        for arch, values in by_arch.items():
-            means.setdefault(arch, {})[float(folder.parent.name[3:])] = statistics.mean(values)
-    return {arch: min(rates, key=rates.get) for arch, rates in means.items() if len(rates) > 1}
+    validation abs_rel (:func:`validation_means`), the rate its test runs are then reported at
+    (:func:`render_validated_table`)."""
+    means = validation_means(args)
+    return {arch: min(by_rate, key=lambda lr: by_rate[lr][0]) for arch, by_rate in means.items() if len(by_rate) > 1}
 
 
 def render_validated_table(args: argparse.Namespace) -> str:
@@ -413,10 +425,7 @@ def render_validated_table(args: argparse.Namespace) -> str:
     ]
     for arch in archs if seeds else []:
         per = per_seed(arch)
-        cells = [f"{rates[arch]:g}"]
-        for m in ("abs_rel", "d1"):
-            vals = [x[m] for x in per]
-            cells.append(f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals) if len(vals) > 1 else 0:.4f}")
+        cells = [f"{rates[arch]:g}", *mean_std_cells(per)]
         for other in ("default", "fastdepth_l1"):
             cells.append(
                 paired_bootstrap(per_image_matrix(per), per_image_matrix(per_seed(other))).format()
