@@ -183,6 +183,16 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+def require_onnxruntime(what: str) -> None:
+    """Raise ``ValueError("<what> needs ONNX Runtime: pip install ...")`` unless onnx and onnxruntime (the ``deploy``
+    extra) import: one line naming what to install, before any work, instead of an ImportError mid-run."""
+    try:
+        import onnx  # noqa: F401, PLC0415
+        import onnxruntime  # noqa: F401, PLC0415
+    except ImportError:
+        raise ValueError(f"{what} needs ONNX Runtime: pip install 'disdepth[deploy]'") from None
+
+
 def ort_session(path: str | Path, threads: int | None = None, spin: bool = False):
     """A CPU ONNX Runtime session with as many intra-op threads as torch uses (fair eager vs ORT timing).
 

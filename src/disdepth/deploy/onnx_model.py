@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from disdepth.deploy.export import ort_session, read_metadata
+from disdepth.deploy.export import ort_session, read_metadata, require_onnxruntime
 from disdepth.models.spec import InputSpec
 
 
@@ -39,12 +39,7 @@ class OnnxDepthModel(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX file not found")
-        try:  # without the `deploy` extra, say so (not "not a readable ONNX model")
-            import onnx  # noqa: F401, PLC0415
-            import onnxruntime  # noqa: F401, PLC0415
-        except ImportError:
-            install = "pip install 'disdepth[deploy]'"
-            raise ValueError(f"{path}: running an .onnx graph needs ONNX Runtime: {install}") from None
+        require_onnxruntime(f"{path}: running an .onnx graph")  # not "not a readable ONNX model" without the extra
         try:
             meta = read_metadata(path)
         except Exception as exc:  # onnx raises DecodeError and others for a file that is not a model

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
+from disdepth.deploy.export import DepthOnly, export_onnx, ort_session, require_onnxruntime
 from disdepth.deploy.inference import depth_of
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,7 @@ class OrtRuntimeModel(nn.Module):
         atol: float = 1e-4,
     ) -> None:
         super().__init__()
-        try:  # fail when loading, in one line naming what to install, not at the first image
-            import onnxruntime  # noqa: F401, PLC0415
-        except ImportError:
-            raise ValueError("runtime onnxruntime needs ONNX Runtime: pip install 'disdepth[deploy]'") from None
-
+        require_onnxruntime("runtime onnxruntime")  # when loading, not at the first image
         self.model = model.eval().cpu()
         self.input_spec = model.input_spec
         self.threads, self.max_sizes, self.rtol, self.atol = threads, max_sizes, rtol, atol
@@ -91,6 +87,8 @@ class OrtRuntimeModel(nn.Module):
     def _graph_for(self, size: tuple[int, int], x: torch.Tensor) -> Any:
         """An ONNX Runtime session for ``size`` that matches the PyTorch model on ``x``; None where none does."""
         wrapper = DepthOnly.of(self.model, normalized_input=True)
+        with torch.inference_mode():
+            want = depth_of(self.model(x))  # what every exporter's graph must give
         errors = []
         with tempfile.TemporaryDirectory(prefix="disdepth-ort-") as tmp:
             for exporter in EXPORTERS:
@@ -102,8 +100,6 @@ class OrtRuntimeModel(nn.Module):
                 except Exception as exc:  # an export or a session that fails: try the next exporter, else PyTorch
                     errors.append(f"{exporter}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
                     continue
-                with torch.inference_mode():
-                    want = depth_of(self.model(x))
                 if got.shape == want.shape and torch.allclose(got, want, rtol=self.rtol, atol=self.atol):
                     log.info("runtime onnxruntime: %dx%d graph exported (%s) and checked", *size, exporter)
                     return session
