@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +31,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
+
 from disdepth.checkpoint import CheckpointKind, save_model_folder  # noqa: E402
-from disdepth.config import Config, to_dict  # noqa: E402
+from disdepth.config import load_config, to_dict  # noqa: E402
 from disdepth.deploy import app as A  # noqa: E402
 from disdepth.models.student import build_student  # noqa: E402
 
@@ -83,8 +87,7 @@ def main() -> None:
     print(f"threads {torch.get_num_threads()}, load before {_load()} (1/5/15 min), imports {IMPORT_S:.2f} s")
 
     work = Path(tempfile.mkdtemp(prefix="app-latency-"))
-    cfg = Config()
-    cfg.model.encoder, cfg.model.pretrained = args.encoder, "none"
+    cfg = load_config(overrides=[*STUDENT_UNTIL_0_5, f"model.encoder={args.encoder}"])
     torch.manual_seed(0)
     student = build_student(cfg.model, load_weights=False).eval()  # random weights: the latency is the same
     folder = save_model_folder(

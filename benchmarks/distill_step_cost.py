@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
 
 from disdepth.config import Config, load_config
 from disdepth.data.csv import CSVDataset
@@ -67,6 +71,7 @@ from disdepth.tasks.target_store import TargetStore, plan_views, write_store
 from disdepth.teachers.build import build_teacher
 
 STUDENT = [
+    *STUDENT_UNTIL_0_5,
     "model.encoder=mobilenetv2_100",
     "model.decoder_channels=[96,64,32,24,16]",
     "model.decoder_upsample=bilinear",

@@ -13,15 +13,17 @@ ORT/eager ratio (both measured in the same seconds) rather than the absolute mil
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
+
 from disdepth.commands.common import parse_hw_list
-from disdepth.config import ModelConfig
+from disdepth.config import load_config
 from disdepth.deploy.bench import count_flops
 from disdepth.deploy.export import DepthOnly, export_onnx, latency, ort_session, parity
 from disdepth.models.student import build_student
@@ -51,7 +53,7 @@ def main() -> int:
     exporter = "?"
     with tempfile.TemporaryDirectory() as tmp:
         for encoder, lg in models:
-            cfg = copy.deepcopy(ModelConfig())
+            cfg = load_config(overrides=STUDENT_UNTIL_0_5).model
             cfg.encoder, cfg.lgconv.enabled = encoder, lg
             torch.manual_seed(0)
             model = build_student(cfg).eval()

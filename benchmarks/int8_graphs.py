@@ -44,6 +44,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
+
 from disdepth.config import load_config
 from disdepth.deploy.export import DepthOnly, export_onnx, realistic_image
 from disdepth.deploy.quantize import quantize_int8
@@ -140,7 +143,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     size = tuple(args.size)
     torch.manual_seed(0)
-    student = build_student(load_config().model).eval()
+    student = build_student(load_config(overrides=STUDENT_UNTIL_0_5).model).eval()
     wrapper = DepthOnly.of(student)
     calibration = [realistic_image(*size, index=i).numpy() for i in range(8)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
 from student_latency import time_eager_and_ort  # noqa: E402
 
 from disdepth.config import load_config  # noqa: E402
@@ -57,7 +58,7 @@ MODELS: dict[str, tuple[list[str], bool, str]] = {
 def build(overrides: list[str], formula_order: bool) -> nn.Module:
     """The student of ``overrides`` wrapped for export (normalisation inside); branches made non-trivial."""
     torch.manual_seed(0)
-    model = build_student(load_config(overrides=overrides).model).eval()
+    model = build_student(load_config(overrides=[*STUDENT_UNTIL_0_5, *overrides]).model).eval()
     for module in model.modules():
         if isinstance(module, GlobalBranch):
             nn.init.ones_(module.norm.weight)

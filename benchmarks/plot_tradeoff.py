@@ -35,14 +35,16 @@ PEERS = {  # student_accuracy arch -> its row name in teacher_latency.json
 # (points points apart would otherwise print their labels on top of each other).
 SHORT = {
     "U-Net 256/128/64/32 student (mobilenetv2_100; the earlier default)": "U-Net 256/128/64/32 (old default)",
-    "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": "default (U-Net 96/48/24/12)",
+    "default student (mobilenetv2_100, U-Net 96/48/24/12, nearest upsampling)": (
+        "MobileNetV2 U-Net 96/48/24/12 (default until 0.5)"
+    ),
     "lite student (mobilenetv2_100, lite decoder)": "lite decoder",
     "narrow student (mobilenetv2_100, U-Net 128/64/32/16)": "narrow U-Net 128/64/32/16",
     "FastDepth (MobileNet + NNConv5)": "FastDepth (sigmoid output head)",
 }
 OFFSETS = {
     "narrow U-Net 128/64/32/16": (-30, -20),
-    "default (U-Net 96/48/24/12)": (-110, 12),
+    "MobileNetV2 U-Net 96/48/24/12 (default until 0.5)": (-110, 12),
     "LG-Conv student, no KD": (8, 8),
     "DisDepth student": (8, -12),
     "Monodepth2-R18 (1 of 3 seeds diverged, left out)": (-262, 6),

@@ -50,6 +50,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
+
 from disdepth.api import DepthPredictor
 from disdepth.config import load_config
 from disdepth.deploy.bench import cpu_description, inference_forward, time_interleaved
@@ -212,7 +215,7 @@ def predictor_on_onnxruntime(model: nn.Module, image: torch.Tensor) -> tuple[Cal
 def wrapped_student(overrides: list[str]) -> DepthOnly:
     """The student of the default config plus ``overrides`` (random weights), wrapped as exported: image (1, 3, H, W)
     in [0, 1] -> depth (1, 1, H, W), normalised with the encoder's mean/std."""
-    model = build_student(load_config(overrides=overrides).model).eval()
+    model = build_student(load_config(overrides=[*STUDENT_UNTIL_0_5, *overrides]).model).eval()
     return DepthOnly.of(model)
 
 

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
+
 from disdepth.config import load_config
 from disdepth.deploy.bench import cpu_description, inference_forward, time_interleaved
 from disdepth.deploy.export import DepthOnly, export_onnx, ort_session
@@ -38,7 +41,7 @@ MODELS = {
 
 
 def wrapper_of(overrides: list[str]) -> DepthOnly:
-    model = build_student(load_config(overrides=overrides).model, load_weights=False).eval()
+    model = build_student(load_config(overrides=[*STUDENT_UNTIL_0_5, *overrides]).model, load_weights=False).eval()
     return DepthOnly.of(model)
 
 

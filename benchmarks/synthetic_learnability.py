@@ -72,8 +72,8 @@ def main() -> None:
     render_s = time.perf_counter() - t0
     print(f"rendered {args.n_train}+{args.n_val} scenes at {h}x{w} in {render_s:.1f} s")
 
-    cfg = ModelConfig(encoder="mobilenetv2_100", pretrained="none", decoder_channels=[64, 32, 24, 16, 16],
-                      max_depth=max_depth)
+    cfg = ModelConfig(encoder="mobilenetv2_100", pretrained="none", decoder="unet",
+                      decoder_channels=[64, 32, 24, 16, 16], max_depth=max_depth)
     model = build_student(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60

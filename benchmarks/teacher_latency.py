@@ -16,10 +16,14 @@ import argparse
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
 
 from disdepth.config import load_config
 from disdepth.deploy.bench import inference_forward, time_interleaved
@@ -66,7 +70,8 @@ class DepthOf(nn.Module):
 
 
 def build(name: str, path: Path | None, overrides: list[str], teacher: bool) -> nn.Module:
-    cfg = load_config(path, overrides) if path else load_config(overrides=overrides)
+    pinned = [*STUDENT_UNTIL_0_5, *overrides]
+    cfg = load_config(path, pinned) if path else load_config(overrides=pinned)
     if teacher:  # random weights: no hub download, and latency does not depend on them
         model = build_teacher(cfg.teacher, load_weights=False)
     else:

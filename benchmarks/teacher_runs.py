@@ -28,12 +28,16 @@ import os
 import platform
 import resource
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler, default_collate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
 
 from disdepth.checkpoint import save_checkpoint
 from disdepth.config import Config, load_config
@@ -47,6 +51,7 @@ from disdepth.teachers.build import build_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
+    *STUDENT_UNTIL_0_5,
     "model.encoder=test_efficientnet", "model.decoder_channels=[16,16,8,8,8]", "model.max_depth=8",
     "teacher.kind=hybrid", "teacher.name=test_efficientnet", "teacher.hybrid_dim=32", "teacher.hybrid_depth=1",
     "teacher.hybrid_heads=2", "teacher.decoder_channels=16", "teacher.max_depth=8", "data.synthetic.height=64",

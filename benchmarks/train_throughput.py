@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinned import STUDENT_UNTIL_0_5  # noqa: E402
 
 from disdepth.config import load_config
 from disdepth.engine.loop import train
@@ -89,6 +93,7 @@ def main() -> None:
     h, w = (int(v) for v in args.size.split("x"))
     cfg = load_config(
         overrides=[
+            *STUDENT_UNTIL_0_5,
             f"model.encoder={args.encoder}",
             f"data.batch_size={args.batch}",
             "data.num_workers=0",

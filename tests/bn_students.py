@@ -22,10 +22,15 @@ def randomise_batchnorm(model: nn.Module) -> None:
             module.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
 
 
+# The MobileNetV2 + U-Net student (the default until 0.5): the U-Net decoder's rewrites are tested on it.
+UNET = ("model.encoder=mobilenetv2_100", "model.decoder=unet")
+
+
 def student(*overrides: str) -> nn.Module:
-    """A student built from the default config plus ``overrides`` (seed 0), in eval mode, BatchNorms randomised."""
+    """A student built from the default config plus ``overrides`` (seed 0, random weights: the rewrites must not
+    depend on them), in eval mode, BatchNorms randomised."""
     torch.manual_seed(0)
-    model = build_student(load_config(overrides=list(overrides)).model).eval()
+    model = build_student(load_config(overrides=["model.pretrained=none", *overrides]).model).eval()
     randomise_batchnorm(model)
     return model
 

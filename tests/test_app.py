@@ -24,7 +24,8 @@ from disdepth.config import load_config, save_config
 from disdepth.deploy.app import View, colour_bar, depth_at, find_models, load_models, predict_view
 
 TINY = [
-    "model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]", "train.steps=2", "train.device=cpu",
+    "model.encoder=test_efficientnet", "model.pretrained=none", "model.decoder=unet",
+    "model.decoder_channels=[16,8,8,8,8]", "train.steps=2", "train.device=cpu",
     "data.synthetic.n_train=4", "data.synthetic.n_val=2", "data.synthetic.height=32", "data.synthetic.width=32",
     "data.batch_size=2", "data.num_workers=0",
 ]  # fmt: skip

@@ -147,9 +147,10 @@ def test_each_student_is_reported_at_the_rate_its_validation_runs_chose() -> Non
                if line.startswith(f"| {module.ARCHS[a][0]} |"))  # fmt: skip
 
 
-def test_the_fast_cpu_student_recipe_is_the_student_the_tables_measured() -> None:
-    """``recipe:fast_cpu_student`` after a dataset config sets exactly the model keys of the benchmarked
-    ``lite0_lite_near`` row and leaves the dataset's own model keys (depth range) alone."""
+def test_the_default_student_and_its_recipe_are_the_student_the_tables_measured() -> None:
+    """The default student, the datasets' student.yaml and ``recipe:fast_cpu_student`` after a dataset config all have
+    exactly the model keys of the benchmarked ``lite0_lite_near`` row; the recipe leaves the dataset's own model keys
+    (depth range) alone."""
     from disdepth.config import load_config
 
     module = _student_accuracy()
@@ -158,6 +159,8 @@ def test_the_fast_cpu_student_recipe_is_the_student_the_tables_measured() -> Non
     recipe = load_config([ROOT / "configs" / "nyu" / "student.yaml", "recipe:fast_cpu_student"]).model
     keys = ["encoder", "pretrained", "weights", "decoder", "lite_channels", "lite_upsample"]
     assert [getattr(recipe, k) for k in keys] == [getattr(measured, k) for k in keys]
+    for student in (load_config().model, nyu, load_config(ROOT / "configs" / "kitti" / "student.yaml").model):
+        assert [getattr(student, k) for k in keys] == [getattr(measured, k) for k in keys]
     assert (recipe.max_depth, recipe.min_depth) == (nyu.max_depth, nyu.min_depth) != (measured.max_depth, None)
 
 

@@ -9,7 +9,7 @@ from disdepth.config import Config, ConfigError, config_from_dict, load_config, 
 
 
 def test_defaults_and_overrides(tmp_path):
-    (tmp_path / "a.yaml").write_text("model:\n  encoder: resnet18\n  lgconv:\n    enabled: true\n")
+    (tmp_path / "a.yaml").write_text("model:\n  encoder: resnet18\n  pretrained: none\n  lgconv:\n    enabled: true\n")
     cfg = load_config(tmp_path / "a.yaml", ["model.head=bins", "model.max_depth=80", "train.lr=1e-3"])
     assert cfg.model.encoder == "resnet18" and cfg.model.lgconv.enabled
     assert cfg.model.head == "bins"
@@ -29,7 +29,7 @@ def test_on_off_options_survive_yaml_booleans(tmp_path):
 
 
 def test_base_chain_and_later_wins(tmp_path):
-    (tmp_path / "base.yaml").write_text("model:\n  encoder: resnet18\n  max_depth: 10\n")
+    (tmp_path / "base.yaml").write_text("model:\n  encoder: resnet18\n  pretrained: none\n  max_depth: 10\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\nmodel:\n  max_depth: 80\n")
     cfg = load_config(tmp_path / "child.yaml")
     assert (cfg.model.encoder, cfg.model.max_depth) == ("resnet18", 80.0)
@@ -64,7 +64,7 @@ def test_yaml_error_names_file(tmp_path):
 
 
 def test_round_trip_through_dict_and_file(tmp_path):
-    cfg = load_config(overrides=["model.encoder=resnet34", "model.lgconv.strides=[8,16,32]"])
+    cfg = load_config(overrides=["model.encoder=resnet34", "model.pretrained=timm", "model.lgconv.strides=[8,16,32]"])
     assert config_from_dict(to_dict(cfg)) == cfg
     path = save_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_config(path) == cfg
@@ -75,7 +75,7 @@ def test_parse_override_nests():
 
 
 def test_cli_print_config_and_bad_key(capsys):
-    assert main(["bench", "--print-config", "--set", "model.encoder=resnet18"]) == 0
+    assert main(["bench", "--print-config", "--set", "model.encoder=resnet18", "--set", "model.pretrained=timm"]) == 0
     assert "encoder: resnet18" in capsys.readouterr().out
     assert main(["bench", "--print-config", "--set", "model.nope=1"]) == 2
     assert "model.nope: unknown key" in capsys.readouterr().err

@@ -40,13 +40,12 @@ ENCODERS = (
     "ghostnet_100",
 )
 # Student variants beyond the encoder: (id, --set overrides), as student.yaml documents them.
+# The default (tf_efficientnet_lite0 with the packaged weights) needs no override; the others take timm's weights.
 STUDENTS = [
-    *((enc, [f"model.encoder={enc}"]) for enc in ENCODERS),
-    ("mobilenetv2_100_lgconv", ["model.lgconv.enabled=true"]),
-    (
-        "tf_efficientnet_lite0_offline",
-        ["model.encoder=tf_efficientnet_lite0", "model.pretrained=file", "model.weights=package:efficientnet-lite0"],
-    ),
+    *((enc, [f"model.encoder={enc}", "model.pretrained=timm"]) for enc in ENCODERS),
+    ("default_lgconv", ["model.lgconv.enabled=true"]),
+    ("default", []),
+    ("until_0_5", ["model.encoder=mobilenetv2_100", "model.pretrained=timm", "model.decoder=unet"]),
 ]
 TEACHERS = sorted((CONFIGS / "teachers").glob("*.yaml"))
 # Encoders and teacher files do not depend on the dataset, so each is built and stepped once, on one dataset's stub,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from bn_students import assert_same_depth, student  # tests/bn_students.py
+from bn_students import UNET, assert_same_depth, student  # tests/bn_students.py
 from torch import nn
 
 from disdepth.deploy.conv_activation import (
@@ -69,14 +69,23 @@ def test_a_conv_whose_raw_output_is_read_elsewhere_keeps_its_activation_separate
 
 
 @needs_onednn
-@pytest.mark.parametrize("overrides", [[], ["model.decoder=lite", "model.lite_upsample=nearest"]], ids=["unet", "lite"])
+@pytest.mark.parametrize(
+    "overrides",
+    [[*UNET], ["model.encoder=mobilenetv2_100"], []],
+    ids=["mobilenetv2_unet", "mobilenetv2_lite", "default"],
+)
 def test_the_optimised_student_runs_its_relus_inside_its_convs_with_the_same_depth(overrides):
+    """Every ReLU / ReLU6 of the student runs inside its conv, the default's stride-2 SAME convs (rewritten,
+    deploy/same_padding.py) included; their odd-size branch keeps the activation after the SAME conv."""
     model = student(*overrides)
     optimized, ok = optimize_for_inference(model, torch.rand(1, 3, 64, 96))
     assert ok
-    assert sum(isinstance(m, ConvActivation) for m in optimized.modules()) >= 30  # MobileNetV2 alone has 34 ReLU6
-    assert not any(isinstance(m, nn.ReLU6) for m in optimized.modules())
+    # the MobileNetV2 students have 34 ReLU6, the default 32 (all in the encoder, which runs them inside its convs)
+    assert sum(isinstance(m, ConvActivation) for m in optimized.modules()) >= 32
+    left = [name for name, m in optimized.named_modules() if isinstance(m, nn.ReLU6)]
+    assert all(name.endswith(".same.1") for name in left)  # only the odd-size branches of the SAME convs
     assert_same_depth(optimized, model, torch.rand(1, 3, 96, 128), rtol=1e-3, atol=1e-4)
+    assert_same_depth(optimized, model, torch.rand(1, 3, 70, 101), rtol=1e-3, atol=1e-4)
 
 
 def test_without_onednn_the_model_is_returned_as_it_was(monkeypatch):
@@ -97,6 +106,6 @@ def test_a_fused_conv_that_cannot_run_here_is_dropped_and_the_model_still_loads(
         raise RuntimeError("could not create a primitive descriptor")
 
     monkeypatch.setattr(module.ConvActivation, "forward", unsupported)
-    model = student("model.decoder=lite")
+    model = student("model.encoder=mobilenetv2_100", "model.lite_upsample=bilinear")
     optimized, ok = optimize_for_inference(model, torch.rand(1, 3, 64, 96))
     assert ok and not any(isinstance(m, ConvActivation) for m in optimized.modules())

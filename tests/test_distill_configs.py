@@ -27,6 +27,7 @@ SHRINK = [
     "model.encoder=test_efficientnet",
     "model.pretrained=none",
     "model.weights=",
+    "model.decoder=unet",
     "model.decoder_channels=[16,16,8,8,8]",
     "teacher.kind=hybrid",
     "teacher.name=test_efficientnet",

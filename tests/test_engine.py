@@ -62,6 +62,8 @@ class RampDataset(Dataset):
 def tiny_config(steps: int = 6, **train_overrides) -> Config:
     overrides = [
         "model.encoder=test_efficientnet",
+        "model.pretrained=none",
+        "model.decoder=unet",
         "model.decoder_channels=[16,16,8,8,8]",
         "model.max_depth=8",
         f"train.steps={steps}",

@@ -25,6 +25,7 @@ def tiny_config(head: str, lgconv: bool) -> Config:
     cfg = Config()
     m = cfg.model
     m.encoder, m.decoder_channels, m.head, m.n_bins = "test_efficientnet", [16, 16, 8, 8, 8], head, 16
+    m.pretrained, m.decoder = "none", "unet"
     m.max_depth = 10.0
     m.lgconv.enabled, m.lgconv.min_channels = lgconv, 8  # test_efficientnet is narrow: convert its deep convs
     return cfg
@@ -150,7 +151,14 @@ def test_export_int8_is_calibrated_on_the_users_images_and_reports_latency_and_c
     from disdepth.config import load_config, to_dict
     from disdepth.models.student import build_student
 
-    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"])
+    cfg = load_config(
+        overrides=[
+            "model.encoder=test_efficientnet",
+            "model.decoder_channels=[16,8,8,8,8]",
+            "model.pretrained=none",
+            "model.decoder=unet",
+        ]
+    )
     torch.manual_seed(0)
     ckpt = save_checkpoint(
         {"kind": "student", "model": build_student(cfg.model).state_dict(), "config": to_dict(cfg)}, tmp_path / "s.pt"
@@ -183,7 +191,14 @@ def test_predict_runs_an_exported_onnx_file_like_its_checkpoint(tmp_path):
     from disdepth.data.io import read_depth
     from disdepth.models.student import build_student
 
-    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"])
+    cfg = load_config(
+        overrides=[
+            "model.encoder=test_efficientnet",
+            "model.decoder_channels=[16,8,8,8,8]",
+            "model.pretrained=none",
+            "model.decoder=unet",
+        ]
+    )
     torch.manual_seed(0)
     ckpt = save_checkpoint(
         {"kind": "student", "model": build_student(cfg.model).state_dict(), "config": to_dict(cfg)}, tmp_path / "s.pt"

@@ -27,7 +27,14 @@ MAX_DEPTH = 10.0
 
 def tiny_model() -> tuple[torch.nn.Module, Config]:
     """A tiny random student (test_efficientnet, sigmoid head, 0.001-10 m) and its config."""
-    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"])
+    cfg = load_config(
+        overrides=[
+            "model.encoder=test_efficientnet",
+            "model.decoder_channels=[16,8,8,8,8]",
+            "model.pretrained=none",
+            "model.decoder=unet",
+        ]
+    )
     torch.manual_seed(0)
     return build_student(cfg.model).eval(), cfg
 

@@ -103,7 +103,7 @@ def frames(tmp_path_factory) -> dict[str, Path]:
 
 
 TINY_STUDENT = [
-    "model.encoder=test_efficientnet", "model.pretrained=none", "model.weights=",
+    "model.encoder=test_efficientnet", "model.pretrained=none", "model.weights=", "model.decoder=unet",
     "model.decoder_channels=[16,16,8,8,8]", "model.lgconv.enabled=false", "data.dataset=csv", "data.depth_scale=1000",
     "data.batch_size=2", "data.num_workers=0", "data.augment.enabled=false", "data.require_depth=false",
     "train.steps=2", "train.eval_every=0", "train.checkpoint_every=0", "train.image_panels=0", "train.device=cpu",

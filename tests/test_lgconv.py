@@ -109,7 +109,9 @@ def test_a_policy_that_converts_nothing_says_so(caplog):
     from disdepth.models.student import build_student
 
     with caplog.at_level("WARNING", logger="disdepth.models.student"):
-        cfg = ModelConfig(encoder="mobilenetv3_large_100", decoder_channels=[16, 8, 8, 8])
+        cfg = ModelConfig(
+            encoder="mobilenetv3_large_100", pretrained="none", decoder="unet", decoder_channels=[16, 8, 8, 8]
+        )
         cfg.lgconv.enabled = True
         model = build_student(cfg)
     assert model.lgconv_names == []

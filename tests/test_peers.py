@@ -18,7 +18,8 @@ PEER_HEADS = {"nnconv5": "pointwise", "monodepth2": "sigmoid"}
 def _student(encoder: str, decoder: str):
     head = PEER_HEADS.get(decoder, "sigmoid")
     return build_student(
-        load_config(overrides=[f"model.encoder={encoder}", f"model.decoder={decoder}", f"model.head={head}"]).model
+        load_config(overrides=[f"model.encoder={encoder}", "model.pretrained=none", f"model.decoder={decoder}",
+                               f"model.head={head}"]).model  # fmt: skip
     )
 
 

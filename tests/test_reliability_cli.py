@@ -26,7 +26,12 @@ from disdepth.engine import dist
 from disdepth.models.student import build_student
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"]
+TINY = [
+    "model.encoder=test_efficientnet",
+    "model.decoder_channels=[16,8,8,8,8]",
+    "model.pretrained=none",
+    "model.decoder=unet",
+]
 
 
 def _sets(items: list[str]) -> list[str]:

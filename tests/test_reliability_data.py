@@ -33,7 +33,10 @@ from disdepth.data.mixing import MixedDataset
 from disdepth.data.transforms import RandomCrop
 
 H, W = 32, 48
-TINY_MODEL = ["--set", "model.encoder=test_efficientnet", "--set", "model.decoder_channels=[16,16,8,8,8]"]
+TINY_MODEL = [
+    *("--set", "model.encoder=test_efficientnet", "--set", "model.decoder_channels=[16,16,8,8,8]"),
+    *("--set", "model.pretrained=none", "--set", "model.decoder=unet"),
+]
 
 
 def _rgb(path: Path, h: int = H, w: int = W) -> Path:

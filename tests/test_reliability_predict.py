@@ -26,6 +26,7 @@ from disdepth.models.student import build_student
 def tiny_config() -> Config:
     cfg = Config()
     cfg.model.encoder, cfg.model.decoder_channels = "test_efficientnet", [16, 16, 8, 8, 8]
+    cfg.model.pretrained, cfg.model.decoder = "none", "unet"
     return cfg
 
 

@@ -125,7 +125,14 @@ def test_students_follow_hugging_face_conventions(trained, tmp_path, monkeypatch
     from disdepth.config import load_config
     from disdepth.models.student import build_student
 
-    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.decoder_channels=[16,16,8,8,8]"])
+    cfg = load_config(
+        overrides=[
+            "model.encoder=test_efficientnet",
+            "model.decoder_channels=[16,16,8,8,8]",
+            "model.pretrained=none",
+            "model.decoder=unet",
+        ]
+    )
     with pytest.raises(ValueError, match="config="):
         build_student(cfg.model, load_weights=False).save_pretrained(tmp_path / "x")
     assert build_student(cfg.model, load_weights=False).save_pretrained(tmp_path / "y", config=cfg).is_dir()

@@ -24,7 +24,8 @@ from disdepth.cli import main
 from disdepth.config import load_config, to_dict
 from disdepth.models.student import build_student
 
-TINY = ["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"]
+TINY = ["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]", "model.pretrained=none",
+        "model.decoder=unet"]  # fmt: skip
 
 
 class Payload:
@@ -68,7 +69,10 @@ def _commands(tmp_path: Path, ckpt: Path) -> dict[str, list[str]]:
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.pt").write_bytes(ckpt.read_bytes())
-    (run / "config.yaml").write_text("model:\n  encoder: test_efficientnet\n  decoder_channels: [16, 8, 8, 8, 8]\n")
+    (run / "config.yaml").write_text(
+        "model:\n  encoder: test_efficientnet\n  pretrained: none\n  decoder: unet\n"
+        "  decoder_channels: [16, 8, 8, 8, 8]\n"
+    )
     sizes = ["data.synthetic.n_train=2", "data.synthetic.n_val=1", "data.synthetic.height=32",
              "data.synthetic.width=32", "data.batch_size=1"]  # fmt: skip
     tiny_data = [x for item in sizes for x in ("--set", item)]
@@ -184,3 +188,26 @@ def test_a_checkpoint_saved_before_the_decoder_keys_existed_loads_as_it_was_trai
         assert (loaded_cfg.model.decoder_upsample, loaded_cfg.model.decoder_conv_first_strides) == want[:2]
         assert {block.upsample for block in loaded.decoder.blocks} == {upsample}
         assert {block.order for block in loaded.decoder.blocks} == orders
+
+
+def test_checkpoints_saved_before_the_lite_default_load_as_they_were_trained(tmp_path):
+    """Since 0.5 the default decoder is the lite one with nearest upsampling. A checkpoint whose config lacks
+    ``model.decoder`` (saved before the key existed) is a U-Net and loads as one; a lite checkpoint without
+    ``model.lite_upsample`` was trained bilinear and loads so; a checkpoint with both keys loads as saved."""
+    from disdepth.deploy.weights import load_model
+
+    lite = ["model.encoder=test_efficientnet", "model.pretrained=none", "model.lite_channels=[16,8,8]"]
+    cases = (
+        (load_config(overrides=TINY), "decoder", ("unet", "nearest")),
+        (load_config(overrides=[*lite, "model.lite_upsample=bilinear"]), "lite_upsample", ("lite", "bilinear")),
+        (load_config(overrides=lite), None, ("lite", "nearest")),
+    )
+    for i, (saved_cfg, dropped, want) in enumerate(cases):
+        saved_config = to_dict(saved_cfg)
+        if dropped:
+            del saved_config["model"][dropped]
+        state = {"kind": "student", "model": build_student(saved_cfg.model).state_dict(), "config": saved_config}
+        loaded, loaded_cfg = load_model(save_checkpoint(state, tmp_path / f"{i}.pt"))  # strict: same structure
+        assert (loaded_cfg.model.decoder, loaded_cfg.model.lite_upsample) == want
+        if want[0] == "lite":
+            assert {block.upsample for block in loaded.decoder.blocks} == {want[1]}

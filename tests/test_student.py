@@ -5,17 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from disdepth.config import ModelConfig
+from disdepth.config import ConfigError, ModelConfig, load_config
 from disdepth.models.decoder import UNetDecoder
 from disdepth.models.heads import BinsHead
 from disdepth.models.student import build_student
 
 # timm's tiny test_* models keep the suite fast; one real small backbone checks a real layout.
 TINY_ENCODERS = ["test_efficientnet", "test_resnet", "test_convnext", "test_byobnet", "resnet18"]
+# The MobileNetV2 + U-Net student (the default until 0.5), random weights: the U-Net decoder's tests run on it.
+UNET_STUDENT = {"encoder": "mobilenetv2_100", "pretrained": "none", "decoder": "unet"}
 
 
 def _tiny_cfg(encoder: str, **kw) -> ModelConfig:
-    return ModelConfig(encoder=encoder, decoder_channels=[32, 16, 16, 8, 8], **kw)
+    settings = {"pretrained": "none", "decoder": "unet", "decoder_channels": [32, 16, 16, 8, 8], **kw}
+    return ModelConfig(encoder=encoder, **settings)
 
 
 @pytest.mark.parametrize("encoder", TINY_ENCODERS)
@@ -74,29 +77,50 @@ def test_every_trainable_parameter_gets_gradient(head, lgconv):
 
 def test_build_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="model.pretrained='file' needs model.weights"):
-        build_student(ModelConfig(encoder="test_resnet", pretrained="file"))
+        build_student(ModelConfig(encoder="test_resnet", pretrained="file", weights=""))
     with pytest.raises(FileNotFoundError, match="model.weights: file not found"):
         build_student(ModelConfig(encoder="test_resnet", pretrained="file", weights=str(tmp_path / "w.pth")))
+    with pytest.raises(ValueError, match="is set but model.pretrained='none'"):
+        build_student(ModelConfig(encoder="test_resnet", pretrained="none", weights=str(tmp_path / "w.pth")))
     with pytest.raises(ValueError, match="model.encoder='not_a_net'"):
-        build_student(ModelConfig(encoder="not_a_net"))
+        build_student(ModelConfig(encoder="not_a_net", pretrained="none"))
     with pytest.raises(ValueError, match="min_depth/max_depth"):
-        build_student(ModelConfig(encoder="test_resnet", min_depth=5.0, max_depth=1.0))
+        build_student(ModelConfig(encoder="test_resnet", pretrained="none", min_depth=5.0, max_depth=1.0))
+
+
+def test_the_packaged_weights_fit_the_default_encoder_only():
+    """The default student loads the packaged ImageNet Lite0 weights; another encoder with them is refused when the
+    config loads (one line naming the keys), and model.pretrained=none alone gives random weights."""
+    cfg = load_config().model
+    assert (cfg.encoder, cfg.pretrained, cfg.weights, cfg.decoder) == (
+        "tf_efficientnet_lite0", "file", "package:efficientnet-lite0", "lite"
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"model.weights: package:efficientnet-lite0 fits model.encoder=tf_eff.*"
+                       r"got model.encoder='resnet18': set model.pretrained=none"):  # fmt: skip
+        load_config(overrides=["model.encoder=resnet18"])
+    assert load_config(overrides=["model.encoder=resnet18", "model.pretrained=none"]).model.encoder == "resnet18"
+    torch.manual_seed(0)
+    scratch = build_student(load_config(overrides=["model.pretrained=none"]).model)
+    torch.manual_seed(0)
+    imagenet = build_student(cfg)
+    stem = "encoder.body.conv_stem.weight"
+    assert not torch.equal(scratch.state_dict()[stem], imagenet.state_dict()[stem])
 
 
 @pytest.mark.parametrize("encoder", ["test_efficientnet", "mobilenetv2_100", "tf_efficientnet_lite0"])
 def test_student_input_spec_from_the_config_equals_the_built_students(encoder):
     """Datasets are built before the model: the config-only spec (lite0: mean = std = 0.5) must be the model's."""
-    from disdepth.config import load_config
     from disdepth.models.student import student_input_spec
 
-    cfg = load_config(overrides=[f"model.encoder={encoder}", "model.max_depth=80"]).model
+    weights = [] if encoder == "tf_efficientnet_lite0" else ["model.pretrained=none"]
+    cfg = load_config(overrides=[f"model.encoder={encoder}", "model.max_depth=80", *weights]).model
     assert student_input_spec(cfg) == build_student(cfg).input_spec
 
 
 def test_unet_decodes_every_level_down_to_stride_2():
     """The head predicts at the finest encoder stride, the depth is at input size, and every parameter gets a
     gradient."""
-    cfg = ModelConfig(encoder="test_efficientnet", decoder_channels=[32, 16, 8, 8])
+    cfg = ModelConfig(encoder="test_efficientnet", pretrained="none", decoder="unet", decoder_channels=[32, 16, 8, 8])
     model = build_student(cfg).train()
     assert [(info.stride, info.channels) for info in model.decoder.feature_info] == [(16, 32), (8, 16), (4, 8), (2, 8)]
     out = model(torch.randn(2, 3, 64, 96))
@@ -132,14 +156,14 @@ def test_nearest_upsampling_copies_each_pixel_to_its_children_and_crops_odd_skip
             for j in range(fine_w):
                 assert up[0, 0, i, j] == coarse[0, 0, i // 2, j // 2]
     with pytest.raises(ValueError, match="upsample"):
-        build_student(ModelConfig(decoder_upsample="bicubic"))
+        build_student(ModelConfig(**UNET_STUDENT, decoder_upsample="bicubic"))
 
 
 @pytest.mark.parametrize("size", [(64, 96), (70, 100)])
 def test_nearest_and_bilinear_students_differ_only_in_the_upsampling(size):
     torch.manual_seed(0)
-    nearest = build_student(ModelConfig()).eval()  # the default
-    bilinear = build_student(ModelConfig(decoder_upsample="bilinear")).eval()
+    nearest = build_student(ModelConfig(**UNET_STUDENT)).eval()  # the U-Net's default
+    bilinear = build_student(ModelConfig(**UNET_STUDENT, decoder_upsample="bilinear")).eval()
     bilinear.load_state_dict(nearest.state_dict())  # same weights: only the resampling differs
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
@@ -156,8 +180,8 @@ def test_the_lite_decoder_upsamples_by_nearest_when_asked_with_the_same_weights(
     from disdepth.models.decoder import upsample_to
 
     torch.manual_seed(0)
-    bilinear = build_student(ModelConfig(decoder="lite")).eval()  # the default, as lite checkpoints were trained
-    nearest = build_student(ModelConfig(decoder="lite", lite_upsample="nearest")).eval()
+    bilinear = build_student(ModelConfig(pretrained="none", lite_upsample="bilinear")).eval()  # lite before 0.5
+    nearest = build_student(ModelConfig(pretrained="none")).eval()  # the default: the lite decoder, nearest
     assert {b.upsample for b in bilinear.decoder.blocks} == {"bilinear"}
     nearest.load_state_dict(bilinear.state_dict())  # strict: the same keys and shapes
     x = torch.randn(1, 3, *size)
@@ -170,15 +194,15 @@ def test_the_lite_decoder_upsamples_by_nearest_when_asked_with_the_same_weights(
     assert torch.equal(a["decoder_features"][-1], want)
     assert not torch.allclose(a["depth"], b["depth"])
     with pytest.raises(ValueError, match="upsample"):
-        build_student(ModelConfig(decoder="lite", lite_upsample="bicubic"))
+        build_student(ModelConfig(pretrained="none", lite_upsample="bicubic"))
 
 
 @pytest.mark.parametrize("size", [(64, 96), (70, 100)])
 def test_conv_first_blocks_run_their_first_conv_at_the_coarse_resolution(size):
     """Monodepth2's order: same per-level outputs as the U-Net's, the first conv of each level before the upsampling."""
     torch.manual_seed(0)
-    unet = build_student(ModelConfig(decoder_conv_first_strides=[])).eval()
-    conv_first = build_student(ModelConfig(decoder_conv_first_strides=[16, 8, 4, 2])).eval()
+    unet = build_student(ModelConfig(**UNET_STUDENT, decoder_conv_first_strides=[])).eval()
+    conv_first = build_student(ModelConfig(**UNET_STUDENT, decoder_conv_first_strides=[16, 8, 4, 2])).eval()
     assert {block.order for block in unet.decoder.blocks} == {"upsample_first"}
     seen: list[tuple[int, int]] = []
     for block in conv_first.decoder.blocks:
@@ -201,7 +225,7 @@ def test_conv_first_blocks_run_their_first_conv_at_the_coarse_resolution(size):
 
 
 def test_conv_first_strides_pick_the_levels():
-    model = build_student(ModelConfig(decoder_conv_first_strides=[4, 2]))
+    model = build_student(ModelConfig(**UNET_STUDENT, decoder_conv_first_strides=[4, 2]))
     assert [(f.stride, b.order) for f, b in zip(model.decoder.feature_info, model.decoder.blocks, strict=True)] == [
         (16, "upsample_first"),
         (8, "upsample_first"),
@@ -209,4 +233,5 @@ def test_conv_first_strides_pick_the_levels():
         (2, "conv_first"),
     ]
     with pytest.raises(ValueError, match=r"conv_first_strides \[2\]: no decoder level"):
-        UNetDecoder(build_student(ModelConfig()).encoder.feature_info[1:], [16, 8, 8], conv_first_strides=[2])
+        levels = build_student(ModelConfig(**UNET_STUDENT)).encoder.feature_info[1:]
+        UNetDecoder(levels, [16, 8, 8], conv_first_strides=[2])

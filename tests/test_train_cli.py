@@ -10,6 +10,7 @@ from disdepth.cli import main
 
 TINY = [
     "--set", "model.encoder=test_efficientnet", "--set", "model.decoder_channels=[16,16,8,8,8]",
+    "--set", "model.pretrained=none", "--set", "model.decoder=unet",
     "--set", "data.dataset=synthetic", "--set", "data.synthetic.n_train=8", "--set", "data.synthetic.n_val=3",
     "--set", "data.synthetic.height=48", "--set", "data.synthetic.width=64", "--set", "data.batch_size=4",
     "--set", "data.num_workers=0", "--set", "train.steps=4", "--set", "train.log_every=2",

@@ -256,7 +256,8 @@ def test_lgconv_conversion_is_announced_once_per_process(caplog):
 
     from disdepth.models.student import build_student
 
-    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.lgconv.enabled=true",
+    cfg = load_config(overrides=["model.encoder=test_efficientnet", "model.pretrained=none", "model.decoder=unet",
+                                 "model.lgconv.enabled=true",
                                  "model.lgconv.min_channels=8", "model.lgconv.strides=[16,32]"])  # fmt: skip
     with caplog.at_level(logging.INFO, logger="disdepth.models.student"):
         for _ in range(3):

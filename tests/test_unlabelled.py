@@ -51,7 +51,8 @@ def write_images(folder: Path, n: int, size: tuple[int, int], with_depth_column:
 
 def pool_config(index: Path, *extra: str):
     """A tiny-student config whose distillation draws from the unlabelled CSV ``index`` (augmentation off)."""
-    overrides = ["model.encoder=test_efficientnet", "data.augment.enabled=false", f"distill.unlabelled_list={index}"]
+    overrides = ["model.encoder=test_efficientnet", "model.pretrained=none", "model.decoder=unet",
+                 "data.augment.enabled=false", f"distill.unlabelled_list={index}"]
     return load_config(overrides=[*overrides, *extra])
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from bn_students import assert_same_depth, student  # tests/bn_students.py
+from bn_students import UNET, assert_same_depth, student  # tests/bn_students.py
 from torch import nn
 
 from disdepth.deploy.inference import optimize_for_inference
@@ -28,7 +28,7 @@ def test_the_transposed_kernel_is_a_conv_over_the_nearest_upsampled_map(size):
 @pytest.mark.parametrize("strides", ["[]", "[16,8,4,2]", "[4]"], ids=["upsample-first", "conv-first", "mixed"])
 @pytest.mark.parametrize("size", [(64, 96), (70, 101), (33, 47)], ids=["multiple-of-32", "odd-skips", "odd-small"])
 def test_the_fused_student_gives_the_same_depth_and_decoder_features(strides, size):
-    model = student(f"model.decoder_conv_first_strides={strides}")
+    model = student(*UNET, f"model.decoder_conv_first_strides={strides}")
     fused, count = fuse_decoder_upsampling(model)
     assert count == 4 and all(isinstance(b, FusedDecoderBlock) for b in fused.decoder.blocks)
     assert all(isinstance(b, DecoderBlock) for b in model.decoder.blocks)  # the original is untouched
@@ -42,7 +42,7 @@ def test_the_fused_student_gives_the_same_depth_and_decoder_features(strides, si
 
 
 def test_the_fast_path_runs_where_the_skip_is_twice_the_coarse_map_and_the_crop_path_elsewhere():
-    fused, _ = fuse_decoder_upsampling(student())
+    fused, _ = fuse_decoder_upsampling(student(*UNET))
     calls: list[int] = []
     for level, block in enumerate(fused.decoder.blocks):  # deep to shallow: strides 16, 8, 4, 2
         block.up_transposed.register_forward_hook(lambda *_, level=level: calls.append(level))
@@ -56,7 +56,7 @@ def test_the_fast_path_runs_where_the_skip_is_twice_the_coarse_map_and_the_crop_
 
 
 def test_bilinear_blocks_and_models_without_decoder_blocks_are_left_as_they_are():
-    bilinear = student("model.decoder_upsample=bilinear")
+    bilinear = student(*UNET, "model.decoder_upsample=bilinear")
     same, count = fuse_decoder_upsampling(bilinear)
     assert count == 0 and same is bilinear
     peer = student("model.encoder=mobilenetv1_100", "model.decoder=nnconv5")
@@ -66,7 +66,7 @@ def test_bilinear_blocks_and_models_without_decoder_blocks_are_left_as_they_are(
 
 
 def test_the_eager_inference_path_fuses_and_still_matches():
-    model = student()
+    model = student(*UNET)
     optimized, ok = optimize_for_inference(model, torch.randn(1, 3, 64, 96))
     assert ok and sum(isinstance(m, FusedDecoderBlock) for m in optimized.modules()) == 4
     assert not any(isinstance(m, nn.BatchNorm2d) for m in optimized.modules())
@@ -78,7 +78,7 @@ def test_a_fixed_size_onnx_graph_is_fused_and_a_dynamic_one_is_not(tmp_path):
     pytest.importorskip("onnxruntime")
     from disdepth.deploy.export import DepthOnly, export_onnx, ort_session, parity
 
-    wrapper = DepthOnly(student(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).eval()
+    wrapper = DepthOnly(student(*UNET), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).eval()
     # (dynamic, size, transposed convs in the graph): at 68 rows only the stride-2 level is exactly x2
     for dynamic, size, want in ((False, (64, 96), 4), (False, (68, 96), 1), (True, (64, 96), 0)):
         path = tmp_path / f"m_{dynamic}_{size[0]}.onnx"

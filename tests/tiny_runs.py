@@ -7,7 +7,8 @@ import os
 import socket
 
 SETTINGS = {
-    "model.encoder": "test_efficientnet", "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
+    "model.encoder": "test_efficientnet", "model.pretrained": "none", "model.decoder": "unet",
+    "model.decoder_channels": "[16,16,8,8,8]", "data.dataset": "synthetic",
     "data.synthetic.n_train": 4, "data.synthetic.n_val": 2, "data.synthetic.height": 48,
     "data.synthetic.width": 64, "data.batch_size": 2, "data.num_workers": 0, "train.steps": 2,
     "train.eval_every": 0, "eval.protocol": "none",
@@ -17,6 +18,8 @@ TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={val
 # A tiny student and hybrid teacher for the distillation tests, as config overrides (KEY=VALUE).
 TINY_PAIR = [
     "model.encoder=test_efficientnet",
+    "model.pretrained=none",
+    "model.decoder=unet",
     "model.decoder_channels=[16,16,8,8,8]",
     "model.max_depth=8",
     "teacher.kind=hybrid",

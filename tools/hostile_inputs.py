@@ -47,7 +47,12 @@ VERDICTS = ("clear error", "ok", "unclear error", "crash", "silent", "data loss"
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
-TINY_MODEL = ["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]"]
+TINY_MODEL = [
+    "model.encoder=test_efficientnet",
+    "model.pretrained=none",
+    "model.decoder=unet",
+    "model.decoder_channels=[16,8,8,8,8]",
+]
 FAST = [
     "train.device=cpu",
     "data.num_workers=0",

@@ -230,7 +230,12 @@ def _upgrade(state: dict[str, Any], path: Path) -> dict[str, Any]:
             state["ema"] = {k: v for k, v in state["ema"].items() if not k.startswith("adapters.")}
     model_cfg = state["config"].get("model") if isinstance(state.get("config"), dict) else None
     if isinstance(model_cfg, dict):  # keys added after checkpoints were saved: what those checkpoints were trained with
-        before_the_key = {"decoder_upsample": "bilinear", "decoder_conv_first_strides": []}
+        before_the_key = {
+            "decoder": "unet",
+            "decoder_upsample": "bilinear",
+            "decoder_conv_first_strides": [],
+            "lite_upsample": "bilinear",
+        }
         state["config"] = {**state["config"], "model": {**before_the_key, **model_cfg}}
     if kind == CheckpointKind.ACCLIMATED_TEACHER and "extra" not in state:  # format 1 kept the parts at the top
         state["extra"] = {k: state.pop(k) for k in ("teacher", "fams", "ghost", "metrics") if k in state}

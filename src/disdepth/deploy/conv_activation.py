@@ -6,15 +6,16 @@ followed by its clamp took twice the time of the same conv with the clamp applie
 when it loads a graph; this module does the same for eager inference with oneDNN's fused convolution
 (``torch.ops.mkldnn._convolution_pointwise``, the kernel PyTorch's own compiler emits for these pairs on the CPU):
 
-- :func:`conv_activation_pairs` finds every plain ``nn.Conv2d`` whose output goes straight into a ReLU or ReLU6 /
-  Hardtanh module in one forward (hooks: ``deploy/module_pairs.py``);
+- :func:`conv_activation_pairs` finds every plain ``nn.Conv2d`` (or rewritten stride-2 SAME conv,
+  ``deploy/same_padding.py``) whose output goes straight into a ReLU or ReLU6 / Hardtanh module in one forward
+  (hooks: ``deploy/module_pairs.py``);
 - :func:`fuse_conv_activations` replaces each conv by a :class:`ConvActivation` (the same weights; the activation
   computed inside the conv) and the activation by ``nn.Identity``.
 
 Same numbers (the activation is applied to the same sums), so ``optimize_for_inference`` checks the result against
 the unchanged model as for its other rewrites. Only where PyTorch was built with oneDNN (``torch.backends.mkldnn``);
-elsewhere the model is returned as it was. Run it after BatchNorm folding, so that the conv is what feeds the
-activation.
+elsewhere the model is returned as it was. Run it after BatchNorm folding and the SAME rewrite, so that the conv is
+what feeds the activation.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from disdepth.deploy.module_pairs import direct_pairs, set_submodule
+from disdepth.deploy.same_padding import EvenSizeSameConv
 
 
 def fusion_available() -> bool:
@@ -41,9 +43,15 @@ def _attribute(activation: nn.Module) -> tuple[str, list[float]] | None:
     return None
 
 
-def _fusable_conv(conv: nn.Module) -> bool:
+def _plain_conv(conv: nn.Module) -> bool:
     """A plain 2-D conv with numeric zero padding (not timm's Conv2dSame, no string padding, not transposed)."""
     return type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
+def _fusable_conv(conv: nn.Module) -> bool:
+    """A plain conv, or a rewritten SAME conv (``deploy/same_padding.py``) whose even-size branch is one. The wrapper's
+    hook runs after its inner conv's, so an activation after it pairs with the wrapper, which fuses both branches."""
+    return _plain_conv(conv) or (isinstance(conv, EvenSizeSameConv) and _plain_conv(conv.conv))
 
 
 class ConvActivation(nn.Module):
@@ -79,7 +87,12 @@ def fuse_conv_activations(model: nn.Module, example: torch.Tensor) -> tuple[nn.M
         return model, 0
     fused = copy.deepcopy(model)
     for conv_name, activation_name in pairs:
-        attribute, scalars = _attribute(fused.get_submodule(activation_name))
-        set_submodule(fused, conv_name, ConvActivation(fused.get_submodule(conv_name), attribute, scalars))
+        conv, activation = fused.get_submodule(conv_name), fused.get_submodule(activation_name)
+        attribute, scalars = _attribute(activation)
+        if isinstance(conv, EvenSizeSameConv):
+            inside = ConvActivation(conv.conv, attribute, scalars)
+            set_submodule(fused, conv_name, conv.with_activation(inside, activation))
+        else:
+            set_submodule(fused, conv_name, ConvActivation(conv, attribute, scalars))
         set_submodule(fused, activation_name, nn.Identity())
     return fused, len(pairs)

@@ -114,10 +114,10 @@ def optimize_for_inference(
     The decoder's nearest-upsampling blocks become :class:`~disdepth.deploy.upsample_fusion.FusedDecoderBlock` (their
     BatchNorms folded with them); then all other conv -> BatchNorm pairs are folded at once. If that changes the
     depth, they are folded one at a time, each kept only if the depth stays the same (one forward per pair, so only
-    for models that need it). Each conv whose output goes straight into a ReLU / ReLU6 then computes it inside the conv
-    (:func:`~disdepth.deploy.conv_activation.fuse_conv_activations`; kept only if the depth stays the same), and timm's
-    stride-2 ``Conv2dSame`` convs (TF-ported encoders) run without their padding copy
-    (:func:`~disdepth.deploy.same_padding.rewrite_same_padding`).
+    for models that need it). timm's stride-2 ``Conv2dSame`` convs (TF-ported encoders) then run without their padding
+    copy (:func:`~disdepth.deploy.same_padding.rewrite_same_padding`), and each conv whose output goes straight into a
+    ReLU / ReLU6 computes it inside the conv (:func:`~disdepth.deploy.conv_activation.fuse_conv_activations`; kept
+    only if the depth stays the same).
 
     Args:
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
@@ -146,14 +146,16 @@ def optimize_for_inference(
     optimized, count = fold_batchnorm(fused, example)
     if max_diff(optimized, example):
         optimized, count = fold_batchnorm(fused, example, lambda folded: not max_diff(folded, example))
+    # Both after folding: the folded conv is what both SAME branches run and what feeds the activation. The SAME
+    # rewrite first: its stride-2 convs (the stem and each stage's first depthwise conv, on the largest maps) then
+    # take their activation inside too (timm's Conv2dSame cannot).
+    optimized, n_same = rewrite_same_padding(optimized) if rewrite_same else (optimized, 0)
     with_activations, n_act = fuse_conv_activations(optimized, example) if fuse_activations else (optimized, 0)
     if n_act and _checked_diff(with_activations, max_diff, example):
         log.debug("conv-activation fusion changed the output or failed; running the activations separately")
         n_act = 0
     else:
         optimized = with_activations
-    # Both after folding: the folded conv is what feeds the activation, and what both SAME branches run.
-    optimized, n_same = rewrite_same_padding(optimized) if rewrite_same else (optimized, 0)
     optimized = optimized.to(memory_format=torch.channels_last)
     diff = _checked_diff(optimized, max_diff, example.contiguous(memory_format=torch.channels_last))
     if diff:  # NaN (it failed to run) counts as changed

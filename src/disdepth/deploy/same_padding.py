@@ -45,8 +45,8 @@ class EvenSizeSameConv(nn.Module):
     def __init__(self, same: nn.Conv2d) -> None:
         super().__init__()
         k = same.kernel_size[0]
-        self.same = same
-        self.conv = nn.Conv2d(
+        self.same: nn.Module = same
+        self.conv: nn.Module = nn.Conv2d(
             same.in_channels,
             same.out_channels,
             k + 1,
@@ -64,6 +64,14 @@ class EvenSizeSameConv(nn.Module):
         if x.shape[-2] % 2 or x.shape[-1] % 2:
             return self.same(x)
         return self.conv(x)
+
+    def with_activation(self, fused_conv: nn.Module, activation: nn.Module) -> EvenSizeSameConv:
+        """A copy that ends in ``activation`` on both branches: ``fused_conv`` (this module's ``conv`` with the
+        activation computed inside it, ``deploy/conv_activation.py``) for even sizes, the SAME conv followed by
+        ``activation`` for odd ones."""
+        fused = copy.deepcopy(self)
+        fused.conv, fused.same = fused_conv, nn.Sequential(fused.same, activation)
+        return fused
 
 
 def rewrite_same_padding(model: nn.Module) -> tuple[nn.Module, int]:

@@ -8,7 +8,8 @@ alone ~21 %), in concatenations followed by full 3x3 convolutions, and in batch-
 * skips are **added** after a 1x1 projection (FastDepth's additive skips) instead of concatenated;
 * each level is one **depthwise-separable** block: 3x3 depthwise -> BN -> ReLU -> 1x1 -> BN -> ReLU (both BNs fold
   into the convolutions on export);
-* widths shrink with resolution (default 128, 64, 32 at strides 16, 8, 4);
+* widths shrink with resolution (``model.lite_channels``: 96, 48, 24 at strides 16, 8, 4 by default; 128, 64, 32
+  until 0.5);
 * the x2 upsampling is bilinear (sized from the skip) or nearest neighbour (a fixed x2 scale, ``models/decoder.py:
   upsample_to``), which ONNX Runtime runs in its blocked layout: at 480x640 on one thread the EfficientNet-Lite0 lite
   student ran at 0.91x its bilinear time (docs/results.md, "The student").

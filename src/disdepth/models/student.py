@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from disdepth.config import ModelConfig
+from disdepth.config.schema import PACKAGE_WEIGHTS
 from disdepth.models.decoder import UNetDecoder
 from disdepth.models.encoder import FeatureInfo, TimmEncoder, encoder_normalization
 from disdepth.models.heads import BinsHead, PointwiseHead, SigmoidHead
@@ -91,13 +92,16 @@ def build_student(cfg: ModelConfig, load_weights: bool = True) -> DepthStudent:
         cfg = dataclasses.replace(cfg, pretrained="none", weights="")
     if cfg.pretrained == "file" and not cfg.weights:
         raise ValueError("model.pretrained='file' needs model.weights=<path to a weights file>")
-    if cfg.weights and cfg.pretrained != "file":
+    # A weights file of the user's with another pretrained setting is a mistake; the default (the packaged Lite0
+    # weights) is simply unused, so that model.pretrained=none alone gives random weights.
+    if cfg.weights and cfg.weights != PACKAGE_WEIGHTS and cfg.pretrained != "file":
         raise ValueError(f"model.weights={cfg.weights!r} is set but model.pretrained={cfg.pretrained!r}; use 'file'")
     if cfg.weights and not cfg.weights.startswith("package:") and not Path(cfg.weights).is_file():
         raise FileNotFoundError(f"model.weights: file not found: {cfg.weights}")
     if not 0 < cfg.min_depth < cfg.max_depth:
         raise ValueError(f"model.min_depth/max_depth: need 0 < min < max, got {cfg.min_depth}, {cfg.max_depth}")
-    encoder = TimmEncoder(cfg.encoder, pretrained=cfg.pretrained == "timm", weights=cfg.weights or None)
+    weights = cfg.weights if cfg.pretrained == "file" else None
+    encoder = TimmEncoder(cfg.encoder, pretrained=cfg.pretrained == "timm", weights=weights)
     names: list[str] = []
     if cfg.lgconv.enabled:
         lg = cfg.lgconv
