@@ -203,6 +203,12 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-set", nargs="*", default=[], help="extra --set overrides for every stage (teacher too)")
 
 
+def student_weights(cfg: Config) -> str:
+    """The student encoder's starting weights in words, from the resolved config (flags and ``--base-set``)."""
+    words = {"file": cfg.model.weights, "timm": "timm's ImageNet weights"}
+    return words.get(cfg.model.pretrained, "no ImageNet weights")
+
+
 def base_config(args: argparse.Namespace, seed: int) -> Config:
     """The recipe file plus what the flags set (seed, student, budgets, sizes), then ``--base-set``."""
     h, w = args.size
@@ -1025,7 +1031,7 @@ def main() -> None:
     recipe = teacher_recipe(tdir)  # written when the teacher was trained (a reused teacher keeps its own)
     header = (
         f"dataset={args.dataset} size={args.size[0]}x{args.size[1]} train={len(train)} held-out={len(test)} "
-        f"split={args.split} student={args.student} ({args.student_weights or 'no ImageNet weights'}) "
+        f"split={args.split} student={args.student} ({student_weights(base_config(args, 0))}) "
         f"steps={args.steps} batch={args.batch} lr={args.lr} "
         f"acclimate_steps={args.acclimate_steps} kd_weight={args.kd_weight} response_weight={args.response_weight} "
         f"{f'few_label={args.few_label:g} ' if args.few_label else ''}"
