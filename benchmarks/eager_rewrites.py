@@ -5,10 +5,11 @@
     OMP_WAIT_POLICY=PASSIVE python benchmarks/eager_rewrites.py --threads 2 ...
 
 What ``disdepth predict``, ``disdepth.load`` and the app run on the CPU (``deploy/inference.py``): BatchNorm folded,
-channels-last, the decoder's upsampling fused, and the two rewrites measured here — each ReLU / ReLU6 computed inside
-the conv before it (``deploy/conv_activation.py``) and timm's stride-2 SAME convs without their padding copy
-(``deploy/same_padding.py``). Per model: all rewrites ("all"), all but the activation fusion ("no_activation_fusion"),
-all but the SAME rewrite ("no_same_rewrite", only for models that have SAME convs). Random weights (latency does not
+channels-last, the decoder's upsampling fused, and the three rewrites measured here — each ReLU / ReLU6 computed inside
+the conv before it (``deploy/conv_activation.py``), timm's stride-2 SAME convs without their padding copy
+(``deploy/same_padding.py``) and every other conv run by oneDNN (``conv_activation.convs_to_onednn``). Per model: all
+rewrites ("all"), all but the activation fusion ("no_activation_fusion"), all but the SAME rewrite
+("no_same_rewrite", only for models that have SAME convs), all but the oneDNN routing ("no_onednn_convs"). Random weights (latency does not
 depend on them), batch 1, fp32, 480x640 by default; one forward of every variant per round, in a new random order each
 round (``deploy.bench.time_interleaved``); the median ms and the ratio of each variant to its model's "all". With
 ``--fastdepth-repo`` (a checkout of github.com/dwofk/fast-depth outside this repository) the authors' FastDepth is
@@ -37,7 +38,12 @@ STUDENTS = [
     "lite decoder 96/48/24, nearest upsampling (mobilenetv2_100)",
     "lite decoder 96/48/24, nearest upsampling, ImageNet EfficientNet-Lite0 encoder",
 ]
-VARIANTS = {"all": {}, "no_activation_fusion": {"fuse_activations": False}, "no_same_rewrite": {"rewrite_same": False}}
+VARIANTS = {
+    "all": {},
+    "no_activation_fusion": {"fuse_activations": False},
+    "no_same_rewrite": {"rewrite_same": False},
+    "no_onednn_convs": {"onednn_convs": False},
+}
 
 
 def main() -> None:

@@ -63,7 +63,8 @@ def test_a_conv_whose_raw_output_is_read_elsewhere_keeps_its_activation_separate
     with torch.inference_mode():
         assert not torch.allclose(fused(example), model(example))  # ... which would be wrong here
     optimized, ok = optimize_for_inference(model, example)  # so the checked optimisation leaves them apart
-    assert ok and not any(isinstance(m, ConvActivation) for m in optimized.modules())
+    assert ok and isinstance(optimized.act, nn.ReLU)
+    assert not any(isinstance(m, ConvActivation) and m.attribute != "none" for m in optimized.modules())
     with torch.inference_mode():
         torch.testing.assert_close(optimized(example.contiguous(memory_format=torch.channels_last)), model(example))
 
@@ -99,7 +100,7 @@ def test_without_onednn_the_model_is_returned_as_it_was(monkeypatch):
 @needs_onednn
 def test_a_fused_conv_that_cannot_run_here_is_dropped_and_the_model_still_loads(monkeypatch):
     """A oneDNN build without a post-op kernel raises when the fused conv runs: the optimisation keeps the separate
-    activations instead of failing."""
+    activations (and PyTorch's own conv dispatch) instead of failing."""
     import disdepth.deploy.conv_activation as module
 
     def unsupported(self, x):
@@ -109,3 +110,29 @@ def test_a_fused_conv_that_cannot_run_here_is_dropped_and_the_model_still_loads(
     model = student("model.encoder=mobilenetv2_100", "model.lite_upsample=bilinear")
     optimized, ok = optimize_for_inference(model, torch.rand(1, 3, 64, 96))
     assert ok and not any(isinstance(m, ConvActivation) for m in optimized.modules())
+
+
+@needs_onednn
+def test_the_convs_without_an_activation_run_on_onednn_not_pytorchs_slow_path():
+    """At one thread PyTorch runs 1x1 stride-1 convs of a small batch as im2col GEMMs (``_slow_conv2d_forward``, with
+    layout copies); the optimised student runs every conv through oneDNN instead, with the same depth."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = student()  # the default: 16 linear 1x1 projections in the encoder, 3 skip projections in the decoder
+    example, x = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 96, 128).contiguous(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ops, optimized = {}, {}
+        for routed in (True, False):
+            optimized[routed], ok = optimize_for_inference(model, example, onednn_convs=routed)
+            assert ok
+            with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+                optimized[routed](x)
+            ops[routed] = {event.key for event in prof.key_averages()}
+    finally:
+        torch.set_num_threads(threads)
+    assert "aten::_slow_conv2d_forward" in ops[False] and "aten::_slow_conv2d_forward" not in ops[True]
+    assert not any(type(m) is nn.Conv2d for m in optimized[True].modules())  # the SAME convs' odd branch: Conv2dSame
+    assert_same_depth(optimized[True], model, torch.rand(1, 3, 96, 128), rtol=1e-3, atol=1e-4)
+    assert_same_depth(optimized[True], model, torch.rand(1, 3, 70, 101), rtol=1e-3, atol=1e-4)

@@ -55,7 +55,9 @@ def _fusable_conv(conv: nn.Module) -> bool:
 
 
 class ConvActivation(nn.Module):
-    """``activation(conv(x))`` in one oneDNN call: x (B, C_in, H, W) float32 on the CPU -> (B, C_out, H', W')."""
+    """``activation(conv(x))`` in one oneDNN call: x (B, C_in, H, W) float32 on the CPU -> (B, C_out, H', W').
+
+    ``attribute`` "none" is the conv alone, run by oneDNN (:func:`convs_to_onednn`)."""
 
     def __init__(self, conv: nn.Conv2d, attribute: str, scalars: list[float]) -> None:
         super().__init__()
@@ -96,3 +98,25 @@ def fuse_conv_activations(model: nn.Module, example: torch.Tensor) -> tuple[nn.M
             set_submodule(fused, conv_name, ConvActivation(conv, attribute, scalars))
         set_submodule(fused, activation_name, nn.Identity())
     return fused, len(pairs)
+
+
+def convs_to_onednn(model: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``model`` whose every remaining plain conv (no activation after it: the 1x1 linear projections of
+    inverted residual blocks, the lite decoder's skip projections) is a :class:`ConvActivation` with no activation,
+    and how many; ``model`` itself with 0 where oneDNN's fused convolution is not available or there is none.
+
+    Why: PyTorch's own dispatch sends a 1x1 stride-1 conv of a batch below 16 at one thread to its im2col GEMM path
+    (``aten::_slow_conv2d_forward``, which also copies channels-last maps to and from NCHW and parallelises over the
+    batch only); on the default student at 480x640 those 19 convs took 29 % of a one-thread forward. oneDNN's
+    convolution runs them in the channels-last layout, with the same sums. The SAME convs' odd-size branch (timm's
+    ``Conv2dSame``) is left as it is.
+    """
+    if not fusion_available():
+        return model, 0
+    names = [name for name, module in model.named_modules() if _plain_conv(module)]
+    if not names:
+        return model, 0
+    routed = copy.deepcopy(model)
+    for name in names:
+        set_submodule(routed, name, ConvActivation(routed.get_submodule(name), "none", []))
+    return routed, len(names)

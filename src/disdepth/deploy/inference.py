@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from disdepth.deploy.conv_activation import fuse_conv_activations
+from disdepth.deploy.conv_activation import convs_to_onednn, fuse_conv_activations
 from disdepth.deploy.module_pairs import direct_pairs, set_submodule
 from disdepth.deploy.same_padding import rewrite_same_padding
 from disdepth.deploy.upsample_fusion import fuse_decoder_upsampling
@@ -108,6 +108,7 @@ def optimize_for_inference(
     fuse_upsampling: bool = True,
     fuse_activations: bool = True,
     rewrite_same: bool = True,
+    onednn_convs: bool = True,
 ) -> tuple[nn.Module, bool]:
     """Decoder upsampling fused, BatchNorm folded and channels-last weights, checked against ``model`` on ``example``.
 
@@ -117,15 +118,16 @@ def optimize_for_inference(
     for models that need it). timm's stride-2 ``Conv2dSame`` convs (TF-ported encoders) then run without their padding
     copy (:func:`~disdepth.deploy.same_padding.rewrite_same_padding`), and each conv whose output goes straight into a
     ReLU / ReLU6 computes it inside the conv (:func:`~disdepth.deploy.conv_activation.fuse_conv_activations`; kept
-    only if the depth stays the same).
+    only if the depth stays the same); the other convs are run by oneDNN directly too
+    (:func:`~disdepth.deploy.conv_activation.convs_to_onednn`, checked with the rest).
 
     Args:
         model: maps (B, 3, H, W) to depth (or a dict with ``depth``); not changed.
         example: (B, 3, H, W) input, e.g. a normalised random image at a multiple of 32.
         rtol, atol: allowed difference of the depth (metres) between the optimised and the original model.
         fuse_upsampling: rewrite the decoder's nearest-upsampling blocks (False: only fold and convert, for comparing).
-        fuse_activations, rewrite_same: the conv-activation fusion and the SAME-padding rewrite (False: without it,
-            for comparing; ``benchmarks/eager_rewrites.py``).
+        fuse_activations, rewrite_same, onednn_convs: the conv-activation fusion, the SAME-padding rewrite and the
+            other convs run by oneDNN (False: without it, for comparing; ``benchmarks/eager_rewrites.py``).
 
     Returns:
         (the model to run, True) when the check passes; (``model`` itself in eval mode, False) when it does not. Feed
@@ -150,12 +152,22 @@ def optimize_for_inference(
     # rewrite first: its stride-2 convs (the stem and each stage's first depthwise conv, on the largest maps) then
     # take their activation inside too (timm's Conv2dSame cannot).
     optimized, n_same = rewrite_same_padding(optimized) if rewrite_same else (optimized, 0)
-    with_activations, n_act = fuse_conv_activations(optimized, example) if fuse_activations else (optimized, 0)
-    if n_act and _checked_diff(with_activations, max_diff, example):
-        log.debug("conv-activation fusion changed the output or failed; running the activations separately")
-        n_act = 0
-    else:
-        optimized = with_activations
+
+    def kept_if_unchanged(current: nn.Module, rewritten: tuple[nn.Module, int], what: str) -> tuple[nn.Module, int]:
+        """The rewritten model and its count, or ``current`` and 0 where the rewrite changed the depth or failed
+        (e.g. a oneDNN build without the fused kernel)."""
+        candidate, n = rewritten
+        if n and _checked_diff(candidate, max_diff, example):
+            log.debug("%s changed the output or failed; left out", what)
+            return current, 0
+        return candidate, n
+
+    n_act = n_onednn = 0
+    if fuse_activations:
+        fused_act = fuse_conv_activations(optimized, example)
+        optimized, n_act = kept_if_unchanged(optimized, fused_act, "conv-activation fusion")
+    if onednn_convs:
+        optimized, n_onednn = kept_if_unchanged(optimized, convs_to_onednn(optimized), "the other convs on oneDNN")
     optimized = optimized.to(memory_format=torch.channels_last)
     diff = _checked_diff(optimized, max_diff, example.contiguous(memory_format=torch.channels_last))
     if diff:  # NaN (it failed to run) counts as changed
@@ -163,10 +175,11 @@ def optimize_for_inference(
         return model, False
     log.debug(
         "inference optimisation: %d decoder blocks fused, %d BatchNorms folded, %d activations in their convs, %d SAME "
-        "convs rewritten, channels-last",
+        "convs rewritten, %d other convs on oneDNN, channels-last",
         n_fused,
         count,
         n_act,
         n_same,
+        n_onednn,
     )
     return optimized, True
