@@ -11,9 +11,9 @@ the conv before it (``deploy/conv_activation.py``), timm's stride-2 SAME convs w
 rewrites ("all"), all but the activation fusion ("no_activation_fusion"), all but the SAME rewrite
 ("no_same_rewrite", only for models that have SAME convs), all but the oneDNN routing ("no_onednn_convs"). Random
 weights (latency does not depend on them), batch 1, fp32, 480x640 by default; one forward of every variant per round,
-in a new random order each round (``deploy.bench.time_interleaved``); the median ms and the ratio of each variant to its model's "all". With
-``--fastdepth-repo`` (a checkout of github.com/dwofk/fast-depth outside this repository) the authors' FastDepth is
-timed the same way, as every model is optimised alike in ``student_latency.py``.
+in a new random order each round (``deploy.bench.time_interleaved``); the median ms and the ratio of each variant to
+its model's "all". With ``--fastdepth-repo`` (a checkout of github.com/dwofk/fast-depth outside this repository) the
+authors' FastDepth is timed the same way, as every model is optimised alike in ``student_latency.py``.
 """
 
 from __future__ import annotations
