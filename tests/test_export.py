@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_runs import TINY_UNET  # tests/tiny_runs.py
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -151,14 +152,7 @@ def test_export_int8_is_calibrated_on_the_users_images_and_reports_latency_and_c
     from disdepth.config import load_config, to_dict
     from disdepth.models.student import build_student
 
-    cfg = load_config(
-        overrides=[
-            "model.encoder=test_efficientnet",
-            "model.decoder_channels=[16,8,8,8,8]",
-            "model.pretrained=none",
-            "model.decoder=unet",
-        ]
-    )
+    cfg = load_config(overrides=TINY_UNET)
     torch.manual_seed(0)
     ckpt = save_checkpoint(
         {"kind": "student", "model": build_student(cfg.model).state_dict(), "config": to_dict(cfg)}, tmp_path / "s.pt"
@@ -191,14 +185,7 @@ def test_predict_runs_an_exported_onnx_file_like_its_checkpoint(tmp_path):
     from disdepth.data.io import read_depth
     from disdepth.models.student import build_student
 
-    cfg = load_config(
-        overrides=[
-            "model.encoder=test_efficientnet",
-            "model.decoder_channels=[16,8,8,8,8]",
-            "model.pretrained=none",
-            "model.decoder=unet",
-        ]
-    )
+    cfg = load_config(overrides=TINY_UNET)
     torch.manual_seed(0)
     ckpt = save_checkpoint(
         {"kind": "student", "model": build_student(cfg.model).state_dict(), "config": to_dict(cfg)}, tmp_path / "s.pt"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_runs import TINY_UNET  # tests/tiny_runs.py
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -27,14 +28,7 @@ MAX_DEPTH = 10.0
 
 def tiny_model() -> tuple[torch.nn.Module, Config]:
     """A tiny random student (test_efficientnet, sigmoid head, 0.001-10 m) and its config."""
-    cfg = load_config(
-        overrides=[
-            "model.encoder=test_efficientnet",
-            "model.decoder_channels=[16,8,8,8,8]",
-            "model.pretrained=none",
-            "model.decoder=unet",
-        ]
-    )
+    cfg = load_config(overrides=TINY_UNET)
     torch.manual_seed(0)
     return build_student(cfg.model).eval(), cfg
 

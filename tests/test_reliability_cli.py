@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from PIL import Image
-from tiny_runs import free_port, join_as_rank
+from tiny_runs import TINY_UNET, free_port, join_as_rank
 
 from disdepth import cli
 from disdepth.cli import main
@@ -26,12 +26,7 @@ from disdepth.engine import dist
 from disdepth.models.student import build_student
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "model.encoder=test_efficientnet",
-    "model.decoder_channels=[16,8,8,8,8]",
-    "model.pretrained=none",
-    "model.decoder=unet",
-]
+TINY = TINY_UNET
 
 
 def _sets(items: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import TINY_UNET  # tests/tiny_runs.py
 
 import disdepth
 from disdepth.checkpoint import (
@@ -24,8 +25,7 @@ from disdepth.cli import main
 from disdepth.config import load_config, to_dict
 from disdepth.models.student import build_student
 
-TINY = ["model.encoder=test_efficientnet", "model.decoder_channels=[16,8,8,8,8]", "model.pretrained=none",
-        "model.decoder=unet"]  # fmt: skip
+TINY = TINY_UNET
 
 
 class Payload:

@@ -15,6 +15,14 @@ SETTINGS = {
 }  # fmt: skip
 TINY = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
 
+# A tiny random U-Net student (test_efficientnet, 16/8/8/8/8 channels) as config overrides (KEY=VALUE).
+TINY_UNET = [
+    "model.encoder=test_efficientnet",
+    "model.decoder_channels=[16,8,8,8,8]",
+    "model.pretrained=none",
+    "model.decoder=unet",
+]
+
 # A tiny student and hybrid teacher for the distillation tests, as config overrides (KEY=VALUE).
 TINY_PAIR = [
     "model.encoder=test_efficientnet",
